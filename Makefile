@@ -1,0 +1,29 @@
+# The two commands: `make demo` runs the platform, `make test` runs every check.
+SHELL := /bin/bash
+BIN := .venv/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup demo test lint typecheck pytest docs clean
+
+setup:  ## install system packages, TimescaleDB, .venv; start and migrate local services
+	@bash scripts/install-system.sh
+	@$(BIN)/villagetwin setup
+
+demo: setup  ## services + sample village + simulated devices + ingester + dashboard
+	@$(BIN)/villagetwin demo
+
+test: setup lint typecheck pytest  ## everything CI runs
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	-$(BIN)/villagetwin broker stop
+	rm -rf .state test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,17 @@
+"""The dashboard's one settings object."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DashboardSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VT_", env_nested_delimiter="__", extra="ignore")
+
+    db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
+    # A map style served on the intranet; none by default, so nothing is fetched from outside.
+    base_map_url: str | None = None
+    refresh_s: float = Field(default=5.0, gt=0)
+    event_window_minutes: int = Field(default=60, ge=1)
+    max_event_points: int = Field(default=5000, ge=1)

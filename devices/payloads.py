@@ -1,0 +1,193 @@
+"""Typed payloads of the device contract, schema version 1.
+
+Devices send JSON. Every event names its schema version (``v``), its type, a globally unique
+id chosen by the device (so a retry is recognisable), the device's own per-device sequence
+number (so the platform can see gaps) and the device's timestamp, which must carry a UTC
+offset: a naive local time would be ambiguous across devices.
+
+A face, a card or a plate is never sent as an image or a raw number: devices send an opaque
+credential reference (``credential``), and cameras a snapshot reference, never image bytes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
+
+from devices.topics import DEVICE_ID_PATTERN
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+MAX_BATCH_EVENTS = 1000
+
+DeviceId = Annotated[str, StringConstraints(pattern=f"^{DEVICE_ID_PATTERN}$")]
+# An opaque reference (hash, token, registry key), never the personal datum itself.
+Reference = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:_.\-/]{1,128}$")]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class DeviceKind(StrEnum):
+    GATE = "gate"
+    CAMERA = "camera"
+    ACCESS = "access"
+    APP = "app"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Event(_Message):
+    v: Literal[1] = 1
+    id: UUID
+    device: DeviceId
+    seq: int = Field(ge=0, description="per-device sequence number, +1 for every event")
+    ts: AwareDatetime = Field(description="device time, ISO 8601 with a UTC offset")
+
+
+class GatePass(_Event):
+    """A person or vehicle passing a village gate (闸口)."""
+
+    type: Literal["gate.pass"] = "gate.pass"
+    direction: Literal["in", "out"]
+    method: Literal["face", "card", "qr", "plate"]
+    granted: bool
+    credential: Reference | None = None
+
+
+class GateAlarm(_Event):
+    type: Literal["gate.alarm"] = "gate.alarm"
+    alarm: Literal["tailgating", "forced"]
+
+
+class CameraDetection(_Event):
+    """What a camera (摄像头) saw in one zone; the image stays on the camera or NVR."""
+
+    type: Literal["camera.detection"] = "camera.detection"
+    cls: Literal["person", "vehicle", "ebike", "smoke", "fire", "crowd"]
+    count: int = Field(ge=0, le=10_000)
+    confidence: float = Field(ge=0, le=1)
+    zone: Code
+    snapshot: Reference | None = None
+    credential: Reference | None = Field(
+        default=None, description="plate or face match reference, when the camera recognises one"
+    )
+
+
+class AccessUnlock(_Event):
+    """A door reader (门禁) at a building or unit door."""
+
+    type: Literal["access.unlock"] = "access.unlock"
+    door: Literal["building", "unit"]
+    unit: Code | None = None
+    method: Literal["card", "face", "pin", "app"]
+    credential: Reference
+    granted: bool
+
+
+class AccessAlarm(_Event):
+    type: Literal["access.alarm"] = "access.alarm"
+    alarm: Literal["held_open", "forced_open"]
+    door: Literal["building", "unit"]
+    unit: Code | None = None
+
+
+class AppCheckIn(_Event):
+    """A tenant checking in to a rental unit through the resident app (靠埔通)."""
+
+    type: Literal["app.checkin"] = "app.checkin"
+    unit: Code
+    credential: Reference
+
+
+class AppCheckOut(_Event):
+    type: Literal["app.checkout"] = "app.checkout"
+    unit: Code
+    credential: Reference
+
+
+class AppVisitor(_Event):
+    type: Literal["app.visitor"] = "app.visitor"
+    unit: Code
+    credential: Reference = Field(description="the visitor's reference")
+    host: Reference | None = None
+
+
+class AppIncident(_Event):
+    """An incident a resident reports; it then moves through reported → assigned → resolved."""
+
+    type: Literal["app.incident"] = "app.incident"
+    category: Literal["fire_hazard", "ebike_charging", "sanitation", "security", "noise", "other"]
+    text: str = Field(max_length=2000)
+    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90)
+    building: Code | None = None
+    photo: Reference | None = None
+
+
+class Heartbeat(_Event):
+    type: Literal["heartbeat"] = "heartbeat"
+    uptime_s: int = Field(ge=0)
+    firmware: str | None = Field(default=None, max_length=64)
+
+
+EventModel = (
+    GatePass
+    | GateAlarm
+    | CameraDetection
+    | AccessUnlock
+    | AccessAlarm
+    | AppCheckIn
+    | AppCheckOut
+    | AppVisitor
+    | AppIncident
+    | Heartbeat
+)
+Event = Annotated[EventModel, Field(discriminator="type")]
+
+
+class Batch(_Message):
+    """A gateway's many events in one message; each event is judged on its own."""
+
+    v: Literal[1] = 1
+    type: Literal["batch"] = "batch"
+    device: DeviceId
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class Status(_Message):
+    """Availability, retained; the same payload with state=offline is the MQTT last will."""
+
+    v: Literal[1] = 1
+    state: Literal["online", "offline"]
+
+
+EVENT_TYPES_BY_KIND: dict[DeviceKind, frozenset[str]] = {
+    DeviceKind.GATE: frozenset({"gate.pass", "gate.alarm", "heartbeat"}),
+    DeviceKind.CAMERA: frozenset({"camera.detection", "heartbeat"}),
+    DeviceKind.ACCESS: frozenset({"access.unlock", "access.alarm", "heartbeat"}),
+    DeviceKind.APP: frozenset(
+        {"app.checkin", "app.checkout", "app.visitor", "app.incident", "heartbeat"}
+    ),
+}
+
+EVENT_ADAPTER: TypeAdapter[EventModel] = TypeAdapter(Event)
+
+
+def encode(message: BaseModel) -> bytes:
+    """The wire form: compact JSON, UTF-8, timestamps ISO 8601."""
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def parse_event(data: dict[str, Any]) -> EventModel:
+    return EVENT_ADAPTER.validate_python(data)

@@ -1,0 +1,87 @@
+"""The MQTT topic grammar of the device contract.
+
+Every device owns one subtree, ``vt/v1/<device_id>/...``, so a broker ACL can give a
+device write access to exactly its own topics with one pattern (``vt/v1/%u/#``).
+
+    vt/v1/<device_id>/event    events (one event or a batch envelope), QoS 1, not retained
+    vt/v1/<device_id>/status   "online"/"offline" availability, QoS 1, retained; the MQTT
+                               last will publishes "offline" here
+    vt/v1/<device_id>/config   the device's self-description, QoS 1, retained
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+ROOT = "vt"
+CONTRACT_VERSION = "v1"
+DEVICE_ID_PATTERN = r"[a-z0-9][a-z0-9_.-]{1,63}"
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+
+
+class TopicError(ValueError):
+    """A topic that is not part of the contract."""
+
+
+class Channel(StrEnum):
+    EVENT = "event"
+    STATUS = "status"
+    CONFIG = "config"
+
+
+def is_device_id(value: str) -> bool:
+    return _DEVICE_ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopic:
+    """A parsed contract topic; constructing one validates it, so nothing downstream
+    ever sees a malformed topic."""
+
+    device_id: str
+    channel: Channel
+
+    def __post_init__(self) -> None:
+        if not is_device_id(self.device_id):
+            raise TopicError(f"device id {self.device_id!r} does not match {DEVICE_ID_PATTERN}")
+
+    def __str__(self) -> str:
+        return f"{ROOT}/{CONTRACT_VERSION}/{self.device_id}/{self.channel.value}"
+
+    @classmethod
+    def parse(cls, topic: str) -> DeviceTopic:
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[0] != ROOT:
+            raise TopicError(f"topic {topic!r} is not vt/<version>/<device>/<channel>")
+        if parts[1] != CONTRACT_VERSION:
+            raise TopicError(f"topic {topic!r} names contract {parts[1]!r}, not {CONTRACT_VERSION}")
+        try:
+            channel = Channel(parts[3])
+        except ValueError:
+            raise TopicError(
+                f"topic {topic!r} has channel {parts[3]!r}; "
+                f"expected one of {', '.join(c.value for c in Channel)}"
+            ) from None
+        return cls(parts[2], channel)
+
+
+def event_topic(device_id: str) -> str:
+    return str(DeviceTopic(device_id, Channel.EVENT))
+
+
+def status_topic(device_id: str) -> str:
+    return str(DeviceTopic(device_id, Channel.STATUS))
+
+
+def config_topic(device_id: str) -> str:
+    return str(DeviceTopic(device_id, Channel.CONFIG))
+
+
+def subscription(channel: Channel | None = None, share_group: str | None = None) -> str:
+    """The filter an ingester subscribes with; with a share group, several ingesters split
+    one stream (MQTT 5 shared subscriptions, also honoured by Mosquitto for 3.1.1 clients)."""
+    tail = channel.value if channel else "+"
+    topic_filter = f"{ROOT}/{CONTRACT_VERSION}/+/{tail}"
+    return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter

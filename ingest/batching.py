@@ -1,0 +1,69 @@
+"""Gathering judged messages into batches that flush on size or on age."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ingest.validate import EventRow, Received, Refusal, StatusChange, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    messages: tuple[Received, ...]
+    events: tuple[EventRow, ...]
+    refusals: tuple[Refusal, ...]
+    statuses: tuple[StatusChange, ...]
+
+
+@dataclass
+class Batcher:
+    """Holds what is received until the batch is big enough or old enough to commit.
+
+    Size counts rows (events, refusals, status changes), not messages, since a gateway's
+    single message can hold a thousand events.
+    """
+
+    max_rows: int
+    max_wait_s: float
+    _messages: list[Received] = field(default_factory=list)
+    _events: list[EventRow] = field(default_factory=list)
+    _refusals: list[Refusal] = field(default_factory=list)
+    _statuses: list[StatusChange] = field(default_factory=list)
+    _opened_at: float | None = None
+
+    def add(self, message: Received, verdict: Verdict, now: float) -> None:
+        if self._opened_at is None:
+            self._opened_at = now
+        self._messages.append(message)
+        self._events.extend(verdict.events)
+        self._refusals.extend(verdict.refusals)
+        if verdict.status is not None:
+            self._statuses.append(verdict.status)
+
+    @property
+    def rows(self) -> int:
+        return len(self._events) + len(self._refusals) + len(self._statuses)
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def due(self, now: float) -> bool:
+        if self._opened_at is None:
+            return False
+        return self.rows >= self.max_rows or now - self._opened_at >= self.max_wait_s
+
+    def seconds_until_due(self, now: float) -> float | None:
+        if self._opened_at is None:
+            return None
+        return max(0.0, self._opened_at + self.max_wait_s - now)
+
+    def take(self) -> Batch:
+        batch = Batch(
+            tuple(self._messages), tuple(self._events), tuple(self._refusals), tuple(self._statuses)
+        )
+        self._messages.clear()
+        self._events.clear()
+        self._refusals.clear()
+        self._statuses.clear()
+        self._opened_at = None
+        return batch

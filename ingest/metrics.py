@@ -1,0 +1,75 @@
+"""Prometheus metrics and the /metrics and /healthz endpoints of the ingester."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+
+class IngestMetrics:
+    """One registry per ingester, so tests can run several in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter("vt_messages_received", "MQTT messages received", registry=r)
+        self.stored = Counter("vt_events_stored", "events committed to the database", registry=r)
+        self.duplicates = Counter(
+            "vt_events_duplicate", "events already stored (redeliveries, retries)", registry=r
+        )
+        self.dead_letters = Counter(
+            "vt_dead_letters", "messages or events refused, by reason", ["reason"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "vt_queue_depth", "messages received and not yet committed", registry=r
+        )
+        self.commit_seconds = Histogram(
+            "vt_batch_commit_seconds",
+            "time to commit one batch",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.last_commit = Gauge(
+            "vt_last_commit_timestamp_seconds", "unix time of the last commit", registry=r
+        )
+        self.db_errors = Counter(
+            "vt_database_errors", "failed commit attempts (retried)", registry=r
+        )
+        self.mqtt_connected = Gauge(
+            "vt_mqtt_connected", "1 while connected to the broker", registry=r
+        )
+        self.last_commit.set(time.time())
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(
+    metrics: IngestMetrics, health: Callable[[], dict[str, Any]], host: str, port: int
+) -> WSGIServer:
+    """Starts /metrics and /healthz on a daemon thread; /healthz answers 503 when unhealthy."""
+    metrics_app = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            report = health()
+            status = "200 OK" if report.get("ok") else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json")])
+            return [json.dumps(report).encode()]
+        result: Iterable[bytes] = metrics_app(environ, start_response)
+        return result
+
+    server = make_server(host, port, app, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="vt-http", daemon=True).start()
+    return server

@@ -1,0 +1,296 @@
+"""The ingester: MQTT in, TimescaleDB out, nothing lost and nothing stored twice.
+
+- The paho callback only turns a message into a ``Received`` value and queues it: a blocking
+  callback would stall acks and keepalives.
+- The main thread judges, batches and commits. A message is acknowledged (QoS 1, paho's
+  ``manual_ack``) only after the transaction that holds it has committed, and only on the
+  broker connection that delivered it: after a reconnect the broker redelivers what was not
+  acknowledged, and the unique key on events makes the second copy a counted duplicate.
+- When the database is down the batch is retried with backoff and nothing is acknowledged;
+  the broker's inflight window then stops delivery, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+
+from devices.mqtt import new_client
+from devices.topics import DeviceTopic, TopicError, subscription
+from ingest import store
+from ingest.batching import Batch, Batcher
+from ingest.metrics import IngestMetrics, serve
+from ingest.settings import IngestSettings
+from ingest.validate import KnownDevice, Received, judge
+
+log = logging.getLogger("vt.ingest")
+
+_UNKNOWN_DEVICE_RELOAD_S = 5.0
+
+
+class Ingester:
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.options = settings.ingest
+        self.limits = self.options.limits()
+        self.metrics = IngestMetrics()
+        self.stopping = threading.Event()
+        self.inbox: queue.Queue[Received] = queue.Queue(maxsize=self.options.queue_max)
+        self._generation = 0
+        self._connected = False
+        self._db: psycopg.Connection | None = None
+        self._db_ok = False
+        self._registry: dict[str, KnownDevice] = {}
+        self._registry_at = 0.0
+        self._batcher = Batcher(
+            self.options.batch_max_events, self.options.batch_max_wait_ms / 1000
+        )
+        self._client: mqtt.Client | None = None
+        self._last_commit = time.monotonic()
+        self.totals = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
+
+    # --- MQTT edge (network thread) -------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        self._generation += 1
+        self._connected = True
+        self.metrics.mqtt_connected.set(1)
+        topic_filter = subscription(share_group=self.options.share_group)
+        client.subscribe(topic_filter, qos=1)
+        log.info(
+            "connected to %s:%s as %s (session present: %s), subscribed to %s",
+            self.settings.mqtt.host,
+            self.settings.mqtt.port,
+            self.options.client_id,
+            getattr(flags, "session_present", "?"),
+            topic_filter,
+        )
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        self._connected = False
+        self.metrics.mqtt_connected.set(0)
+        if not self.stopping.is_set():
+            log.warning("disconnected from the broker (%s); paho reconnects", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.inbox.put(
+            Received(
+                message.topic,
+                bytes(message.payload),
+                datetime.now(UTC),
+                message.mid,
+                message.qos,
+                self._generation,
+            )
+        )
+
+    # --- database edge ----------------------------------------------------------------------
+
+    def _database(self) -> psycopg.Connection:
+        if self._db is None or self._db.closed:
+            self._db = psycopg.connect(self.settings.db_dsn, connect_timeout=5)
+            store.prepare(self._db)
+        return self._db
+
+    def _drop_database(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._db.close()
+        self._db = None
+
+    def _reload_registry(self) -> None:
+        try:
+            self._registry = store.load_registry(self._database())
+            self._registry_at = time.monotonic()
+        except psycopg.Error as exc:
+            self._drop_database()
+            log.warning("could not reload the device registry: %s", exc)
+
+    # --- main loop -------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        since = time.monotonic() - self._last_commit
+        return {
+            "ok": self._connected and self._db_ok,
+            "mqtt_connected": self._connected,
+            "database_ok": self._db_ok,
+            "queue_depth": self.inbox.qsize() + len(self._batcher),
+            "seconds_since_commit": round(since, 3),
+        }
+
+    def run(self, install_signal_handlers: bool = True) -> None:
+        if install_signal_handlers:
+            signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        self._log_edition()
+        self._reload_registry()
+        server = None
+        if self.options.http_port:
+            server = serve(
+                self.metrics, self.health, self.options.http_host, self.options.http_port
+            )
+            log.info(
+                "metrics on http://%s:%s/metrics, health on /healthz",
+                self.options.http_host,
+                self.options.http_port,
+            )
+        client = new_client(
+            self.settings.mqtt, self.options.client_id, clean_session=False, manual_ack=True
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(1, 10)
+        self._client = client
+        client.connect_async(
+            self.settings.mqtt.host, self.settings.mqtt.port, self.settings.mqtt.keepalive_s
+        )
+        client.loop_start()
+        try:
+            self._loop()
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            self._drop_database()
+            if server is not None:
+                server.shutdown()
+            log.info(
+                "stopped: received %(received)d, stored %(stored)d, duplicates %(duplicates)d,"
+                " dead letters %(dead_letters)d",
+                self.totals,
+            )
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            wait = self._batcher.seconds_until_due(now)
+            try:
+                message = self.inbox.get(timeout=0.25 if wait is None else max(wait, 0.001))
+            except queue.Empty:
+                message = None
+            if message is not None:
+                self._take(message)
+                # Drain what is already queued without waiting, up to a batch.
+                while not self._batcher.due(time.monotonic()):
+                    try:
+                        self._take(self.inbox.get_nowait())
+                    except queue.Empty:
+                        break
+            if self._batcher.due(time.monotonic()):
+                self._flush()
+            if time.monotonic() - self._registry_at > self.options.registry_refresh_s:
+                self._reload_registry()
+            self.metrics.queue_depth.set(self.inbox.qsize() + len(self._batcher))
+        # SIGTERM: what was delivered before now is judged, committed and acknowledged.
+        for _ in range(self.inbox.qsize()):
+            try:
+                self._take(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        if len(self._batcher):
+            self._flush(final=True)
+
+    def _take(self, message: Received) -> None:
+        self.metrics.received.inc()
+        self.totals["received"] += 1
+        try:
+            device_id: str | None = DeviceTopic.parse(message.topic).device_id
+        except TopicError:
+            device_id = None
+        if (
+            device_id is not None
+            and device_id not in self._registry
+            and time.monotonic() - self._registry_at > _UNKNOWN_DEVICE_RELOAD_S
+        ):
+            self._reload_registry()  # a device registered since the last reload
+        verdict = judge(message, self._registry, self.limits)
+        for refusal in verdict.refusals:
+            log.info(
+                "refused %s on %s: %s (%s); payload %r",
+                refusal.reason.value,
+                refusal.topic,
+                refusal.detail,
+                refusal.payload_size,
+                refusal.payload[:120],
+            )
+        self._batcher.add(message, verdict, time.monotonic())
+
+    def _flush(self, final: bool = False) -> None:
+        batch = self._batcher.take()
+        delay = 0.2
+        deadline = time.monotonic() + 30 if final else None
+        while True:
+            started = time.monotonic()
+            try:
+                result = store.store(self._database(), batch.events, batch.refusals, batch.statuses)
+            except psycopg.Error as exc:
+                self._db_ok = False
+                self.metrics.db_errors.inc()
+                self._drop_database()
+                if (deadline and time.monotonic() > deadline) or (
+                    self.stopping.is_set() and not final
+                ):
+                    log.error(
+                        "giving up on a batch of %d messages unacknowledged", len(batch.messages)
+                    )
+                    return
+                log.warning("database write failed (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self.options.db_retry_max_s)
+                continue
+            break
+        self._db_ok = True
+        self.metrics.commit_seconds.observe(time.monotonic() - started)
+        self._last_commit = time.monotonic()
+        self.metrics.last_commit.set(time.time())
+        self.metrics.stored.inc(result.inserted)
+        self.metrics.duplicates.inc(result.duplicates)
+        for refusal in batch.refusals:
+            self.metrics.dead_letters.labels(refusal.reason.value).inc()
+        self.totals["stored"] += result.inserted
+        self.totals["duplicates"] += result.duplicates
+        self.totals["dead_letters"] += result.dead_letters
+        self._acknowledge(batch)
+
+    def _acknowledge(self, batch: Batch) -> None:
+        client = self._client
+        if client is None:
+            return
+        generation = self._generation
+        for message in batch.messages:
+            # An ack on a newer connection would name a packet id the broker reassigned.
+            if message.qos > 0 and message.generation == generation:
+                client.ack(message.mid, message.qos)
+
+    def _log_edition(self) -> None:
+        try:
+            conn = self._database()
+            row = conn.execute(
+                "SELECT extversion, current_setting('timescaledb.license', true)"
+                " FROM pg_extension WHERE extname = 'timescaledb'"
+            ).fetchone()
+            conn.commit()
+        except psycopg.Error as exc:
+            self._drop_database()
+            log.warning("database not reachable at start (%s); will keep retrying", exc)
+            return
+        if row is None:
+            log.warning("TimescaleDB is not installed in this database; run `villagetwin migrate`")
+        else:
+            log.info("TimescaleDB %s, %s edition", row[0], row[1] or "unknown")

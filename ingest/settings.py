@@ -1,0 +1,45 @@
+"""The ingester's one settings object (``VT_`` environment variables, ``__`` for sections)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from devices.settings import MqttSettings
+from ingest.validate import Limits
+
+
+class IngestOptions(BaseModel):
+    client_id: str = "vt-ingester-1"
+    # With a group, several ingesters split one stream ($share/<group>/...).
+    share_group: str | None = None
+    batch_max_events: int = Field(default=2000, ge=1)
+    batch_max_wait_ms: int = Field(default=200, ge=1)
+    # Received but not yet committed; the broker's inflight window bounds it too.
+    queue_max: int = Field(default=20_000, ge=1)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_depth: int = Field(default=32, ge=2)
+    max_future_s: int = Field(default=300, ge=0)
+    max_age_days: int = Field(default=30, ge=1)
+    registry_refresh_s: float = Field(default=30.0, gt=0)
+    db_retry_max_s: float = Field(default=10.0, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=9108, ge=0, description="0 turns /metrics and /healthz off")
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_payload_bytes=self.max_payload_bytes,
+            max_depth=self.max_depth,
+            max_future=timedelta(seconds=self.max_future_s),
+            max_age=timedelta(days=self.max_age_days),
+        )
+
+
+class IngestSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VT_", env_nested_delimiter="__", extra="ignore")
+
+    db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
+    mqtt: MqttSettings = MqttSettings()
+    ingest: IngestOptions = IngestOptions()

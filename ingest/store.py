@@ -1,0 +1,138 @@
+"""The database edge of the ingester: one batch, one transaction.
+
+Events go in through binary ``COPY`` into a per-connection staging table, then one
+``INSERT … ON CONFLICT DO NOTHING`` moves them into the hypertable, so a redelivered or
+retried event is stored once and counted as a duplicate. Dead letters, device last-seen times
+and availability changes commit in the same transaction, so an acknowledged message is
+always fully stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from devices.payloads import DeviceKind
+from ingest.validate import EventRow, KnownDevice, Refusal, StatusChange
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging_events (
+    ts timestamptz, received_at timestamptz, event_id uuid, device_id text, seq bigint,
+    kind text, building_id text, unit_id text, credential_ref text, payload text
+) ON COMMIT DELETE ROWS
+"""
+_EVENT_COLUMNS = (
+    "ts, received_at, event_id, device_id, seq, kind, building_id, unit_id, credential_ref, payload"
+)
+_EVENT_TYPES = [
+    "timestamptz",
+    "timestamptz",
+    "uuid",
+    "text",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+]
+_MOVE = f"""
+INSERT INTO events ({_EVENT_COLUMNS})
+SELECT ts, received_at, event_id, device_id, seq, kind, building_id, unit_id, credential_ref,
+       payload::jsonb
+FROM staging_events
+ON CONFLICT ON CONSTRAINT events_once DO NOTHING
+"""
+_LAST_SEEN = """
+UPDATE devices AS d SET last_seen = GREATEST(d.last_seen, s.seen)
+FROM (SELECT device_id, max(received_at) AS seen FROM staging_events GROUP BY device_id) AS s
+WHERE d.device_id = s.device_id
+"""
+_STATUS = """
+UPDATE devices SET online = %(online)s, status_changed_at = %(at)s,
+                   last_seen = GREATEST(last_seen, %(at)s)
+WHERE device_id = %(device_id)s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    inserted: int
+    duplicates: int
+    dead_letters: int
+
+
+def prepare(conn: psycopg.Connection) -> None:
+    """Per-connection set-up; call again after every reconnect."""
+    conn.execute(_STAGING)
+    conn.commit()
+
+
+def store(
+    conn: psycopg.Connection,
+    events: Sequence[EventRow],
+    refusals: Sequence[Refusal],
+    statuses: Sequence[StatusChange] = (),
+) -> StoreResult:
+    """Writes one batch atomically; raises on failure with nothing written."""
+    inserted = 0
+    with conn.transaction(), conn.cursor() as cur:
+        if events:
+            with cur.copy(
+                f"COPY staging_events ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(_EVENT_TYPES)
+                for e in events:
+                    copy.write_row(
+                        (
+                            e.ts,
+                            e.received_at,
+                            e.event_id,
+                            e.device_id,
+                            e.seq,
+                            e.kind,
+                            e.building_id,
+                            e.unit_id,
+                            e.credential_ref,
+                            e.payload,
+                        )
+                    )
+            cur.execute(_MOVE)
+            inserted = cur.rowcount
+            cur.execute(_LAST_SEEN)
+        if refusals:
+            with cur.copy(
+                "COPY dead_letters (received_at, topic, device_id, reason, detail, payload,"
+                " payload_size) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["timestamptz", "text", "text", "text", "text", "bytea", "int4"])
+                for r in refusals:
+                    copy.write_row(
+                        (
+                            r.received_at,
+                            r.topic,
+                            r.device_id,
+                            r.reason.value,
+                            r.detail,
+                            r.payload,
+                            r.payload_size,
+                        )
+                    )
+        for status in statuses:
+            cur.execute(
+                _STATUS, {"online": status.online, "at": status.at, "device_id": status.device_id}
+            )
+    return StoreResult(inserted, len(events) - inserted, len(refusals))
+
+
+def load_registry(conn: psycopg.Connection) -> dict[str, KnownDevice]:
+    rows = conn.execute(
+        "SELECT device_id, kind, building_id, revoked_at IS NOT NULL FROM devices"
+    ).fetchall()
+    conn.commit()
+    return {
+        device_id: KnownDevice(device_id, DeviceKind(kind), building_id, revoked)
+        for device_id, kind, building_id, revoked in rows
+    }

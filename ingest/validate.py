@@ -1,0 +1,340 @@
+"""Judging what devices send: every message becomes stored events or refusals with a reason.
+
+Pure functions, no I/O: given one received MQTT message, the device registry as it is known
+and the limits, say which events to store and what to refuse and why. One bad event in a
+batch refuses that event only; the rest of the batch is stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from devices.payloads import (
+    EVENT_TYPES_BY_KIND,
+    SUPPORTED_SCHEMA_VERSIONS,
+    Batch,
+    DeviceKind,
+    EventModel,
+    Status,
+    parse_event,
+)
+from devices.topics import Channel, DeviceTopic, TopicError
+
+
+class Reason(StrEnum):
+    """Why a message or event was refused; the code operators filter dead letters by."""
+
+    BAD_TOPIC = "bad_topic"
+    OVERSIZED = "oversized"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    TOO_DEEP = "too_deep"
+    UNSTORABLE_JSON = "unstorable_json"
+    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+    SCHEMA_INVALID = "schema_invalid"
+    UNKNOWN_DEVICE = "unknown_device"
+    REVOKED_DEVICE = "revoked_device"
+    DEVICE_MISMATCH = "device_mismatch"
+    WRONG_EVENT_FOR_KIND = "wrong_event_for_kind"
+    TIMESTAMP_FUTURE = "timestamp_future"
+    TIMESTAMP_TOO_OLD = "timestamp_too_old"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payload_bytes: int = 256 * 1024
+    max_depth: int = 32
+    max_future: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownDevice:
+    device_id: str
+    kind: DeviceKind
+    building_id: str | None = None
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One MQTT message as the broker delivered it; built in the paho callback, nothing more."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    mid: int = 0
+    qos: int = 0
+    generation: int = 0  # which broker connection delivered it (acks go back on that one only)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An accepted event, flattened into the columns of the events table."""
+
+    ts: datetime
+    received_at: datetime
+    event_id: UUID
+    device_id: str
+    seq: int
+    kind: str
+    building_id: str | None
+    unit_id: str | None
+    credential_ref: str | None
+    payload: str  # the event as JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    received_at: datetime
+    topic: str
+    device_id: str | None
+    reason: Reason
+    detail: str
+    payload: bytes
+    payload_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    device_id: str
+    online: bool
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    events: tuple[EventRow, ...] = ()
+    refusals: tuple[Refusal, ...] = ()
+    status: StatusChange | None = None
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _unstorable(data: Any) -> str | None:
+    """PostgreSQL's jsonb refuses NUL characters and text that is not valid UTF-8 (a lone
+    surrogate, which JSON's \\u escapes can produce)."""
+    stack: list[Any] = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            if "\x00" in node:
+                return "a string contains the NUL character (\\u0000)"
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string contains a lone UTF-16 surrogate"
+    return None
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    parts = []
+    for error in errors[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+class _Refuse(Exception):
+    def __init__(self, reason: Reason, detail: str, device_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.device_id = device_id
+
+
+def judge(
+    message: Received,
+    registry: Mapping[str, KnownDevice],
+    limits: Limits = Limits(),
+) -> Verdict:
+    """Everything the ingester decides about one message."""
+    try:
+        return _judge(message, registry, limits)
+    except _Refuse as refused:
+        return Verdict(refusals=(_refusal(message, refused, message.payload, limits),))
+
+
+def _refusal(message: Received, refused: _Refuse, raw: bytes, limits: Limits) -> Refusal:
+    return Refusal(
+        received_at=message.received_at,
+        topic=message.topic,
+        device_id=refused.device_id,
+        reason=refused.reason,
+        detail=refused.detail,
+        payload=raw[: limits.max_payload_bytes],
+        payload_size=len(raw),
+    )
+
+
+def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limits) -> Verdict:
+    try:
+        topic = DeviceTopic.parse(message.topic)
+    except TopicError as exc:
+        raise _Refuse(Reason.BAD_TOPIC, str(exc)) from None
+    device_id = topic.device_id
+    size = len(message.payload)
+    if size > limits.max_payload_bytes:
+        raise _Refuse(
+            Reason.OVERSIZED,
+            f"{size} bytes, over the {limits.max_payload_bytes}-byte limit",
+            device_id,
+        )
+    data = _decode(message.payload, limits, device_id)
+    if not isinstance(data, dict):
+        raise _Refuse(Reason.SCHEMA_INVALID, "the message is not a JSON object", device_id)
+    version = data.get("v")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+        raise _Refuse(
+            Reason.UNKNOWN_SCHEMA_VERSION,
+            f"schema version v={version!r} is not supported (supported: {supported})",
+            device_id,
+        )
+    device = registry.get(device_id)
+    if device is None:
+        raise _Refuse(Reason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered", device_id)
+    if device.revoked:
+        raise _Refuse(Reason.REVOKED_DEVICE, f"device {device_id!r} was revoked", device_id)
+
+    if topic.channel is Channel.STATUS:
+        try:
+            status = Status.model_validate(data)
+        except ValidationError as exc:
+            raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device_id) from None
+        return Verdict(
+            status=StatusChange(device_id, status.state == "online", message.received_at)
+        )
+    if topic.channel is Channel.CONFIG:
+        # Self-descriptions are read by the registry, not stored as events.
+        return Verdict()
+
+    if data.get("type") == "batch":
+        try:
+            batch = Batch.model_validate(data)
+        except ValidationError as exc:
+            raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device_id) from None
+        if batch.device != device_id:
+            raise _Refuse(
+                Reason.DEVICE_MISMATCH,
+                f"batch names device {batch.device!r} but was published on {device_id!r}'s topic",
+                device_id,
+            )
+        items = batch.events
+    else:
+        items = [data]
+
+    rows: list[EventRow] = []
+    refusals: list[Refusal] = []
+    for item in items:
+        try:
+            rows.append(_event_row(item, message, device, limits))
+        except _Refuse as refused:
+            raw = (
+                json.dumps(item, ensure_ascii=False).encode() if len(items) > 1 else message.payload
+            )
+            refusals.append(_refusal(message, refused, raw, limits))
+    return Verdict(events=tuple(rows), refusals=tuple(refusals))
+
+
+def _decode(payload: bytes, limits: Limits, device_id: str) -> Any:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Refuse(Reason.NOT_UTF8, f"not valid UTF-8 at byte {exc.start}", device_id) from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise _Refuse(Reason.TOO_DEEP, "nesting too deep to parse", device_id) from None
+    except ValueError as exc:
+        raise _Refuse(Reason.NOT_JSON, f"not JSON: {exc}", device_id) from None
+    if _depth_exceeds(data, limits.max_depth):
+        raise _Refuse(Reason.TOO_DEEP, f"nested deeper than {limits.max_depth} levels", device_id)
+    problem = _unstorable(data)
+    if problem:
+        raise _Refuse(Reason.UNSTORABLE_JSON, problem, device_id)
+    return data
+
+
+def _event_row(
+    item: dict[str, Any], message: Received, device: KnownDevice, limits: Limits
+) -> EventRow:
+    if isinstance(item, dict) and item.get("v", 1) not in SUPPORTED_SCHEMA_VERSIONS:
+        raise _Refuse(
+            Reason.UNKNOWN_SCHEMA_VERSION,
+            f"schema version v={item.get('v')!r} is not supported",
+            device.device_id,
+        )
+    try:
+        event: EventModel = parse_event(item)
+    except ValidationError as exc:
+        raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device.device_id) from None
+    if event.device != device.device_id:
+        raise _Refuse(
+            Reason.DEVICE_MISMATCH,
+            f"event names device {event.device!r} but was published on"
+            f" {device.device_id!r}'s topic",
+            device.device_id,
+        )
+    if event.type not in EVENT_TYPES_BY_KIND[device.kind]:
+        raise _Refuse(
+            Reason.WRONG_EVENT_FOR_KIND,
+            f"a {device.kind.value} device does not send {event.type} events",
+            device.device_id,
+        )
+    if event.ts > message.received_at + limits.max_future:
+        raise _Refuse(
+            Reason.TIMESTAMP_FUTURE,
+            f"device time {event.ts.isoformat()} is more than {limits.max_future} ahead of"
+            f" reception at {message.received_at.isoformat()}",
+            device.device_id,
+        )
+    if event.ts < message.received_at - limits.max_age:
+        raise _Refuse(
+            Reason.TIMESTAMP_TOO_OLD,
+            f"device time {event.ts.isoformat()} is more than {limits.max_age.days} days old",
+            device.device_id,
+        )
+    unit = getattr(event, "unit", None)
+    building = getattr(event, "building", None) or device.building_id
+    return EventRow(
+        ts=event.ts,
+        received_at=message.received_at,
+        event_id=event.id,
+        device_id=event.device,
+        seq=event.seq,
+        kind=event.type,
+        building_id=building,
+        unit_id=unit,
+        credential_ref=getattr(event, "credential", None),
+        payload=event.model_dump_json(exclude_none=True),
+    )

@@ -1,0 +1,173 @@
+"""Writing the village model into the database and reading it back for the map.
+
+Loading is an upsert keyed on the standard address and room codes, so loading the same
+village twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import psycopg
+from shapely.geometry import mapping, shape
+
+from mapping.model import WGS84, Village
+
+
+def _geojson(geometry: Any) -> str:
+    return json.dumps(mapping(geometry), separators=(",", ":"))
+
+
+def _none(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
+
+
+def _upsert(
+    cur: psycopg.Cursor[Any], table: str, key: str, columns: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    cols = ", ".join(columns)
+    cur.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS load_{table}"
+        f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+    )
+    with cur.copy(f"COPY load_{table} ({cols}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+    cur.execute(
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM load_{table}"
+        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
+
+
+def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
+    """Upserts the village; returns how many rows of each kind it holds."""
+    with conn.transaction(), conn.cursor() as cur:
+        _upsert(
+            cur,
+            "grid_cells",
+            "grid_code",
+            ["grid_code", "name", "grid_worker", "boundary"],
+            [
+                (r.grid_code, r.name, _none(r.grid_worker), _geojson(r.geometry))
+                for r in village.grid_cells.itertuples()
+            ],
+        )
+        centroids = village.buildings.to_crs("EPSG:32649").centroid.to_crs(WGS84)
+        _upsert(
+            cur,
+            "buildings",
+            "building_id",
+            [
+                "building_id",
+                "address",
+                "grid_code",
+                "storeys",
+                "height_m",
+                "landlord",
+                "use",
+                "footprint",
+                "lon",
+                "lat",
+            ],
+            [
+                (
+                    r.building_id,
+                    r.address,
+                    _none(r.grid_code),
+                    int(r.storeys),
+                    float(r.height_m),
+                    _none(r.landlord),
+                    r.use,
+                    _geojson(r.geometry),
+                    c.x,
+                    c.y,
+                )
+                for r, c in zip(village.buildings.itertuples(), centroids, strict=True)
+            ],
+        )
+        _upsert(
+            cur,
+            "units",
+            "unit_id",
+            ["unit_id", "building_id", "floor", "room", "area_m2", "use"],
+            [
+                (r.unit_id, r.building_id, int(r.floor), str(r.room), _none(r.area_m2), r.use)
+                for r in village.units.itertuples()
+            ],
+        )
+        _upsert(
+            cur,
+            "devices",
+            "device_id",
+            ["device_id", "kind", "building_id", "grid_code", "floor", "door", "lon", "lat"],
+            [
+                (
+                    r.device_id,
+                    r.kind,
+                    _none(r.building_id),
+                    _none(r.grid_code),
+                    None if _none(r.floor) is None else int(r.floor),
+                    _none(r.door),
+                    r.geometry.x,
+                    r.geometry.y,
+                )
+                for r in village.devices.itertuples()
+            ],
+        )
+    return {
+        "grid cells": len(village.grid_cells),
+        "buildings": len(village.buildings),
+        "units": len(village.units),
+        "devices": len(village.devices),
+    }
+
+
+def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    rows = conn.execute(
+        "SELECT building_id, address, grid_code, storeys, height_m, landlord, use, lon, lat,"
+        " footprint FROM buildings ORDER BY building_id"
+    ).fetchall()
+    columns = [
+        "building_id",
+        "address",
+        "grid_code",
+        "storeys",
+        "height_m",
+        "landlord",
+        "use",
+        "lon",
+        "lat",
+    ]
+    frame = pd.DataFrame([row[:-1] for row in rows], columns=columns)
+    return gpd.GeoDataFrame(frame, geometry=[shape(row[-1]) for row in rows], crs=WGS84)
+
+
+def read_devices(conn: psycopg.Connection) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT device_id, kind, building_id, grid_code, lon, lat, online, last_seen"
+        " FROM devices WHERE revoked_at IS NULL ORDER BY device_id"
+    ).fetchall()
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "device_id",
+            "kind",
+            "building_id",
+            "grid_code",
+            "lon",
+            "lat",
+            "online",
+            "last_seen",
+        ],
+    )
+
+
+def read_units(conn: psycopg.Connection) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT unit_id, building_id, floor, room FROM units ORDER BY unit_id"
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["unit_id", "building_id", "floor", "room"])

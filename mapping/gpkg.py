@@ -1,0 +1,39 @@
+"""Saving and reading a village as one GeoPackage, a layer per kind of thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+
+from mapping.model import Village
+
+_SPATIAL_LAYERS = ("boundary", "grid_cells", "buildings", "alleys", "devices", "pois")
+
+
+def save(village: Village, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()  # rewrite whole: a GeoPackage appended twice would hold duplicates
+    for layer in _SPATIAL_LAYERS:
+        frame: gpd.GeoDataFrame = getattr(village, layer)
+        frame.to_file(path, layer=layer, driver="GPKG", engine="pyogrio")
+    pyogrio.write_dataframe(village.units, path, layer="units", driver="GPKG")
+    return path
+
+
+def load(path: Path) -> Village:
+    layers = {name for name, _ in pyogrio.list_layers(path)}
+    missing = {*_SPATIAL_LAYERS, "units"} - layers
+    if missing:
+        raise ValueError(
+            f"{path} is not a village GeoPackage: no layer {', '.join(sorted(missing))}"
+        )
+    frames = {
+        layer: gpd.read_file(path, layer=layer, engine="pyogrio") for layer in _SPATIAL_LAYERS
+    }
+    units = pd.DataFrame(pyogrio.read_dataframe(path, layer="units"))
+    name = str(frames["boundary"]["name"].iloc[0]) if len(frames["boundary"]) else path.stem
+    return Village(name=name, units=units, **frames)

@@ -1,0 +1,314 @@
+"""``villagetwin``: one command for every part of the platform.
+
+Settings come from ``VT_*`` environment variables (see README); each subcommand builds its
+component's settings once and passes them down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+
+from villagetwin.settings import AppSettings
+
+log = logging.getLogger("vt")
+
+
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """villagetwin: a 3D map and IoT sensing platform for urban villages (城中村).
+
+    Typical first run: `villagetwin setup`, then `villagetwin demo`.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pyogrio").setLevel(logging.WARNING)
+    ctx.obj = AppSettings()
+
+
+# --- services and schema --------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--broker/--no-broker", default=True, help="Start the project's Mosquitto too.")
+@click.pass_obj
+def setup(settings: AppSettings, broker: bool) -> None:
+    """Prepare local services: TimescaleDB preloaded in PostgreSQL, the database and its
+    schema, and the project's Mosquitto. Safe to run again; takes about a second when done.
+
+    System packages (TimescaleDB itself, Mosquitto, Chromium) come from
+    scripts/install-system.sh, which `make setup` runs first."""
+    from villagetwin import local
+    from villagetwin.migrate import migrate as apply
+
+    try:
+        local.ensure_timescaledb_preloaded(local.admin_dsn_for(settings.db_dsn), _echo)
+        local.ensure_database(settings.db_dsn, _echo)
+        apply(settings.db_dsn, _echo)
+        if broker:
+            local.start_broker(settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo)
+    except (local.SetupError, psycopg.Error) as exc:
+        _fail(str(exc))
+    _echo("setup done: database and broker ready")
+
+
+@cli.command()
+@click.pass_obj
+def migrate(settings: AppSettings) -> None:
+    """Apply the schema migrations that are missing (none on a second run)."""
+    from villagetwin.migrate import MigrationError
+    from villagetwin.migrate import migrate as apply
+
+    try:
+        applied = apply(settings.db_dsn, _echo)
+    except (MigrationError, psycopg.Error) as exc:
+        _fail(str(exc))
+    _echo(f"schema up to date ({len(applied)} migration(s) applied now)")
+
+
+@cli.group()
+def broker() -> None:
+    """The project's local Mosquitto (development and CI)."""
+
+
+@broker.command("start")
+@click.pass_obj
+def broker_start(settings: AppSettings) -> None:
+    """Start it with the project's config (idempotent)."""
+    from villagetwin import local
+
+    try:
+        local.start_broker(settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo)
+    except local.SetupError as exc:
+        _fail(str(exc))
+
+
+@broker.command("stop")
+@click.pass_obj
+def broker_stop(settings: AppSettings) -> None:
+    """Stop it."""
+    from villagetwin import local
+
+    _echo("stopped" if local.stop_broker(settings.state_dir) else "was not running")
+
+
+# --- the village ----------------------------------------------------------------------------
+
+
+@cli.group()
+def village() -> None:
+    """The village model: generate a sample village, load it into the database."""
+
+
+@village.command("generate")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same village.")
+@click.option(
+    "--size",
+    type=click.Choice(["small", "large"]),
+    default="small",
+    show_default=True,
+    help="small: about 300 buildings; large: about 3,000.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="GeoPackage to write [default: <state dir>/village-<size>-<seed>.gpkg].",
+)
+@click.option(
+    "--load/--no-load", default=True, show_default=True, help="Also load it into the database."
+)
+@click.pass_obj
+def village_generate(
+    settings: AppSettings, seed: int, size: str, out: Path | None, load: bool
+) -> None:
+    """Generate the deterministic sample village 龙湖村 (Huangpu district, Guangzhou)."""
+    from mapping import gpkg
+    from mapping.generate import generate
+
+    started = time.monotonic()
+    model = generate(seed=seed, size=size)  # type: ignore[arg-type]
+    path = gpkg.save(model, out or settings.state_dir / f"village-{size}-{seed}.gpkg")
+    summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in model.summary().items())
+    _echo(f"generated {model.name}: {summary} in {time.monotonic() - started:.1f}s -> {path}")
+    if load:
+        _load(settings, model)
+
+
+@village.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def village_load(settings: AppSettings, path: Path) -> None:
+    """Load a village GeoPackage written by `village generate` into the database."""
+    from mapping import gpkg
+
+    try:
+        model = gpkg.load(path)
+    except ValueError as exc:
+        _fail(str(exc))
+    _load(settings, model)
+
+
+def _load(settings: AppSettings, model: Any) -> None:
+    from mapping.db import load_village
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            counts = load_village(conn, model)
+    except psycopg.Error as exc:
+        _fail(f"could not load the village: {exc}")
+    _echo("loaded into the database: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+# --- devices, ingestion, dashboard ----------------------------------------------------------
+
+
+@cli.command()
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Events per second.")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds to run.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.pass_obj
+def simulate(settings: AppSettings, rate: float, duration: float, seed: int) -> None:
+    """Publish plausible events from the loaded village's devices (QoS 1)."""
+    from devices.mqtt import MqttError
+    from devices.settings import SimulatorSettings
+    from devices.simulator import run
+    from villagetwin.village_devices import sim_devices
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            devices = sim_devices(conn)
+    except psycopg.Error as exc:
+        _fail(f"cannot read the device registry: {exc}")
+    if not devices:
+        _fail("no devices registered: run `villagetwin village generate` first")
+
+    def progress(done: int, total: int) -> None:
+        _echo(f"published {done}/{total}")
+
+    try:
+        report = run(
+            SimulatorSettings(mqtt=settings.mqtt),
+            devices,
+            rate=rate,
+            duration_s=duration,
+            seed=seed,
+            progress=progress if sys.stderr.isatty() else None,
+        )
+    except MqttError as exc:
+        _fail(str(exc))
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.by_type.items()))
+    _echo(f"published {report.published} events in {report.seconds:.1f}s ({kinds})")
+
+
+@cli.command()
+def ingest() -> None:
+    """Run the ingester: MQTT -> validation -> TimescaleDB, until SIGTERM or Ctrl-C.
+
+    Settings: VT_DB_DSN, VT_MQTT__HOST/PORT/USERNAME/PASSWORD, VT_INGEST__* (client id,
+    share group, batch size and wait, limits, metrics port)."""
+    from ingest.service import Ingester
+    from ingest.settings import IngestSettings
+
+    Ingester(IngestSettings()).run()
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8501, show_default=True)
+def dashboard(host: str, port: int) -> None:
+    """Serve the Streamlit dashboard (blocks)."""
+    os.execvp(sys.executable, _dashboard_command(host, port))
+
+
+def _dashboard_command(host: str, port: int) -> list[str]:
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    return [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+        "--server.fileWatcherType", "none", "--theme.base", "light",
+    ]  # fmt: skip
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Dashboard address.")
+@click.option("--port", type=int, default=8501, show_default=True, help="Dashboard port.")
+@click.option(
+    "--rate", type=float, default=20.0, show_default=True, help="Simulated events per second."
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> None:
+    """Everything at once: services, the sample village, simulated devices, the ingester and
+    the dashboard. Ctrl-C stops them all."""
+    settings: AppSettings = ctx.obj
+    ctx.invoke(setup, broker=True)
+    with psycopg.connect(settings.db_dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM buildings").fetchone()
+    if not row or row[0] == 0:
+        ctx.invoke(village_generate, seed=seed, size="small", out=None, load=True)
+    me = [sys.executable, "-m", "villagetwin.cli"]
+    children = [
+        subprocess.Popen([*me, "ingest"]),
+        subprocess.Popen(_dashboard_command(host, port)),
+        subprocess.Popen(
+            [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]
+        ),
+    ]
+    from villagetwin.local import wait_for_port
+
+    if wait_for_port(host, port, 60):
+        _echo(f"\n  villagetwin demo: open http://{host}:{port}  (Ctrl-C stops everything)\n")
+    stop = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop and all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    failed = [c.args for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
+    if failed and not stop:
+        _fail(f"a demo process stopped unexpectedly: {failed}")
+
+
+def main() -> None:
+    cli(prog_name="villagetwin")
+
+
+if __name__ == "__main__":
+    main()

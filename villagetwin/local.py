@@ -1,0 +1,202 @@
+"""Local services for development and CI: PostgreSQL with TimescaleDB preloaded, the
+project's own Mosquitto, and the database. Every step checks first and does nothing when
+things are already as they should be, so a second run takes about a second."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from devices.broker import BrokerConfig, render
+
+Log = Callable[[str], None]
+SYSTEM_MOSQUITTO_PID = Path("/run/mosquitto/mosquitto.pid")
+
+
+class SetupError(RuntimeError):
+    pass
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _pid_alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+def admin_dsn_for(dsn: str) -> str:
+    """The same server, the maintenance database."""
+    return make_conninfo(dsn, dbname="postgres")
+
+
+def ensure_timescaledb_preloaded(admin_dsn: str, log: Log) -> None:
+    """TimescaleDB must be in shared_preload_libraries; if it is not, add it and restart the
+    local cluster (the only way PostgreSQL loads a preload library)."""
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SHOW shared_preload_libraries").fetchone()
+            preload = row[0] if row else ""
+            if "timescaledb" in preload:
+                return
+            version_row = conn.execute("SHOW server_version_num").fetchone()
+            available = conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+            ).fetchone()
+            if not available:
+                raise SetupError(
+                    "the TimescaleDB extension is not installed for this PostgreSQL server;"
+                    " run scripts/install-system.sh (or `make setup`)"
+                )
+            libraries = ", ".join(x for x in [preload.strip(), "timescaledb"] if x)
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET shared_preload_libraries = {}").format(
+                    sql.Literal(libraries)
+                )
+            )
+    except psycopg.OperationalError as exc:
+        raise SetupError(f"cannot reach PostgreSQL ({exc}); is the server running?") from exc
+    major = int(version_row[0]) // 10000 if version_row else 15
+    log(f"adding timescaledb to shared_preload_libraries and restarting PostgreSQL {major}")
+    if not shutil.which("pg_ctlcluster"):
+        raise SetupError("restart PostgreSQL by hand to load timescaledb (no pg_ctlcluster here)")
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", str(major), "main", "restart"], check=True
+    )
+    params = conninfo_to_dict(admin_dsn)
+    host, port = str(params.get("host", "127.0.0.1")), int(params.get("port", 5432) or 5432)
+    if not wait_for_port(host, port, 30):
+        raise SetupError("PostgreSQL did not come back within 30 s after the restart")
+
+
+def ensure_database(dsn: str, log: Log) -> None:
+    name = conninfo_to_dict(dsn).get("dbname")
+    if not name:
+        raise SetupError(f"the database DSN names no database: {dsn}")
+    with psycopg.connect(admin_dsn_for(dsn), autocommit=True, connect_timeout=5) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return
+        log(f"creating database {name}")
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
+
+
+# --- Mosquitto ------------------------------------------------------------------------------
+
+
+def broker_paths(state_dir: Path) -> dict[str, Path]:
+    base = state_dir.resolve() / "mosquitto"
+    return {
+        "dir": base,
+        "conf": base / "mosquitto.conf",
+        "pid": base / "mosquitto.pid",
+        "log": base / "mosquitto.log",
+        "data": base / "data",
+    }
+
+
+def prepare_broker_dir(path: Path) -> None:
+    """Mosquitto started as root drops to the ``mosquitto`` user, which must own its files."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        return
+    for item in [path, *path.rglob("*")]:
+        shutil.chown(item, "mosquitto", "mosquitto")
+
+
+def start_broker(state_dir: Path, host: str, port: int, log: Log) -> Path:
+    """Runs Mosquitto with the project's config on ``port``. The machine's own Mosquitto,
+    started with Debian's defaults (1000 queued messages per client), is stopped if it holds
+    the port: those defaults drop messages for a paused ingester."""
+    paths = broker_paths(state_dir)
+    paths["data"].mkdir(parents=True, exist_ok=True)
+    config = BrokerConfig(
+        port=port,
+        bind=host,
+        persistence_dir=paths["data"],
+        pid_file=paths["pid"],
+        log_file=paths["log"],
+    )
+    text = render(config)
+    changed = not paths["conf"].exists() or paths["conf"].read_text() != text
+    paths["conf"].write_text(text)
+    ours = _pid_alive(paths["pid"])
+    if ours and not changed and port_open(host, port):
+        return paths["conf"]
+    if ours:
+        log("restarting the project's Mosquitto with its new config")
+        os.kill(ours, signal.SIGTERM)
+        _wait_gone(ours)
+    if port_open(host, port):
+        system = _pid_alive(SYSTEM_MOSQUITTO_PID)
+        if system is None:
+            raise SetupError(
+                f"port {port} is taken by a process that is not the project's Mosquitto;"
+                " set VT_MQTT__PORT to another port"
+            )
+        log(f"stopping the machine's default Mosquitto (pid {system}) to serve port {port}")
+        os.kill(system, signal.SIGTERM)
+        _wait_gone(system)
+    prepare_broker_dir(paths["dir"])
+    if not shutil.which("mosquitto"):
+        raise SetupError("mosquitto is not installed; run scripts/install-system.sh")
+    subprocess.run(["mosquitto", "-d", "-c", str(paths["conf"])], check=True)
+    if not wait_for_port(host, port, 10):
+        raise SetupError(f"Mosquitto did not start; see {paths['log']}")
+    log(f"Mosquitto listening on {host}:{port} (config {paths['conf']})")
+    return paths["conf"]
+
+
+def stop_broker(state_dir: Path) -> bool:
+    pid = _pid_alive(broker_paths(state_dir)["pid"])
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    _wait_gone(pid)
+    return True
+
+
+def _wait_gone(pid: int, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise SetupError(f"process {pid} did not stop within {seconds:.0f} s")

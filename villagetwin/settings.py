@@ -1,0 +1,18 @@
+"""Settings of the command line itself: where the database, the broker and local state are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from devices.settings import MqttSettings
+
+
+class AppSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VT_", env_nested_delimiter="__", extra="ignore")
+
+    db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
+    mqtt: MqttSettings = MqttSettings()
+    # Broker data, generated GeoPackages and logs of local runs.
+    state_dir: Path = Path(".state")

@@ -1,0 +1,33 @@
+"""The simulator's view of the village: each registered device with the units it serves."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import psycopg
+
+from devices.payloads import DeviceKind
+from devices.simulator import SimDevice
+
+
+def sim_devices(conn: psycopg.Connection) -> list[SimDevice]:
+    units: dict[str, list[str]] = defaultdict(list)
+    for unit_id, building_id in conn.execute(
+        "SELECT unit_id, building_id FROM units ORDER BY unit_id"
+    ):
+        units[building_id].append(unit_id)
+    rows = conn.execute(
+        "SELECT device_id, kind, building_id, coalesce(lon, 0), coalesce(lat, 0)"
+        " FROM devices WHERE revoked_at IS NULL ORDER BY device_id"
+    ).fetchall()
+    return [
+        SimDevice(
+            device_id=device_id,
+            kind=DeviceKind(kind),
+            units=tuple(units.get(building_id, ())) if building_id else (),
+            lon=lon,
+            lat=lat,
+            building_code=building_id,
+        )
+        for device_id, kind, building_id, lon, lat in rows
+    ]
