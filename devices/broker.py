@@ -26,6 +26,9 @@ class BrokerConfig:
     max_queued_messages: int = 1_000_000
     max_packet_bytes: int = 1024 * 1024
     autosave_interval_s: int = 30
+    # Mosquitto started as root switches to this user (its default: "mosquitto"). Local runs
+    # keep the invoking user, so the broker can write where that user can.
+    user: str | None = None
 
 
 def render(config: BrokerConfig) -> str:
@@ -36,6 +39,8 @@ def render(config: BrokerConfig) -> str:
         f"listener {config.port} {config.bind}",
         f"allow_anonymous {anonymous}",
     ]
+    if config.user:
+        lines.append(f"user {config.user}")
     if config.password_file:
         lines.append(f"password_file {config.password_file}")
     if config.acl_file:

@@ -57,7 +57,7 @@ def view_of(buildings: gpd.GeoDataFrame) -> View:
     minx, miny, maxx, maxy = buildings.total_bounds
     span = max(maxx - minx, maxy - miny)
     # About 0.003° fits at zoom 17.4 in a 700 px map; each halving of zoom doubles the span.
-    zoom = 17.4
+    zoom = 18.0
     while span > 0.003 and zoom > 10:
         span /= 2
         zoom -= 1
@@ -129,8 +129,12 @@ def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
         family = str(row.kind).split(".")[0]
         records.append(
             {
-                "position": [round(float(row.lon), 7), round(float(row.lat), 7)],
-                "elevation": float(getattr(row, "elevation", 0.0) or 0.0),
+                # On the roof of its building, so extruded buildings do not hide it.
+                "position": [
+                    round(float(row.lon), 7),
+                    round(float(row.lat), 7),
+                    float(getattr(row, "elevation", 0.0) or 0.0),
+                ],
                 "kind": row.kind,
                 "device_id": row.device_id,
                 "ts": str(row.ts),
@@ -165,10 +169,19 @@ TOOLTIP = {
 def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = None) -> pdk.Deck:
     """The deck; ``base_map_url`` (a style served on the intranet) is optional and off by
     default, so nothing is fetched from outside."""
+    if base_map_url:
+        return pdk.Deck(
+            layers=list(layers),
+            initial_view_state=view.state(),
+            map_style=base_map_url,
+            map_provider="carto",
+            tooltip=TOOLTIP,  # type: ignore[arg-type]
+        )
+    # Not ``map_style=None``: Streamlit then fills in a Carto base map from the internet. The
+    # untouched default with no provider is what Streamlit reads as "no base map at all".
     return pdk.Deck(
         layers=list(layers),
         initial_view_state=view.state(),
-        map_style=base_map_url,
-        map_provider=None if base_map_url is None else "carto",
+        map_provider=None,
         tooltip=TOOLTIP,  # type: ignore[arg-type]
     )

@@ -113,6 +113,21 @@ def broker_stop(settings: AppSettings) -> None:
     _echo("stopped" if local.stop_broker(settings.state_dir) else "was not running")
 
 
+@broker.command("write-docker-config")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("deploy/mosquitto/mosquitto.conf"),
+    show_default=True,
+)
+def broker_write_docker_config(out: Path) -> None:
+    """Regenerate the Mosquitto config that docker-compose.yml mounts."""
+    from devices.broker import DOCKER, render
+
+    out.write_text(render(DOCKER))
+    _echo(f"wrote {out}")
+
+
 # --- the village ----------------------------------------------------------------------------
 
 
@@ -249,6 +264,7 @@ def _dashboard_command(host: str, port: int) -> list[str]:
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
         "--server.fileWatcherType", "none", "--theme.base", "light",
+        "--client.toolbarMode", "minimal",
     ]  # fmt: skip
 
 

@@ -126,17 +126,9 @@ def broker_paths(state_dir: Path) -> dict[str, Path]:
     }
 
 
-def prepare_broker_dir(path: Path) -> None:
-    """Mosquitto started as root drops to the ``mosquitto`` user, which must own its files."""
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        return
-    try:
-        pwd.getpwnam("mosquitto")
-    except KeyError:
-        return
-    for item in [path, *path.rglob("*")]:
-        shutil.chown(item, "mosquitto", "mosquitto")
+def local_user() -> str:
+    """The user a local broker runs as: the one running this command."""
+    return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def start_broker(state_dir: Path, host: str, port: int, log: Log) -> Path:
@@ -151,6 +143,7 @@ def start_broker(state_dir: Path, host: str, port: int, log: Log) -> Path:
         persistence_dir=paths["data"],
         pid_file=paths["pid"],
         log_file=paths["log"],
+        user=local_user(),
     )
     text = render(config)
     changed = not paths["conf"].exists() or paths["conf"].read_text() != text
@@ -172,7 +165,6 @@ def start_broker(state_dir: Path, host: str, port: int, log: Log) -> Path:
         log(f"stopping the machine's default Mosquitto (pid {system}) to serve port {port}")
         os.kill(system, signal.SIGTERM)
         _wait_gone(system)
-    prepare_broker_dir(paths["dir"])
     if not shutil.which("mosquitto"):
         raise SetupError("mosquitto is not installed; run scripts/install-system.sh")
     subprocess.run(["mosquitto", "-d", "-c", str(paths["conf"])], check=True)

@@ -1,0 +1,173 @@
+"""End to end, as a person sees it: `villagetwin demo` runs everything, and Debian's Chromium
+(driven by Playwright) shows the 3D village with live events from simulated devices."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, sync_playwright
+from support import ARTIFACTS, ROOT, count, free_port, wait_until
+
+from villagetwin.local import wait_for_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu-sandbox",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run scripts/install-system.sh"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def non_blank_fraction(png: bytes) -> float:
+    """Share of pixels that differ from the most common colour (the empty background)."""
+    image = Image.open(io.BytesIO(png)).convert("RGB").resize((200, 150))
+    pixels = list(image.get_flattened_data())
+    background = max(set(pixels), key=pixels.count)
+    far = [p for p in pixels if sum(abs(a - b) for a, b in zip(p, background, strict=True)) > 30]
+    return len(far) / len(pixels)
+
+
+def external_requests(page: Page) -> list[str]:
+    seen: list[str] = []
+
+    def record(request) -> None:  # type: ignore[no-untyped-def]
+        host = urlparse(request.url).hostname or ""
+        if request.url.startswith(("http", "ws")) and host not in {"127.0.0.1", "localhost"}:
+            seen.append(request.url)
+
+    page.on("request", record)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def demo(
+    database_factory: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, object]]:
+    db = database_factory()
+    tmp_path = tmp_path_factory.mktemp("demo")
+    port, mqtt_port, metrics_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "VT_DB_DSN": db,
+        "VT_STATE_DIR": str(tmp_path / "state"),
+        "VT_MQTT__PORT": str(mqtt_port),
+        "VT_INGEST__HTTP_PORT": str(metrics_port),
+        "VT_INGEST__CLIENT_ID": "vt-demo-test",
+        "VT_REFRESH_S": "2",
+    }
+    log = (tmp_path / "demo.log").open("wb")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "villagetwin.cli", "demo", "--port", str(port), "--rate", "30"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for_port("127.0.0.1", port, 90), (tmp_path / "demo.log").read_text()
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "started": started,
+            "db": db,
+            "log": tmp_path / "demo.log",
+        }
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        # The demo's broker keeps running for the next demo; this one's was private.
+        pid_file = tmp_path / "state" / "mosquitto" / "mosquitto.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def events_metric(page: Page) -> int:
+    text = page.get_by_test_id("stMetric").nth(1).inner_text()
+    numbers = re.findall(r"\d[\d,]*", text.split("\n")[-1])
+    return int(numbers[-1].replace(",", "")) if numbers else 0
+
+
+@pytest.mark.browser
+def test_demo_shows_live_events_on_the_3d_map(demo: dict[str, object], browser: Browser) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside = external_requests(page)
+    page.goto(str(demo["url"]))
+    canvas = page.locator("canvas").first
+    canvas.wait_for(state="visible", timeout=60_000)
+
+    # Events from simulated devices reach the map within 60 s of the demo's start.
+    deadline = float(demo["started"]) + 60  # type: ignore[arg-type]
+    assert wait_until(
+        lambda: events_metric(page) > 0, max(1.0, deadline - time.monotonic()), 1.0
+    ), (
+        "no events on the dashboard 60 s after start; demo log:\n"
+        + Path(str(demo["log"])).read_text()
+    )
+    assert count(str(demo["db"]), "SELECT count(*) FROM events") > 0
+    page.wait_for_timeout(2500)  # let deck.gl draw the refreshed layers
+    shot = canvas.screenshot()
+    (ARTIFACTS / "demo-map.png").write_bytes(shot)
+    page.screenshot(path=str(ARTIFACTS / "demo-page.png"), full_page=True)
+    fraction = non_blank_fraction(shot)
+    assert fraction > 0.05, f"the map canvas looks blank ({fraction:.1%} drawn)"
+    assert outside == [], f"the page fetched from outside: {outside[:5]}"
+
+
+@pytest.mark.browser
+def test_building_picker_shows_that_buildings_events(
+    demo: dict[str, object], browser: Browser
+) -> None:
+    db = str(demo["db"])
+    assert wait_until(
+        lambda: count(db, "SELECT count(*) FROM events WHERE building_id IS NOT NULL") > 0, 60, 1.0
+    )
+    import psycopg
+
+    with psycopg.connect(db) as conn:
+        building_id, address = conn.execute(
+            "SELECT e.building_id, b.address FROM events e JOIN buildings b USING (building_id)"
+            " LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(str(demo["url"]))
+    picker = page.get_by_test_id("stSelectbox").first
+    picker.wait_for(timeout=60_000)
+    picker.click()
+    page.keyboard.type(building_id)
+    page.keyboard.press("Enter")
+    page.get_by_text(f"{address} · {building_id}").wait_for(timeout=30_000)
+    page.get_by_test_id("stDataFrame").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "demo-building.png"), full_page=True)

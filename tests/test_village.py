@@ -1,0 +1,109 @@
+"""The sample village: its invariants, determinism, GeoPackage round trip and idempotent load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from mapping import gpkg
+from mapping.db import load_village, read_buildings
+from mapping.generate import generate
+from mapping.layers import building_records, buildings_layer, deck, view_of
+from mapping.model import Village
+
+
+@pytest.fixture(scope="module")
+def village() -> Village:
+    return generate(seed=7, size="small")
+
+
+def test_small_village_has_the_promised_size(village: Village) -> None:
+    assert len(village.buildings) >= 300
+    assert len(village.units) >= 3000
+    assert len(village.grid_cells) >= 8
+    storeys = village.buildings.loc[village.buildings.use != "ancestral_hall", "storeys"]
+    assert storeys.between(4, 14).all()
+    assert (storeys.between(4, 9).mean()) > 0.9  # mostly 4–9 storeys, a few taller
+    assert (storeys > 9).sum() >= 1
+
+
+def test_it_stands_in_huangpu(village: Village) -> None:
+    minx, miny, maxx, maxy = village.buildings.total_bounds
+    assert 113.44 < minx < maxx < 113.46
+    assert 23.15 < miny < maxy < 23.17
+    assert village.buildings.crs.to_epsg() == 4326
+
+
+def test_alleys_between_handshake_buildings_are_narrow(village: Village) -> None:
+    metric = village.buildings.to_crs("EPSG:32649")
+    areas = metric.area
+    assert areas.between(80, 101).all()  # plots of about 10 x 10 m
+    # The gap from a building to its nearest neighbour: 1–3 m alleys (up to ~3.8 with insets).
+    gaps = [
+        metric.geometry.iloc[i].distance(metric.drop(index=metric.index[i]).geometry).min()
+        for i in range(0, len(metric), 25)
+    ]
+    assert min(gaps) >= 0.9 and max(gaps) <= 4.0
+
+
+def test_devices_are_where_they_should_be(village: Village) -> None:
+    devices = village.devices
+    readers = devices[devices.kind == "access"]
+    assert set(readers.building_id) == set(village.buildings.building_id)  # one per building
+    assert (devices.kind == "gate").sum() >= 4
+    assert (devices.kind == "camera").sum() >= 10
+    assert devices.device_id.is_unique
+
+
+def test_units_belong_to_buildings_and_floors_exist(village: Village) -> None:
+    storeys = dict(zip(village.buildings.building_id, village.buildings.storeys, strict=True))
+    assert village.units.unit_id.is_unique
+    assert village.units.building_id.isin(storeys.keys()).all()
+    assert all(
+        1 <= f <= storeys[b]
+        for b, f in zip(village.units.building_id, village.units.floor, strict=True)
+    )
+
+
+def test_generation_is_deterministic(village: Village) -> None:
+    again = generate(seed=7, size="small")
+    assert again.buildings.equals(village.buildings)
+    assert again.units.equals(village.units)
+    assert not generate(seed=8, size="small").buildings.equals(village.buildings)
+
+
+def test_geopackage_round_trip(village: Village, tmp_path: Path) -> None:
+    path = gpkg.save(village, tmp_path / "village.gpkg")
+    back = gpkg.load(path)
+    assert back.summary() == village.summary()
+    assert list(back.buildings.building_id) == list(village.buildings.building_id)
+    assert back.buildings.geometry.iloc[0].equals_exact(village.buildings.geometry.iloc[0], 1e-9)
+    gpkg.save(village, path)  # writing again replaces, never appends
+    assert gpkg.load(path).summary() == village.summary()
+
+
+def test_loading_twice_changes_nothing(village: Village, db: str) -> None:
+    with psycopg.connect(db) as conn:
+        load_village(conn, village)
+        first = conn.execute("SELECT count(*), sum(storeys) FROM buildings").fetchone()
+        load_village(conn, village)
+        second = conn.execute("SELECT count(*), sum(storeys) FROM buildings").fetchone()
+        units = conn.execute("SELECT count(*) FROM units").fetchone()
+        buildings = read_buildings(conn)
+    assert first == second == (len(village.buildings), int(village.buildings.storeys.sum()))
+    assert units == (len(village.units),)
+    assert len(buildings) == len(village.buildings)
+
+
+def test_layers_extrude_buildings_by_storeys(village: Village) -> None:
+    busiest = village.buildings.building_id.iloc[0]
+    records = building_records(village.buildings, {busiest: 12.0})
+    by_id = {r["building_id"]: r for r in records}
+    assert by_id[busiest]["height"] == village.buildings.height_m.iloc[0]
+    assert by_id[busiest]["colour"] != by_id[village.buildings.building_id.iloc[1]]["colour"]
+    d = deck([buildings_layer(records)], view_of(village.buildings))
+    spec = d.to_json()
+    assert '"extruded": true' in spec
+    assert "mapbox" not in spec.lower() and "carto" not in spec.lower()  # no external base map
