@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test lint typecheck pytest docs clean
+.PHONY: setup setup-services demo test lint typecheck pytest docs clean
 
 setup:  ## install system packages, TimescaleDB, .venv; start and migrate local services
 	@bash scripts/install-system.sh
@@ -12,7 +12,12 @@ setup:  ## install system packages, TimescaleDB, .venv; start and migrate local 
 demo: setup  ## services + sample village + simulated devices + ingester + dashboard
 	@$(BIN)/villagetwin demo
 
-test: setup lint typecheck pytest  ## everything CI runs
+test: setup-services lint typecheck pytest  ## everything CI runs
+
+# The tests start private brokers, so they need no project broker on 1883.
+setup-services:
+	@bash scripts/install-system.sh
+	@$(BIN)/villagetwin setup --no-broker
 
 lint:
 	$(BIN)/ruff check .

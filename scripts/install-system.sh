@@ -40,12 +40,11 @@ if [[ -z "$PGV" ]]; then
   apt_install postgresql postgresql-contrib
   PGV=$(pg_major)
 fi
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
-command -v mosquitto >/dev/null || missing+=(mosquitto)
-command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
-command -v mosquitto_passwd >/dev/null || missing+=(mosquitto)
-[[ -x /usr/bin/chromium ]] || missing+=(chromium)
-fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
+for pkg in mosquitto mosquitto-clients chromium fonts-noto-cjk; do
+  installed "$pkg" || missing+=("$pkg")
+done
 ((${#missing[@]})) && apt_install "${missing[@]}"
 
 # --- TimescaleDB ----------------------------------------------------------------------------
