@@ -38,6 +38,9 @@ class IngestMetrics:
         self.last_commit = Gauge(
             "vt_last_commit_timestamp_seconds", "unix time of the last commit", registry=r
         )
+        self.since_commit = Gauge(
+            "vt_seconds_since_last_commit", "seconds since the last batch committed", registry=r
+        )
         self.db_errors = Counter(
             "vt_database_errors", "failed commit attempts (retried)", registry=r
         )

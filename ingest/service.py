@@ -26,7 +26,7 @@ import psycopg
 
 from devices.mqtt import new_client
 from devices.topics import DeviceTopic, TopicError, subscription
-from ingest import store
+from ingest import maintenance, store
 from ingest.batching import Batch, Batcher
 from ingest.metrics import IngestMetrics, serve
 from ingest.settings import IngestSettings
@@ -56,7 +56,11 @@ class Ingester:
         )
         self._client: mqtt.Client | None = None
         self._last_commit = time.monotonic()
+        self._community = False
+        # The first retention pass runs a minute after start, not while catching up.
+        self._maintained_at = time.monotonic() - self.options.maintenance_interval_s + 60
         self.totals = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
+        self.metrics.since_commit.set_function(lambda: time.monotonic() - self._last_commit)
 
     # --- MQTT edge (network thread) -------------------------------------------------------
 
@@ -138,7 +142,7 @@ class Ingester:
         if install_signal_handlers:
             signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
             signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
-        self._log_edition()
+        self._detect_edition()
         self._reload_registry()
         server = None
         if self.options.http_port:
@@ -196,6 +200,8 @@ class Ingester:
                 self._flush()
             if time.monotonic() - self._registry_at > self.options.registry_refresh_s:
                 self._reload_registry()
+            if time.monotonic() - self._maintained_at > self.options.maintenance_interval_s:
+                self._maintain()
             self.metrics.queue_depth.set(self.inbox.qsize() + len(self._batcher))
         # SIGTERM: what was delivered before now is judged, committed and acknowledged.
         for _ in range(self.inbox.qsize()):
@@ -278,19 +284,42 @@ class Ingester:
             if message.qos > 0 and message.generation == generation:
                 client.ack(message.mid, message.qos)
 
-    def _log_edition(self) -> None:
+    def _detect_edition(self) -> None:
+        """Logs the TimescaleDB edition; on the Community edition, installs its policies."""
         try:
             conn = self._database()
             row = conn.execute(
-                "SELECT extversion, current_setting('timescaledb.license', true)"
-                " FROM pg_extension WHERE extname = 'timescaledb'"
+                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
             ).fetchone()
             conn.commit()
+            if row is None:
+                log.warning("TimescaleDB is not in this database; run `villagetwin migrate`")
+                return
+            license_ = maintenance.edition(conn)
+            self._community = license_ == "timescale"
+            log.info(
+                "TimescaleDB %s, %s edition: retention %s",
+                row[0],
+                "Community" if self._community else license_.capitalize(),
+                "by TimescaleDB's policies" if self._community else "by the ingester",
+            )
+            if self._community:
+                maintenance.install_policies(
+                    conn, self.options.retention(), self.options.compress_after_days
+                )
         except psycopg.Error as exc:
             self._drop_database()
             log.warning("database not reachable at start (%s); will keep retrying", exc)
+
+    def _maintain(self) -> None:
+        self._maintained_at = time.monotonic()
+        try:
+            removed = maintenance.run_retention(
+                self._database(), self.options.retention(), self._community
+            )
+        except psycopg.Error as exc:
+            self._drop_database()
+            log.warning("retention pass failed (%s); will try again", exc)
             return
-        if row is None:
-            log.warning("TimescaleDB is not installed in this database; run `villagetwin migrate`")
-        else:
-            log.info("TimescaleDB %s, %s edition", row[0], row[1] or "unknown")
+        if any(removed.values()):
+            log.info("retention removed %s", removed)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
+from ingest.maintenance import RetentionPlan
 from ingest.validate import Limits
 
 
@@ -25,8 +26,19 @@ class IngestOptions(BaseModel):
     max_age_days: int = Field(default=30, ge=1)
     registry_refresh_s: float = Field(default=30.0, gt=0)
     db_retry_max_s: float = Field(default=10.0, gt=0)
+    # Days to keep events, by kind; kinds not named keep retention_default_days.
+    retention_days: dict[str, int] = {"heartbeat": 30}
+    retention_default_days: int = Field(default=1095, ge=1)
+    dead_letter_retention_days: int = Field(default=180, ge=1)
+    compress_after_days: int = Field(default=7, ge=1)
+    maintenance_interval_s: float = Field(default=3600.0, gt=0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9108, ge=0, description="0 turns /metrics and /healthz off")
+
+    def retention(self) -> RetentionPlan:
+        return RetentionPlan(
+            self.retention_default_days, dict(self.retention_days), self.dead_letter_retention_days
+        )
 
     def limits(self) -> Limits:
         return Limits(

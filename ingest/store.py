@@ -38,17 +38,52 @@ _EVENT_TYPES = [
     "text",
     "text",
 ]
+# One statement: new events go into the hypertable, and only those (not duplicates) update
+# the derived tables, so a redelivery can never count twice.
 _MOVE = f"""
-INSERT INTO events ({_EVENT_COLUMNS})
-SELECT ts, received_at, event_id, device_id, seq, kind, building_id, unit_id, credential_ref,
-       payload::jsonb
-FROM staging_events
-ON CONFLICT ON CONSTRAINT events_once DO NOTHING
-"""
-_LAST_SEEN = """
-UPDATE devices AS d SET last_seen = GREATEST(d.last_seen, s.seen)
-FROM (SELECT device_id, max(received_at) AS seen FROM staging_events GROUP BY device_id) AS s
-WHERE d.device_id = s.device_id
+WITH new AS (
+    INSERT INTO events ({_EVENT_COLUMNS})
+    SELECT ts, received_at, event_id, device_id, seq, kind, building_id, unit_id,
+           credential_ref, payload::jsonb
+    FROM staging_events
+    ON CONFLICT ON CONSTRAINT events_once DO NOTHING
+    RETURNING ts, received_at, device_id, seq, kind, building_id, unit_id, credential_ref,
+              payload
+), hourly AS (
+    INSERT INTO building_hourly AS h (building_id, hour, kind, events)
+    SELECT building_id, time_bucket(INTERVAL '1 hour', ts), kind, count(*)
+    FROM new WHERE building_id IS NOT NULL
+    GROUP BY 1, 2, 3
+    ON CONFLICT (building_id, hour, kind) DO UPDATE SET events = h.events + EXCLUDED.events
+), seen AS (
+    INSERT INTO unit_daily_credentials AS u
+        (unit_id, day, credential_ref, first_seen, last_seen, events)
+    SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts), max(ts),
+           count(*)
+    FROM new
+    WHERE unit_id IS NOT NULL AND credential_ref IS NOT NULL
+      AND kind IN ('access.unlock', 'app.checkin')
+      AND coalesce((payload ->> 'granted')::boolean, true)
+    GROUP BY 1, 2, 3
+    ON CONFLICT (unit_id, day, credential_ref) DO UPDATE SET
+        first_seen = least(u.first_seen, EXCLUDED.first_seen),
+        last_seen = greatest(u.last_seen, EXCLUDED.last_seen),
+        events = u.events + EXCLUDED.events
+), latest AS (
+    INSERT INTO device_latest AS l (device_id, ts, received_at, kind, seq, payload)
+    SELECT DISTINCT ON (device_id) device_id, ts, received_at, kind, seq, payload
+    FROM new ORDER BY device_id, ts DESC, seq DESC
+    ON CONFLICT (device_id) DO UPDATE SET
+        ts = EXCLUDED.ts, received_at = EXCLUDED.received_at, kind = EXCLUDED.kind,
+        seq = EXCLUDED.seq, payload = EXCLUDED.payload
+    WHERE EXCLUDED.ts >= l.ts
+), devices_seen AS (
+    UPDATE devices AS d
+    SET last_seen = greatest(d.last_seen, s.seen), last_seq = greatest(d.last_seq, s.seq)
+    FROM (SELECT device_id, max(received_at) AS seen, max(seq) AS seq FROM new GROUP BY 1) AS s
+    WHERE d.device_id = s.device_id
+)
+SELECT count(*) FROM new
 """
 _STATUS = """
 UPDATE devices SET online = %(online)s, status_changed_at = %(at)s,
@@ -99,9 +134,8 @@ def store(
                             e.payload,
                         )
                     )
-            cur.execute(_MOVE)
-            inserted = cur.rowcount
-            cur.execute(_LAST_SEEN)
+            row = cur.execute(_MOVE).fetchone()
+            inserted = int(row[0]) if row else 0
         if refusals:
             with cur.copy(
                 "COPY dead_letters (received_at, topic, device_id, reason, detail, payload,"
