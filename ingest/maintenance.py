@@ -53,7 +53,8 @@ def install_policies(
     with conn.transaction():
         conn.execute(
             "ALTER TABLE events SET (timescaledb.compress,"
-            " timescaledb.compress_segmentby = 'device_id', timescaledb.compress_orderby = 'ts DESC')"
+            " timescaledb.compress_segmentby = 'device_id',"
+            " timescaledb.compress_orderby = 'ts DESC')"
         )
         conn.execute(
             "SELECT add_compression_policy('events', %s::interval, if_not_exists => true)",
