@@ -54,7 +54,7 @@ def install_policies(
         conn.execute(
             "ALTER TABLE events SET (timescaledb.compress,"
             " timescaledb.compress_segmentby = 'device_id',"
-            " timescaledb.compress_orderby = 'ts DESC')"
+            " timescaledb.compress_orderby = 'ts DESC, event_id')"
         )
         conn.execute(
             "SELECT add_compression_policy('events', %s::interval, if_not_exists => true)",

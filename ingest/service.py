@@ -47,6 +47,7 @@ class Ingester:
         self.inbox: queue.Queue[Received] = queue.Queue(maxsize=self.options.queue_max)
         self._generation = 0
         self._connected = False
+        self._subscribed = False
         self._db: psycopg.Connection | None = None
         self._db_ok = False
         self._registry: dict[str, KnownDevice] = {}
@@ -76,7 +77,7 @@ class Ingester:
         topic_filter = subscription(share_group=self.options.share_group)
         client.subscribe(topic_filter, qos=1)
         log.info(
-            "connected to %s:%s as %s (session present: %s), subscribed to %s",
+            "connected to %s:%s as %s (session present: %s), subscribing to %s",
             self.settings.mqtt.host,
             self.settings.mqtt.port,
             self.options.client_id,
@@ -84,10 +85,20 @@ class Ingester:
             topic_filter,
         )
 
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("the broker refused the subscription: %s", reasons)
+            return
+        self._subscribed = True
+        log.info("subscription active")
+
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         self._connected = False
+        self._subscribed = False
         self.metrics.mqtt_connected.set(0)
         if not self.stopping.is_set():
             log.warning("disconnected from the broker (%s); paho reconnects", reason)
@@ -133,6 +144,7 @@ class Ingester:
         return {
             "ok": self._connected and self._db_ok,
             "mqtt_connected": self._connected,
+            "subscribed": self._subscribed,
             "database_ok": self._db_ok,
             "queue_depth": self.inbox.qsize() + len(self._batcher),
             "seconds_since_commit": round(since, 3),
@@ -160,6 +172,7 @@ class Ingester:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(1, 10)
         self._client = client
         client.connect_async(

@@ -105,7 +105,7 @@ def start_ingester() -> Iterator[Callable[..., RunningIngester]]:
         settings = IngestSettings(db_dsn=dsn, mqtt=mqtt, ingest=IngestOptions(**opts))  # type: ignore[arg-type]
         r = RunningIngester(Ingester(settings))
         r.thread.start()
-        connected = wait_until(lambda: r.ingester.health()["mqtt_connected"], 10)
+        connected = wait_until(lambda: r.ingester.health()["subscribed"], 10)
         assert connected, "the ingester did not connect to the broker"
         running.append(r)
         return r
