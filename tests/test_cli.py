@@ -21,6 +21,7 @@ COMMANDS = [
     ["dashboard"],
     ["demo"],
     ["broker"],
+    ["gaps"],
 ]
 
 

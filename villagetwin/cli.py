@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,34 @@ def ingest() -> None:
     from ingest.settings import IngestSettings
 
     Ingester(IngestSettings()).run()
+
+
+def _duration(text: str) -> timedelta:
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise click.BadParameter(f"{text!r}: write a number and m, h or d, like 24h or 7d")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+@cli.command()
+@click.option("--since", default="24h", show_default=True, help="How far back: 90m, 24h, 7d.")
+@click.pass_obj
+def gaps(settings: AppSettings, since: str) -> None:
+    """Report the exact sequence numbers missing per device (lost before they were stored,
+    for example by a broker crash), as device, first-last, count."""
+    window = _duration(since)
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            rows = conn.execute(
+                "SELECT * FROM sequence_gaps(now() - %s::interval)", (window,)
+            ).fetchall()
+    except psycopg.Error as exc:
+        _fail(str(exc))
+    click.echo("device\tmissing\tcount")
+    for device, first, last, missing in rows:
+        span = str(first) if first == last else f"{first}-{last}"
+        click.echo(f"{device}\t{span}\t{missing}")
+    _echo(f"{len(rows)} gap(s), {sum(r[3] for r in rows)} event(s) missing since {since} ago")
 
 
 @cli.command()

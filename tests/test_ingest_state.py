@@ -1,0 +1,171 @@
+"""What the ingester maintains besides events: derived tables, device state, gaps,
+retention, and scale-out over a shared subscription."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from support import ROOT, Fleet, count, register_gates, wait_until
+
+from devices.payloads import AccessUnlock, DeviceKind, Heartbeat, Status, encode
+from devices.topics import status_topic
+from ingest import store
+from ingest.maintenance import RetentionPlan, run_retention
+from ingest.validate import KnownDevice, Received, judge
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _access_db(db: str) -> None:
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO grid_cells VALUES ('G1', 'grid', NULL, '{}');"
+            "INSERT INTO buildings (building_id, address, grid_code, storeys, height_m, footprint,"
+            " lon, lat) VALUES ('B1', 'addr', 'G1', 5, 15, '{}', 113.45, 23.16);"
+            "INSERT INTO devices (device_id, kind, building_id) VALUES ('acc-b1', 'access', 'B1')"
+        )
+
+
+def _unlock(seq: int, credential: str, ts: datetime, granted: bool = True) -> Received:
+    event = AccessUnlock(
+        id=uuid.uuid4(), device="acc-b1", seq=seq, ts=ts, door="unit", unit="B1-301",
+        method="card", credential=credential, granted=granted,
+    )  # fmt: skip
+    return Received("vt/v1/acc-b1/event", encode(event), ts)
+
+
+def test_derived_tables_count_each_event_once(db: str) -> None:
+    _access_db(db)
+    registry = {"acc-b1": KnownDevice("acc-b1", DeviceKind.ACCESS, "B1")}
+    messages = [
+        _unlock(1, "cred:aa", NOW - timedelta(minutes=3)),
+        _unlock(2, "cred:bb", NOW - timedelta(minutes=2)),
+        _unlock(3, "cred:aa", NOW - timedelta(minutes=1)),
+        _unlock(4, "cred:cc", NOW, granted=False),  # a refused card is not a resident seen
+    ]
+    rows = [row for m in messages for row in judge(m, registry).events]
+    with psycopg.connect(db) as conn:
+        store.prepare(conn)
+        first = store.store(conn, rows, [])
+        again = store.store(conn, rows, [])  # a redelivery of the whole batch
+        hourly = conn.execute(
+            "SELECT sum(events) FROM building_hourly WHERE building_id = 'B1'"
+        ).fetchone()
+        creds = conn.execute(
+            "SELECT credential_ref, events FROM unit_daily_credentials WHERE unit_id = 'B1-301'"
+            " ORDER BY 1"
+        ).fetchall()
+        latest = conn.execute(
+            "SELECT seq, kind FROM device_latest WHERE device_id = 'acc-b1'"
+        ).fetchone()
+        device = conn.execute("SELECT last_seq, last_seen IS NOT NULL FROM devices").fetchone()
+    assert (first.inserted, first.duplicates) == (4, 0)
+    assert (again.inserted, again.duplicates) == (0, 4)
+    assert hourly == (4,)
+    assert creds == [("cred:aa", 2), ("cred:bb", 1)]
+    assert latest == (4, "access.unlock")
+    assert device == (4, True)
+
+
+def test_last_will_marks_a_vanished_device_offline(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
+    register_gates(db, ["gate-lwt"])
+    start_ingester(db, broker.settings)
+    topic, port = status_topic("gate-lwt"), broker.settings.port
+    offline, online = encode(Status(state="offline")), encode(Status(state="online"))
+    device = textwrap.dedent(f"""
+        import time, paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gate-lwt")
+        c.will_set("{topic}", {offline!r}, qos=1, retain=True)
+        c.connect("127.0.0.1", {port}, keepalive=5)
+        c.loop_start()
+        c.publish("{topic}", {online!r}, qos=1, retain=True).wait_for_publish()
+        print("online", flush=True)
+        time.sleep(60)
+    """)  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-c", device], stdout=subprocess.PIPE, cwd=ROOT)
+    assert process.stdout is not None and process.stdout.readline().strip() == b"online"
+    assert wait_until(lambda: count(db, "SELECT count(*) FROM devices WHERE online") == 1, 10)
+    process.kill()  # no DISCONNECT: the broker publishes the will
+    process.wait()
+    assert wait_until(
+        lambda: count(db, "SELECT count(*) FROM devices WHERE online = false") == 1, 15
+    )
+
+
+def test_heartbeats_keep_last_seen_current(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
+    register_gates(db, ["gate-hb"])
+    start_ingester(db, broker.settings)
+    fleet = Fleet(broker.settings, ["gate-hb"], client_id="hb")
+    beat = Heartbeat(id=uuid.uuid4(), device="gate-hb", seq=1, ts=datetime.now(UTC), uptime_s=12)
+    fleet.client.publish("vt/v1/gate-hb/event", encode(beat), qos=1).wait_for_publish(10)
+    fleet.close()
+    assert wait_until(
+        lambda: (
+            count(db, "SELECT count(*) FROM devices WHERE last_seen > now() - interval '1 minute'")
+            == 1
+        ),
+        10,
+    )
+    assert count(db, "SELECT count(*) FROM device_latest WHERE kind = 'heartbeat'") == 1
+
+
+def test_two_ingesters_split_one_stream_exactly_once(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
+    devices = [f"gate-sh{i}" for i in range(10)]
+    register_gates(db, devices)
+    a = start_ingester(db, broker.settings, share_group="ingest", client_id="vt-share-a")
+    b = start_ingester(db, broker.settings, share_group="ingest", client_id="vt-share-b")
+    fleet = Fleet(broker.settings, devices, client_id="share")
+    fleet.publish(200)
+    fleet.wait_acknowledged()
+    fleet.close()
+    assert wait_until(lambda: count(db, "SELECT count(*) FROM events") == 2000, 30)
+    assert count(db, "SELECT count(DISTINCT event_id) FROM events") == 2000
+    received = (a.ingester.totals["received"], b.ingester.totals["received"])
+    assert sum(received) == 2000 and min(received) > 0, received  # each took a share
+
+
+def test_gaps_command_names_missing_ranges(db: str) -> None:
+    register_gates(db, ["gate-gap"])
+    with psycopg.connect(db) as conn:
+        for seq in [1, 2, 3, 7, 8, 12]:
+            conn.execute(
+                "INSERT INTO events (ts, received_at, event_id, device_id, seq, kind, payload)"
+                " VALUES (now(), now(), %s, 'gate-gap', %s, 'gate.pass', '{}')",
+                (uuid.uuid4(), seq),
+            )
+    result = subprocess.run(
+        [sys.executable, "-m", "villagetwin.cli", "gaps", "--since", "24h"],
+        capture_output=True, text=True, cwd=ROOT, env={"VT_DB_DSN": db, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "gate-gap\t4-6\t3" in result.stdout
+    assert "gate-gap\t9-11\t3" in result.stdout
+
+
+def test_retention_by_kind(db: str) -> None:
+    register_gates(db, ["gate-old"])
+    with psycopg.connect(db) as conn:
+        for kind, age in [
+            ("heartbeat", 40),
+            ("heartbeat", 5),
+            ("gate.pass", 40),
+            ("gate.pass", 400),
+        ]:
+            conn.execute(
+                "INSERT INTO events (ts, received_at, event_id, device_id, seq, kind, payload)"
+                " VALUES (now() - %s::interval, now(), %s, 'gate-old', 1, %s, '{}')",
+                (timedelta(days=age), uuid.uuid4(), kind),
+            )
+        plan = RetentionPlan(default_days=365, by_kind={"heartbeat": 30}, dead_letter_days=90)
+        removed = run_retention(conn, plan, community=False)
+        left = conn.execute("SELECT kind, count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall()
+    assert removed["heartbeat"] == 1
+    assert removed["chunks"] >= 1  # the 400-day-old chunk was dropped whole
+    assert left == [("gate.pass", 1), ("heartbeat", 1)]
+    assert plan.shorter_kinds() == {"heartbeat": timedelta(days=30)}
