@@ -35,6 +35,12 @@ class IngestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.event_lag = Histogram(
+            "vt_event_lag_seconds",
+            "device time to commit, per stored event",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=r,
+        )
         self.last_commit = Gauge(
             "vt_last_commit_timestamp_seconds", "unix time of the last commit", registry=r
         )

@@ -278,6 +278,9 @@ class Ingester:
         self.metrics.commit_seconds.observe(time.monotonic() - started)
         self._last_commit = time.monotonic()
         self.metrics.last_commit.set(time.time())
+        committed = datetime.now(UTC)
+        for event in batch.events:
+            self.metrics.event_lag.observe((committed - event.ts).total_seconds())
         self.metrics.stored.inc(result.inserted)
         self.metrics.duplicates.inc(result.duplicates)
         for refusal in batch.refusals:

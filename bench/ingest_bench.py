@@ -1,0 +1,348 @@
+"""Ingestion benchmark: the villagetwin ingester against bare paho and a naive ingester, side
+by side in one run on the same broker and database, so the ratios hold on a noisy machine.
+
+    .venv/bin/python bench/ingest_bench.py            # full run, a few minutes
+    .venv/bin/python bench/ingest_bench.py --quick    # smaller loads
+
+Throughput: each consumer's persistent session is created, the broker is preloaded with the
+same messages by several ``mosquitto_pub -l`` processes (so the publisher is never the
+bottleneck), then the consumer drains them; events/s = events / (last - first commit or
+receipt). Latency: a paced publisher stamps each event with its publish time; p50/p99 are
+taken from ``stored_at - ts`` in the database. Memory: peak RSS of the ingester while it is
+flooded at about twice what it can commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devices.broker import BrokerConfig, render  # noqa: E402
+from villagetwin.local import local_user, wait_for_port  # noqa: E402
+from villagetwin.migrate import migrate  # noqa: E402
+
+ADMIN_DSN = os.environ.get("VT_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DEVICES = [f"gate-bench{i:02d}" for i in range(10)]
+CLEAR = "TRUNCATE events, dead_letters, device_latest, building_hourly, unit_daily_credentials"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def event(device: str, seq: int) -> dict[str, object]:
+    return {
+        "v": 1, "type": "gate.pass", "id": str(uuid.uuid4()), "device": device, "seq": seq,
+        "ts": datetime.now(UTC).isoformat(), "direction": "in", "method": "card",
+        "granted": True, "credential": f"cred:{seq:08x}",
+    }  # fmt: skip
+
+
+def messages(per_device: int, batch: int) -> dict[str, list[str]]:
+    """Lines for mosquitto_pub -l, per device topic: single events or batch envelopes."""
+    out: dict[str, list[str]] = {}
+    for device in DEVICES:
+        lines, seq = [], 0
+        for _ in range(per_device):
+            if batch == 1:
+                seq += 1
+                lines.append(json.dumps(event(device, seq)))
+            else:
+                events = []
+                for _ in range(batch):
+                    seq += 1
+                    events.append(event(device, seq))
+                lines.append(json.dumps({"v": 1, "type": "batch", "device": device, "events": events}))
+        out[device] = lines
+    return out
+
+
+@dataclass
+class Bench:
+    port: int
+    dsn: str
+    work: Path
+
+    def preload(self, lines: dict[str, list[str]]) -> float:
+        started = time.monotonic()
+        procs = []
+        for device, rows in lines.items():
+            path = self.work / f"{device}.lines"
+            path.write_text("\n".join(rows) + "\n")
+            procs.append(
+                subprocess.Popen(
+                    ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-q", "1",
+                     "-t", f"vt/v1/{device}/event", "-l", "-i", f"pre-{device}"],
+                    stdin=path.open("rb"),
+                )  # fmt: skip
+            )
+        for p in procs:
+            if p.wait() != 0:
+                raise RuntimeError("mosquitto_pub failed")
+        return time.monotonic() - started
+
+    def clear(self) -> None:
+        with psycopg.connect(self.dsn) as conn:
+            conn.execute(CLEAR)
+
+    def stored(self) -> int:
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+    def commit_span(self) -> float:
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute(
+                "SELECT extract(epoch FROM max(stored_at) - min(stored_at)) FROM events"
+            ).fetchone()
+        return float(row[0]) if row and row[0] else float("nan")
+
+    def latency_ms(self) -> tuple[float, float]:
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute(
+                "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP"
+                " (ORDER BY extract(epoch FROM stored_at - ts) * 1000) FROM events"
+            ).fetchone()
+        assert row and row[0]
+        return float(row[0][0]), float(row[0][1])
+
+    # --- consumers ---------------------------------------------------------------------------
+
+    def baseline(self, mode: str, client_id: str, expected: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "consumers.py"), mode, "127.0.0.1",
+             str(self.port), client_id, self.dsn, str(expected)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def ours(self, client_id: str, log: Path, share_group: str | None = None) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ, "VT_DB_DSN": self.dsn, "VT_MQTT__PORT": str(self.port),
+            "VT_INGEST__CLIENT_ID": client_id, "VT_INGEST__HTTP_PORT": "0",
+        }  # fmt: skip
+        if share_group:
+            env["VT_INGEST__SHARE_GROUP"] = share_group
+        return subprocess.Popen(
+            [sys.executable, "-m", "villagetwin.cli", "ingest"], env=env, cwd=ROOT,
+            stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def wait_log(log: Path, text: str, times: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text().count(text) >= times:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{log}: no '{text}' after {timeout}s")
+
+
+def drain_baseline(b: Bench, mode: str, lines: dict[str, list[str]], events: int) -> float:
+    count = sum(len(v) for v in lines.values())
+    client_id = f"{mode}-{uuid.uuid4().hex[:6]}"
+    first = b.baseline(mode, client_id, 10**12)
+    assert first.stdout is not None
+    first.stdout.readline()  # subscription active: the session exists
+    first.send_signal(signal.SIGTERM)
+    first.wait()
+    b.clear()
+    b.preload(lines)
+    run = b.baseline(mode, client_id, count)
+    out, _ = run.communicate(timeout=1800)
+    result = json.loads(out.strip().splitlines()[-1])
+    if mode == "bare":
+        return events / (result["last"] - result["first"])
+    assert b.stored() == events, f"naive stored {b.stored()} of {events}"
+    return events / b.commit_span()
+
+
+def drain_ours(b: Bench, lines: dict[str, list[str]], events: int, ingesters: int = 1) -> float:
+    tag = uuid.uuid4().hex[:6]
+    logs = [b.work / f"ours-{tag}-{i}.log" for i in range(ingesters)]
+    group = f"g{tag}" if ingesters > 1 else None
+    procs = [b.ours(f"vt-bench-{tag}-{i}", log, group) for i, log in enumerate(logs)]
+    for log in logs:
+        wait_log(log, "subscription active", 1)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+    b.clear()
+    b.preload(lines)
+    procs = [b.ours(f"vt-bench-{tag}-{i}", log, group) for i, log in enumerate(logs)]
+    deadline = time.monotonic() + 1800
+    while b.stored() < events and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+    assert b.stored() == events, f"stored {b.stored()} of {events}"
+    return events / b.commit_span()
+
+
+def latency(b: Bench, mode: str, rate: float, seconds: float) -> tuple[float, float]:
+    tag = uuid.uuid4().hex[:6]
+    b.clear()
+    if mode == "ours":
+        log = b.work / f"lat-{tag}.log"
+        proc: subprocess.Popen[bytes] | subprocess.Popen[str] = b.ours(f"vt-lat-{tag}", log)
+        wait_log(log, "subscription active", 1)
+    else:
+        proc = b.baseline("naive", f"naive-lat-{tag}", 10**12)
+        assert proc.stdout is not None
+        proc.stdout.readline()
+    publishers = 2
+    pubs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "consumers.py"), "publish", "127.0.0.1",
+             str(b.port), str(rate / publishers), str(seconds), *DEVICES[i::publishers]],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        for i in range(publishers)
+    ]
+    for p in pubs:
+        p.wait()
+    total = int(rate / publishers * seconds) * publishers
+    deadline = time.monotonic() + 300
+    while b.stored() < total and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait()
+    return b.latency_ms()
+
+
+def peak_rss_under_flood(b: Bench, lines: dict[str, list[str]], events: int) -> tuple[float, float]:
+    """Floods a running ingester; returns (offered events/s, peak RSS MiB)."""
+    tag = uuid.uuid4().hex[:6]
+    b.clear()
+    log = b.work / f"rss-{tag}.log"
+    proc = b.ours(f"vt-rss-{tag}", log)
+    wait_log(log, "subscription active", 1)
+    peak = 0
+    import threading
+
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            rss = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1])
+            peak = max(peak, rss)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    seconds = b.preload(lines)
+    while b.stored() < events:
+        time.sleep(0.1)
+    done.set()
+    sampler.join()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait()
+    return events / seconds, peak / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller loads (about a minute)")
+    args = parser.parse_args()
+    single = 1000 if args.quick else 3000  # per device, 10 devices
+    batches = 20 if args.quick else 60  # 100-event messages per device
+    lat_seconds = 5 if args.quick else 15
+
+    work = Path(tempfile.mkdtemp(prefix="vt-bench-"))
+    port = free_port()
+    data = work / "broker"
+    data.mkdir()
+    conf = work / "mosquitto.conf"
+    conf.write_text(render(BrokerConfig(port=port, persistence_dir=data, log_file=work / "mosquitto.log", user=local_user())))
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)])
+    name = f"vt_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(ADMIN_DSN, dbname=name)
+    try:
+        assert wait_for_port("127.0.0.1", port, 10)
+        migrate(dsn, log=lambda _: None)
+        with psycopg.connect(dsn) as conn:
+            for d in DEVICES:
+                conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, 'gate')", (d,))
+        b = Bench(port, dsn, work)
+        rows: list[tuple[str, str, float]] = []
+
+        def say(msg: str) -> None:
+            print(msg, file=sys.stderr, flush=True)
+
+        for shape, per_device, size in [("single events", single, 1), ("100-event batches", batches, 100)]:
+            lines = messages(per_device, size)
+            events = per_device * size * len(DEVICES)
+            say(f"[{shape}] {events} events in {per_device * len(DEVICES)} messages")
+            say("  bare paho …")
+            rows.append((shape, "bare paho (no database)", drain_baseline(b, "bare", lines, events)))
+            say("  naive INSERT …")
+            rows.append((shape, "naive: INSERT per event, autocommit", drain_baseline(b, "naive", lines, events)))
+            say("  villagetwin …")
+            rows.append((shape, "villagetwin ingester", drain_ours(b, lines, events)))
+            say("  villagetwin x2 …")
+            rows.append((shape, "villagetwin, 2 ingesters shared", drain_ours(b, lines, events, 2)))
+
+        say("[latency] offered 2k/s and 5k/s …")
+        lat = {
+            ("villagetwin", 2000): latency(b, "ours", 2000, lat_seconds),
+            ("villagetwin", 5000): latency(b, "ours", 5000, lat_seconds),
+            ("naive", 2000): latency(b, "naive", 2000, lat_seconds),
+        }
+        ours_single = next(r[2] for r in rows if r[0] == "single events" and r[1] == "villagetwin ingester")
+        flood_lines = messages(max(single, int(ours_single * 2 * 10 / len(DEVICES))), 1)
+        flood_events = sum(len(v) for v in flood_lines.values())
+        say(f"[memory] flooding with {flood_events} events …")
+        offered, rss = peak_rss_under_flood(b, flood_lines, flood_events)
+
+        print()
+        print(f"{'messages':<18} {'ingester':<38} {'events/s':>10} {'vs bare':>8} {'vs naive':>9}")
+        for shape in ("single events", "100-event batches"):
+            base = {r[1]: r[2] for r in rows if r[0] == shape}
+            bare = base["bare paho (no database)"]
+            naive = base["naive: INSERT per event, autocommit"]
+            for who, rate in base.items():
+                print(f"{shape:<18} {who:<38} {rate:>10,.0f} {rate / bare:>8.2f} {rate / naive:>9.2f}")
+            two = base["villagetwin, 2 ingesters shared"] / base["villagetwin ingester"]
+            print(f"{shape:<18} {'2 ingesters / 1 ingester':<38} {two:>10.2f}")
+        print()
+        print(f"{'publish -> committed latency':<38} {'p50 ms':>8} {'p99 ms':>8}")
+        for (who, rate), (p50, p99) in lat.items():
+            print(f"{who + f' at {rate:,}/s offered':<38} {p50:>8.1f} {p99:>8.1f}")
+        print()
+        print(
+            f"memory: peak RSS {rss:.0f} MiB while offered {offered:,.0f} events/s"
+            f" ({offered / ours_single:.1f}x what one ingester commits)"
+        )
+    finally:
+        broker.kill()
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    main()
