@@ -50,11 +50,20 @@ def publish(host: str, port: int, rate: float, seconds: float, devices: list[str
         ahead = started + n / rate - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
-        payload = json.dumps({
-            "v": 1, "type": "gate.pass", "id": str(uuid.uuid4()), "device": device,
-            "seq": seq[device], "ts": datetime.now(UTC).isoformat(), "direction": "in",
-            "method": "card", "granted": True, "credential": "cred:bench",
-        })  # fmt: skip
+        payload = json.dumps(
+            {
+                "v": 1,
+                "type": "gate.pass",
+                "id": str(uuid.uuid4()),
+                "device": device,
+                "seq": seq[device],
+                "ts": datetime.now(UTC).isoformat(),
+                "direction": "in",
+                "method": "card",
+                "granted": True,
+                "credential": "cred:bench",
+            }
+        )
         infos.append(client.publish(f"vt/v1/{device}/event", payload, qos=1))
     for info in infos:
         info.wait_for_publish(60)
@@ -65,7 +74,12 @@ def publish(host: str, port: int, rate: float, seconds: float, devices: list[str
 
 def main() -> None:
     if sys.argv[1] == "publish":
-        host, port, rate, seconds = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+        host, port, rate, seconds = (
+            sys.argv[2],
+            int(sys.argv[3]),
+            float(sys.argv[4]),
+            float(sys.argv[5]),
+        )
         publish(host, port, rate, seconds, sys.argv[6:])
         return
     mode, host, port, client_id, dsn, expected = sys.argv[1:7]
@@ -93,9 +107,16 @@ def main() -> None:
         for e in data["events"] if data.get("type") == "batch" else [data]:
             conn.execute(
                 INSERT,
-                (e["ts"], e["id"], e["device"], e["seq"], e["type"], e.get("credential"),
-                 json.dumps(e)),
-            )  # fmt: skip
+                (
+                    e["ts"],
+                    e["id"],
+                    e["device"],
+                    e["seq"],
+                    e["type"],
+                    e.get("credential"),
+                    json.dumps(e),
+                ),
+            )
         first_last[1] = time.time()
         counts["messages"] += 1
 
@@ -109,7 +130,9 @@ def main() -> None:
         time.sleep(0.01)
     client.disconnect()
     client.loop_stop()
-    print(json.dumps({"messages": counts["messages"], "first": first_last[0], "last": first_last[1]}))
+    print(
+        json.dumps({"messages": counts["messages"], "first": first_last[0], "last": first_last[1]})
+    )
 
 
 if __name__ == "__main__":

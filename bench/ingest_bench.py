@@ -53,10 +53,17 @@ def free_port() -> int:
 
 def event(device: str, seq: int) -> dict[str, object]:
     return {
-        "v": 1, "type": "gate.pass", "id": str(uuid.uuid4()), "device": device, "seq": seq,
-        "ts": datetime.now(UTC).isoformat(), "direction": "in", "method": "card",
-        "granted": True, "credential": f"cred:{seq:08x}",
-    }  # fmt: skip
+        "v": 1,
+        "type": "gate.pass",
+        "id": str(uuid.uuid4()),
+        "device": device,
+        "seq": seq,
+        "ts": datetime.now(UTC).isoformat(),
+        "direction": "in",
+        "method": "card",
+        "granted": True,
+        "credential": f"cred:{seq:08x}",
+    }
 
 
 def messages(per_device: int, batch: int) -> dict[str, list[str]]:
@@ -73,7 +80,9 @@ def messages(per_device: int, batch: int) -> dict[str, list[str]]:
                 for _ in range(batch):
                     seq += 1
                     events.append(event(device, seq))
-                lines.append(json.dumps({"v": 1, "type": "batch", "device": device, "events": events}))
+                lines.append(
+                    json.dumps({"v": 1, "type": "batch", "device": device, "events": events})
+                )
         out[device] = lines
     return out
 
@@ -92,10 +101,22 @@ class Bench:
             path.write_text("\n".join(rows) + "\n")
             procs.append(
                 subprocess.Popen(
-                    ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-q", "1",
-                     "-t", f"vt/v1/{device}/event", "-l", "-i", f"pre-{device}"],
+                    [
+                        "mosquitto_pub",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(self.port),
+                        "-q",
+                        "1",
+                        "-t",
+                        f"vt/v1/{device}/event",
+                        "-l",
+                        "-i",
+                        f"pre-{device}",
+                    ],
                     stdin=path.open("rb"),
-                )  # fmt: skip
+                )
             )
         for p in procs:
             if p.wait() != 0:
@@ -131,22 +152,39 @@ class Bench:
 
     def baseline(self, mode: str, client_id: str, expected: int) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "consumers.py"), mode, "127.0.0.1",
-             str(self.port), client_id, self.dsn, str(expected)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(ROOT / "bench" / "consumers.py"),
+                mode,
+                "127.0.0.1",
+                str(self.port),
+                client_id,
+                self.dsn,
+                str(expected),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
-    def ours(self, client_id: str, log: Path, share_group: str | None = None) -> subprocess.Popen[bytes]:
+    def ours(
+        self, client_id: str, log: Path, share_group: str | None = None
+    ) -> subprocess.Popen[bytes]:
         env = {
-            **os.environ, "VT_DB_DSN": self.dsn, "VT_MQTT__PORT": str(self.port),
-            "VT_INGEST__CLIENT_ID": client_id, "VT_INGEST__HTTP_PORT": "0",
-        }  # fmt: skip
+            **os.environ,
+            "VT_DB_DSN": self.dsn,
+            "VT_MQTT__PORT": str(self.port),
+            "VT_INGEST__CLIENT_ID": client_id,
+            "VT_INGEST__HTTP_PORT": "0",
+        }
         if share_group:
             env["VT_INGEST__SHARE_GROUP"] = share_group
         return subprocess.Popen(
-            [sys.executable, "-m", "villagetwin.cli", "ingest"], env=env, cwd=ROOT,
-            stdout=log.open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, "-m", "villagetwin.cli", "ingest"],
+            env=env,
+            cwd=ROOT,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_log(log: Path, text: str, times: int, timeout: float = 30) -> None:
@@ -214,10 +252,18 @@ def latency(b: Bench, mode: str, rate: float, seconds: float) -> tuple[float, fl
     publishers = 2
     pubs = [
         subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "consumers.py"), "publish", "127.0.0.1",
-             str(b.port), str(rate / publishers), str(seconds), *DEVICES[i::publishers]],
+            [
+                sys.executable,
+                str(ROOT / "bench" / "consumers.py"),
+                "publish",
+                "127.0.0.1",
+                str(b.port),
+                str(rate / publishers),
+                str(seconds),
+                *DEVICES[i::publishers],
+            ],
             stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         for i in range(publishers)
     ]
     for p in pubs:
@@ -264,7 +310,9 @@ def peak_rss_under_flood(b: Bench, lines: dict[str, list[str]], events: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smaller loads (about a minute)")
     args = parser.parse_args()
     single = 1000 if args.quick else 3000  # per device, 10 devices
@@ -276,7 +324,13 @@ def main() -> None:
     data = work / "broker"
     data.mkdir()
     conf = work / "mosquitto.conf"
-    conf.write_text(render(BrokerConfig(port=port, persistence_dir=data, log_file=work / "mosquitto.log", user=local_user())))
+    conf.write_text(
+        render(
+            BrokerConfig(
+                port=port, persistence_dir=data, log_file=work / "mosquitto.log", user=local_user()
+            )
+        )
+    )
     broker = subprocess.Popen(["mosquitto", "-c", str(conf)])
     name = f"vt_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
@@ -294,14 +348,25 @@ def main() -> None:
         def say(msg: str) -> None:
             print(msg, file=sys.stderr, flush=True)
 
-        for shape, per_device, size in [("single events", single, 1), ("100-event batches", batches, 100)]:
+        for shape, per_device, size in [
+            ("single events", single, 1),
+            ("100-event batches", batches, 100),
+        ]:
             lines = messages(per_device, size)
             events = per_device * size * len(DEVICES)
             say(f"[{shape}] {events} events in {per_device * len(DEVICES)} messages")
             say("  bare paho …")
-            rows.append((shape, "bare paho (no database)", drain_baseline(b, "bare", lines, events)))
+            rows.append(
+                (shape, "bare paho (no database)", drain_baseline(b, "bare", lines, events))
+            )
             say("  naive INSERT …")
-            rows.append((shape, "naive: INSERT per event, autocommit", drain_baseline(b, "naive", lines, events)))
+            rows.append(
+                (
+                    shape,
+                    "naive: INSERT per event, autocommit",
+                    drain_baseline(b, "naive", lines, events),
+                )
+            )
             say("  villagetwin …")
             rows.append((shape, "villagetwin ingester", drain_ours(b, lines, events)))
             say("  villagetwin x2 …")
@@ -313,7 +378,9 @@ def main() -> None:
             ("villagetwin", 5000): latency(b, "ours", 5000, lat_seconds),
             ("naive", 2000): latency(b, "naive", 2000, lat_seconds),
         }
-        ours_single = next(r[2] for r in rows if r[0] == "single events" and r[1] == "villagetwin ingester")
+        ours_single = next(
+            r[2] for r in rows if r[0] == "single events" and r[1] == "villagetwin ingester"
+        )
         flood_lines = messages(max(single, int(ours_single * 2 * 10 / len(DEVICES))), 1)
         flood_events = sum(len(v) for v in flood_lines.values())
         say(f"[memory] flooding with {flood_events} events …")
@@ -326,7 +393,9 @@ def main() -> None:
             bare = base["bare paho (no database)"]
             naive = base["naive: INSERT per event, autocommit"]
             for who, rate in base.items():
-                print(f"{shape:<18} {who:<38} {rate:>10,.0f} {rate / bare:>8.2f} {rate / naive:>9.2f}")
+                print(
+                    f"{shape:<18} {who:<38} {rate:>10,.0f} {rate / bare:>8.2f} {rate / naive:>9.2f}"
+                )
             two = base["villagetwin, 2 ingesters shared"] / base["villagetwin ingester"]
             print(f"{shape:<18} {'2 ingesters / 1 ingester':<38} {two:>10.2f}")
         print()
@@ -341,7 +410,9 @@ def main() -> None:
     finally:
         broker.kill()
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 if __name__ == "__main__":

@@ -165,6 +165,15 @@ class Batch(_Message):
     events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 
 
+class TypedBatch(_Message):
+    """The batch envelope with every event typed: validated in one pass when all are good."""
+
+    v: Literal[1] = 1
+    type: Literal["batch"] = "batch"
+    device: DeviceId
+    events: list[Event] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
 class Status(_Message):
     """Availability, retained; the same payload with state=offline is the MQTT last will."""
 
@@ -182,6 +191,7 @@ EVENT_TYPES_BY_KIND: dict[DeviceKind, frozenset[str]] = {
 }
 
 EVENT_ADAPTER: TypeAdapter[EventModel] = TypeAdapter(Event)
+TYPED_BATCH_ADAPTER: TypeAdapter[TypedBatch] = TypeAdapter(TypedBatch)
 
 
 def encode(message: BaseModel) -> bytes:

@@ -49,6 +49,9 @@ class Ingester:
         self._connected = False
         self._subscribed = False
         self._db: psycopg.Connection | None = None
+        self._read_db: psycopg.Connection | None = None
+        self._writes: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+        self._give_up_at: float | None = None
         self._db_ok = False
         self._registry: dict[str, KnownDevice] = {}
         self._registry_at = 0.0
@@ -116,6 +119,8 @@ class Ingester:
         )
 
     # --- database edge ----------------------------------------------------------------------
+    # Two connections: the writer thread's, for batches and maintenance, and the main
+    # thread's, for reading the device registry.
 
     def _database(self) -> psycopg.Connection:
         if self._db is None or self._db.closed:
@@ -129,12 +134,24 @@ class Ingester:
                 self._db.close()
         self._db = None
 
+    def _reader(self) -> psycopg.Connection:
+        if self._read_db is None or self._read_db.closed:
+            self._read_db = psycopg.connect(self.settings.db_dsn, connect_timeout=5)
+        return self._read_db
+
+    def _drop_reader(self) -> None:
+        if self._read_db is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._read_db.close()
+        self._read_db = None
+
     def _reload_registry(self) -> None:
         try:
-            self._registry = store.load_registry(self._database())
+            self._registry = store.load_registry(self._reader())
             self._registry_at = time.monotonic()
         except psycopg.Error as exc:
-            self._drop_database()
+            self._drop_reader()
+            self._registry_at = time.monotonic()  # try again later, not on every message
             log.warning("could not reload the device registry: %s", exc)
 
     # --- main loop -------------------------------------------------------------------------
@@ -166,6 +183,8 @@ class Ingester:
                 self.options.http_host,
                 self.options.http_port,
             )
+        writer = threading.Thread(target=self._write_loop, name="vt-writer", daemon=True)
+        writer.start()
         client = new_client(
             self.settings.mqtt, self.options.client_id, clean_session=False, manual_ack=True
         )
@@ -182,9 +201,15 @@ class Ingester:
         try:
             self._loop()
         finally:
+            # The last batch may wait for a database that is down; give it a while, then
+            # leave it unacknowledged for the broker to redeliver.
+            self._give_up_at = time.monotonic() + self.options.shutdown_grace_s
+            self._writes.put(None)
+            writer.join(self.options.shutdown_grace_s + 5)
             client.disconnect()
             client.loop_stop()
             self._drop_database()
+            self._drop_reader()
             if server is not None:
                 server.shutdown()
             log.info(
@@ -210,11 +235,10 @@ class Ingester:
                     except queue.Empty:
                         break
             if self._batcher.due(time.monotonic()):
-                self._flush()
+                # Blocks while the writer has a batch in hand and one waiting: backpressure.
+                self._writes.put(self._batcher.take())
             if time.monotonic() - self._registry_at > self.options.registry_refresh_s:
                 self._reload_registry()
-            if time.monotonic() - self._maintained_at > self.options.maintenance_interval_s:
-                self._maintain()
             self.metrics.queue_depth.set(self.inbox.qsize() + len(self._batcher))
         # SIGTERM: what was delivered before now is judged, committed and acknowledged.
         for _ in range(self.inbox.qsize()):
@@ -223,7 +247,7 @@ class Ingester:
             except queue.Empty:
                 break
         if len(self._batcher):
-            self._flush(final=True)
+            self._writes.put(self._batcher.take())
 
     def _take(self, message: Received) -> None:
         self.metrics.received.inc()
@@ -250,10 +274,23 @@ class Ingester:
             )
         self._batcher.add(message, verdict, time.monotonic())
 
-    def _flush(self, final: bool = False) -> None:
-        batch = self._batcher.take()
+    # --- writer thread ---------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        """Commits batches in order, then acknowledges them; runs maintenance when idle."""
+        while True:
+            try:
+                batch = self._writes.get(timeout=1.0)
+            except queue.Empty:
+                if time.monotonic() - self._maintained_at > self.options.maintenance_interval_s:
+                    self._maintain()
+                continue
+            if batch is None:
+                return
+            self._commit(batch)
+
+    def _commit(self, batch: Batch) -> None:
         delay = 0.2
-        deadline = time.monotonic() + 30 if final else None
         while True:
             started = time.monotonic()
             try:
@@ -262,11 +299,11 @@ class Ingester:
                 self._db_ok = False
                 self.metrics.db_errors.inc()
                 self._drop_database()
-                if (deadline and time.monotonic() > deadline) or (
-                    self.stopping.is_set() and not final
-                ):
+                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
                     log.error(
-                        "giving up on a batch of %d messages unacknowledged", len(batch.messages)
+                        "giving up on a batch of %d messages, unacknowledged: the broker"
+                        " redelivers them to the next ingester",
+                        len(batch.messages),
                     )
                     return
                 log.warning("database write failed (%s); retrying in %.1fs", exc, delay)
@@ -303,7 +340,7 @@ class Ingester:
     def _detect_edition(self) -> None:
         """Logs the TimescaleDB edition; on the Community edition, installs its policies."""
         try:
-            conn = self._database()
+            conn = self._reader()
             row = conn.execute(
                 "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
             ).fetchone()
@@ -324,7 +361,7 @@ class Ingester:
                     conn, self.options.retention(), self.options.compress_after_days
                 )
         except psycopg.Error as exc:
-            self._drop_database()
+            self._drop_reader()
             log.warning("database not reachable at start (%s); will keep retrying", exc)
 
     def _maintain(self) -> None:

@@ -17,7 +17,7 @@ class IngestOptions(BaseModel):
     # With a group, several ingesters split one stream ($share/<group>/...).
     share_group: str | None = None
     batch_max_events: int = Field(default=2000, ge=1)
-    batch_max_wait_ms: int = Field(default=200, ge=1)
+    batch_max_wait_ms: int = Field(default=50, ge=1)
     # Received but not yet committed; the broker's inflight window bounds it too.
     queue_max: int = Field(default=20_000, ge=1)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
@@ -26,6 +26,9 @@ class IngestOptions(BaseModel):
     max_age_days: int = Field(default=30, ge=1)
     registry_refresh_s: float = Field(default=30.0, gt=0)
     db_retry_max_s: float = Field(default=10.0, gt=0)
+    # On SIGTERM, how long the last batch may wait for the database before it is left
+    # unacknowledged for the broker to redeliver.
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
     # Days to keep events, by kind; kinds not named keep retention_default_days.
     retention_days: dict[str, int] = {"heartbeat": 30}
     retention_default_days: int = Field(default=1095, ge=1)
