@@ -43,6 +43,35 @@ def _upsert(
     )
 
 
+def load_buildings(cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame) -> None:
+    centroids = buildings.to_crs("EPSG:32649").centroid.to_crs(WGS84)
+    _upsert(
+        cur,
+        "buildings",
+        "building_id",
+        ["building_id", "address", "grid_code", "storeys", "height_m", "landlord", "use",
+         "footprint", "lon", "lat"],
+        [
+            (r.building_id, r.address, _none(r.grid_code), int(r.storeys), float(r.height_m),
+             _none(r.landlord), r.use, _geojson(r.geometry), c.x, c.y)
+            for r, c in zip(buildings.itertuples(), centroids, strict=True)
+        ],
+    )  # fmt: skip
+
+
+def load_units(cur: psycopg.Cursor[Any], units: pd.DataFrame) -> None:
+    _upsert(
+        cur,
+        "units",
+        "unit_id",
+        ["unit_id", "building_id", "floor", "room", "area_m2", "use"],
+        [
+            (r.unit_id, r.building_id, int(r.floor), str(r.room), _none(r.area_m2), r.use)
+            for r in units.itertuples()
+        ],
+    )
+
+
 def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
     """Upserts the village; returns how many rows of each kind it holds."""
     with conn.transaction(), conn.cursor() as cur:
@@ -56,74 +85,30 @@ def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
                 for r in village.grid_cells.itertuples()
             ],
         )
-        centroids = village.buildings.to_crs("EPSG:32649").centroid.to_crs(WGS84)
-        _upsert(
-            cur,
-            "buildings",
-            "building_id",
-            [
-                "building_id",
-                "address",
-                "grid_code",
-                "storeys",
-                "height_m",
-                "landlord",
-                "use",
-                "footprint",
-                "lon",
-                "lat",
-            ],
-            [
-                (
-                    r.building_id,
-                    r.address,
-                    _none(r.grid_code),
-                    int(r.storeys),
-                    float(r.height_m),
-                    _none(r.landlord),
-                    r.use,
-                    _geojson(r.geometry),
-                    c.x,
-                    c.y,
-                )
-                for r, c in zip(village.buildings.itertuples(), centroids, strict=True)
-            ],
-        )
-        _upsert(
-            cur,
-            "units",
-            "unit_id",
-            ["unit_id", "building_id", "floor", "room", "area_m2", "use"],
-            [
-                (r.unit_id, r.building_id, int(r.floor), str(r.room), _none(r.area_m2), r.use)
-                for r in village.units.itertuples()
-            ],
-        )
+        load_buildings(cur, village.buildings)
+        load_units(cur, village.units)
         _upsert(
             cur,
             "devices",
             "device_id",
             ["device_id", "kind", "building_id", "grid_code", "floor", "door", "lon", "lat"],
             [
-                (
-                    r.device_id,
-                    r.kind,
-                    _none(r.building_id),
-                    _none(r.grid_code),
-                    None if _none(r.floor) is None else int(r.floor),
-                    _none(r.door),
-                    r.geometry.x,
-                    r.geometry.y,
-                )
+                (r.device_id, r.kind, _none(r.building_id), _none(r.grid_code),
+                 None if _none(r.floor) is None else int(r.floor), _none(r.door),
+                 r.geometry.x, r.geometry.y)
                 for r in village.devices.itertuples()
             ],
-        )
+        )  # fmt: skip
     return {
         "grid cells": len(village.grid_cells),
         "buildings": len(village.buildings),
         "units": len(village.units),
         "devices": len(village.devices),
     }
+
+
+def existing_building_ids(conn: psycopg.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT building_id FROM buildings")}
 
 
 def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
