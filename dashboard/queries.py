@@ -1,4 +1,6 @@
-"""Every read query of the dashboard, parameterised, in one place."""
+"""Every read query of the dashboard, parameterised, in one place. The common views read the
+derived tables the ingester maintains (building_hourly, unit_daily_credentials,
+device_latest), not raw events."""
 
 from __future__ import annotations
 
@@ -7,18 +9,55 @@ from datetime import timedelta
 import pandas as pd
 import psycopg
 
+ALARM_KINDS = ["gate.alarm", "access.alarm"]
 
-def event_counts_by_building(conn: psycopg.Connection, window: timedelta) -> dict[str, int]:
+
+def events_by_building(conn: psycopg.Connection, window: timedelta) -> dict[str, float]:
     rows = conn.execute(
-        "SELECT building_id, count(*) FROM events"
-        " WHERE ts > now() - %s AND building_id IS NOT NULL GROUP BY building_id",
+        "SELECT building_id, sum(events) FROM building_hourly"
+        " WHERE hour > now() - %s - interval '1 hour' AND kind <> 'heartbeat'"
+        " AND building_id <> '' GROUP BY building_id",
         (window,),
     ).fetchall()
-    return {building_id: int(n) for building_id, n in rows}
+    return {b: float(n) for b, n in rows}
+
+
+def alarms_by_building(conn: psycopg.Connection, window: timedelta) -> dict[str, float]:
+    rows = conn.execute(
+        "SELECT building_id, sum(events) FROM building_hourly"
+        " WHERE hour > now() - %s AND kind = ANY(%s) GROUP BY building_id",
+        (window, ALARM_KINDS),
+    ).fetchall()
+    return {b: float(n) for b, n in rows}
+
+
+def residents_seen_by_building(conn: psycopg.Connection, days: int) -> dict[str, float]:
+    """Distinct credentials the door readers saw per building over the last ``days`` days."""
+    rows = conn.execute(
+        "SELECT u.building_id, count(DISTINCT c.credential_ref) FROM unit_daily_credentials c"
+        " JOIN units u USING (unit_id) WHERE c.day > current_date - %s GROUP BY u.building_id",
+        (days,),
+    ).fetchall()
+    return {b: float(n) for b, n in rows}
+
+
+def units_by_building(conn: psycopg.Connection) -> dict[str, float]:
+    rows = conn.execute("SELECT building_id, count(*) FROM units GROUP BY building_id").fetchall()
+    return {b: float(n) for b, n in rows}
+
+
+def residents_seen_by_unit(conn: psycopg.Connection, building_id: str, days: int) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT c.unit_id, count(DISTINCT c.credential_ref) FROM unit_daily_credentials c"
+        " JOIN units u USING (unit_id)"
+        " WHERE u.building_id = %s AND c.day > current_date - %s GROUP BY c.unit_id",
+        (building_id, days),
+    ).fetchall()
+    return {u: int(n) for u, n in rows}
 
 
 def recent_event_points(conn: psycopg.Connection, window: timedelta, limit: int) -> pd.DataFrame:
-    """Latest events placed at their building's centre, or at their device."""
+    """Latest events placed on their building's roof, or at their device."""
     rows = conn.execute(
         """
         SELECT e.ts, e.kind, e.device_id, e.building_id,
@@ -41,7 +80,7 @@ def recent_event_points(conn: psycopg.Connection, window: timedelta, limit: int)
 def building_events(conn: psycopg.Connection, building_id: str, limit: int = 200) -> pd.DataFrame:
     rows = conn.execute(
         "SELECT ts, kind, device_id, unit_id, credential_ref, received_at FROM events"
-        " WHERE building_id = %s ORDER BY ts DESC LIMIT %s",
+        " WHERE building_id = %s AND ts > now() - interval '7 days' ORDER BY ts DESC LIMIT %s",
         (building_id, limit),
     ).fetchall()
     return pd.DataFrame(
@@ -49,12 +88,22 @@ def building_events(conn: psycopg.Connection, building_id: str, limit: int = 200
     )
 
 
-def event_totals(conn: psycopg.Connection, window: timedelta) -> dict[str, int]:
+def events_today(conn: psycopg.Connection) -> dict[str, int]:
+    """Events since local midnight (China Standard Time) by kind, heartbeats aside."""
     rows = conn.execute(
-        "SELECT kind, count(*) FROM events WHERE ts > now() - %s GROUP BY kind ORDER BY kind",
-        (window,),
+        "SELECT kind, sum(events) FROM building_hourly"
+        " WHERE hour >= date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')"
+        "   AT TIME ZONE 'Asia/Shanghai' AND kind <> 'heartbeat'"
+        " GROUP BY kind ORDER BY kind"
     ).fetchall()
     return {kind: int(n) for kind, n in rows}
+
+
+def devices_online(conn: psycopg.Connection) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE online), count(*) FROM devices WHERE revoked_at IS NULL"
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def dead_letter_count(conn: psycopg.Connection, window: timedelta) -> int:

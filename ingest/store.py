@@ -50,9 +50,10 @@ WITH new AS (
     RETURNING ts, received_at, device_id, seq, kind, building_id, unit_id, credential_ref,
               payload
 ), hourly AS (
+    -- Events with no building (gates, alley cameras, the app) count under ''.
     INSERT INTO building_hourly AS h (building_id, hour, kind, events)
-    SELECT building_id, time_bucket(INTERVAL '1 hour', ts), kind, count(*)
-    FROM new WHERE building_id IS NOT NULL
+    SELECT coalesce(building_id, ''), time_bucket(INTERVAL '1 hour', ts), kind, count(*)
+    FROM new
     GROUP BY 1, 2, 3
     ON CONFLICT (building_id, hour, kind) DO UPDATE SET events = h.events + EXCLUDED.events
 ), seen AS (

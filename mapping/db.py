@@ -99,6 +99,26 @@ def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
                 for r in village.devices.itertuples()
             ],
         )  # fmt: skip
+        _upsert(
+            cur,
+            "roads",
+            "road_id",
+            ["road_id", "name", "kind", "width_m", "path"],
+            [
+                (f"road-{i}", r.name, r.kind, float(r.width_m), _geojson(r.geometry))
+                for i, r in enumerate(village.alleys.itertuples())
+            ],
+        )
+        _upsert(
+            cur,
+            "points_of_interest",
+            "poi_id",
+            ["poi_id", "name", "category", "lon", "lat"],
+            [
+                (f"poi-{i}", r.name, r.category, r.geometry.x, r.geometry.y)
+                for i, r in enumerate(village.pois.itertuples())
+            ],
+        )
     return {
         "grid cells": len(village.grid_cells),
         "buildings": len(village.buildings),
@@ -131,6 +151,26 @@ def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(frame, geometry=[shape(row[-1]) for row in rows], crs=WGS84)
 
 
+def read_grid_cells(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    rows = conn.execute(
+        "SELECT grid_code, name, grid_worker, boundary FROM grid_cells ORDER BY grid_code"
+    ).fetchall()
+    frame = pd.DataFrame([r[:-1] for r in rows], columns=["grid_code", "name", "grid_worker"])
+    return gpd.GeoDataFrame(frame, geometry=[shape(r[-1]) for r in rows], crs=WGS84)
+
+
+def read_roads(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    rows = conn.execute("SELECT name, kind, width_m, path FROM roads ORDER BY road_id").fetchall()
+    frame = pd.DataFrame([r[:-1] for r in rows], columns=["name", "kind", "width_m"])
+    return gpd.GeoDataFrame(frame, geometry=[shape(r[-1]) for r in rows], crs=WGS84)
+
+
+def read_pois(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    rows = conn.execute("SELECT name, category, lon, lat FROM points_of_interest").fetchall()
+    frame = pd.DataFrame(rows, columns=["name", "category", "lon", "lat"])
+    return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame.lon, frame.lat), crs=WGS84)
+
+
 def read_devices(conn: psycopg.Connection) -> pd.DataFrame:
     rows = conn.execute(
         "SELECT device_id, kind, building_id, grid_code, lon, lat, online, last_seen"
@@ -151,8 +191,10 @@ def read_devices(conn: psycopg.Connection) -> pd.DataFrame:
     )
 
 
-def read_units(conn: psycopg.Connection) -> pd.DataFrame:
+def read_units(conn: psycopg.Connection, building_id: str | None = None) -> pd.DataFrame:
     rows = conn.execute(
-        "SELECT unit_id, building_id, floor, room FROM units ORDER BY unit_id"
+        "SELECT unit_id, building_id, floor, room, use FROM units"
+        " WHERE %(b)s::text IS NULL OR building_id = %(b)s ORDER BY unit_id",
+        {"b": building_id},
     ).fetchall()
-    return pd.DataFrame(rows, columns=["unit_id", "building_id", "floor", "room"])
+    return pd.DataFrame(rows, columns=["unit_id", "building_id", "floor", "room", "use"])

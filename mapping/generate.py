@@ -32,11 +32,12 @@ class VillageSize:
     rows: int
     grid_columns: int
     grid_rows: int
+    units_per_floor: tuple[int, int]
 
 
 SIZES: dict[str, VillageSize] = {
-    "small": VillageSize(columns=20, rows=16, grid_columns=3, grid_rows=3),
-    "large": VillageSize(columns=60, rows=52, grid_columns=6, grid_rows=6),
+    "small": VillageSize(columns=20, rows=16, grid_columns=3, grid_rows=3, units_per_floor=(2, 4)),
+    "large": VillageSize(columns=60, rows=52, grid_columns=6, grid_rows=6, units_per_floor=(1, 3)),
 }
 
 
@@ -159,7 +160,7 @@ def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Villag
                     {"name": "龙湖村祠堂", "category": "ancestral_hall", "geometry": centre}
                 )
                 continue
-            per_floor = rng.randint(2, 4)
+            per_floor = rng.randint(*spec.units_per_floor)
             area = round(footprint.area * 0.8 / per_floor, 1)
             for floor in range(1, storeys + 1):
                 if floor == 1 and use == "mixed":

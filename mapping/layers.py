@@ -6,6 +6,8 @@ configured, so the map works on an offline intranet.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +59,7 @@ def view_of(buildings: gpd.GeoDataFrame) -> View:
     minx, miny, maxx, maxy = buildings.total_bounds
     span = max(maxx - minx, maxy - miny)
     # About 0.003° fits at zoom 17.4 in a 700 px map; each halving of zoom doubles the span.
-    zoom = 18.0
+    zoom = 17.6
     while span > 0.003 and zoom > 10:
         span /= 2
         zoom -= 1
@@ -100,6 +102,8 @@ def building_records(
                     "value": value,
                     "polygon": ring,
                     "colour": list(colour),
+                    "tip": f"<b>{row.address}</b><br/>{row.building_id} · {int(row.storeys)} 层"
+                    f" storeys<br/>指标 metric: {value:g}",
                 }
             )
     return records
@@ -138,6 +142,7 @@ def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
                 "kind": row.kind,
                 "device_id": row.device_id,
                 "ts": str(row.ts),
+                "tip": f"{row.kind}<br/>{row.device_id}<br/>{row.ts}",
                 "colour": list(EVENT_COLOURS.get(family, (90, 90, 90))),
             }
         )
@@ -159,18 +164,252 @@ def events_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
     )
 
 
-TOOLTIP = {
-    "html": "<b>{address}</b><br/>{building_id} · {storeys} 层 storeys<br/>"
-    "近一小时事件 events last hour: {value}",
-    "style": {"fontSize": "12px"},
+def legend(top: float, label: str) -> list[tuple[str, tuple[int, int, int]]]:
+    """The colour ramp as (range, colour) rows, for the page to draw beside the map."""
+    rows: list[tuple[str, tuple[int, int, int]]] = [(f"{label}: 0", IDLE_BUILDING)]
+    if top <= 0:
+        return rows
+    # Exactly the bands colour_for() paints, for whole-number values 1..top.
+    bands: list[list[Any]] = []
+    for value in range(1, math.ceil(top) + 1):
+        colour = colour_for(value, top)
+        if bands and bands[-1][2] == colour:
+            bands[-1][1] = value
+        else:
+            bands.append([value, value, colour])
+    for low, high, colour in bands:
+        rows.append((str(low) if low == high else f"{low}–{high}", colour))
+    return rows
+
+
+EVENT_STYLES = ("points", "heatmap", "hexagons")
+
+
+def events_layers(records: Sequence[Mapping[str, Any]], style: str = "points") -> list[pdk.Layer]:
+    """Events as points on roofs, as a heat map, or as 3D hexagon bins (10 m)."""
+    if style == "points":
+        return [events_layer(records)]
+    flat = [{"position": r["position"][:2], "kind": r["kind"]} for r in records]
+    if style == "heatmap":
+        return [
+            pdk.Layer(
+                "HeatmapLayer", data=flat, id="events-heat", get_position="position",
+                radius_pixels=40, intensity=1.2, threshold=0.05, opacity=0.75,
+            )
+        ]  # fmt: skip
+    if style == "hexagons":
+        return [
+            pdk.Layer(
+                "HexagonLayer", data=flat, id="events-hex", get_position="position",
+                radius=10, elevation_scale=2, extruded=True, coverage=0.9, pickable=True,
+                opacity=0.8,
+            )
+        ]  # fmt: skip
+    raise ValueError(f"event style {style!r}: expected one of {', '.join(EVENT_STYLES)}")
+
+
+def grid_records(grid_cells: gpd.GeoDataFrame) -> list[dict[str, Any]]:
+    records = []
+    for row in grid_cells.itertuples():
+        centre = row.geometry.representative_point()
+        for ring in _rings(row.geometry):
+            records.append(
+                {
+                    "grid_code": row.grid_code,
+                    "name": row.name,
+                    "worker": row.grid_worker or "—",
+                    "polygon": ring,
+                    "label": f"{row.name}\n{row.grid_worker or ''}",
+                    "centre": [round(centre.x, 7), round(centre.y, 7)],
+                }
+            )
+    return records
+
+
+def grid_layers(records: Sequence[Mapping[str, Any]]) -> list[pdk.Layer]:
+    """Grid cells (网格) as outlines with their name and grid worker."""
+    return [
+        pdk.Layer(
+            "PolygonLayer", data=list(records), id="grid-cells", get_polygon="polygon",
+            filled=False, stroked=True,
+            get_line_color=[30, 110, 200, 200], line_width_min_pixels=2, pickable=False,
+        ),
+        pdk.Layer(
+            "TextLayer", data=list(records), id="grid-labels", get_position="centre",
+            get_text="label", get_size=14, get_color=[20, 60, 140, 255],
+            character_set="auto", font_family='"Noto Sans CJK SC", "Noto Sans", sans-serif',
+            billboard=True, get_alignment_baseline="'center'",
+        ),
+    ]  # fmt: skip
+
+
+def roads_layer(alleys: gpd.GeoDataFrame) -> pdk.Layer:
+    data = [
+        {
+            "path": [[round(x, 7), round(y, 7)] for x, y in row.geometry.coords],
+            "width": float(row.width_m),
+            "name": row.name,
+        }
+        for row in alleys.itertuples()
+    ]
+    return pdk.Layer(
+        "PathLayer", data=data, id="roads", get_path="path", get_width="width",
+        width_units="meters", get_color=[120, 120, 120, 120], pickable=False,
+    )  # fmt: skip
+
+
+DEVICE_COLOURS = {
+    True: (0, 170, 90),  # online
+    False: (220, 40, 40),  # offline
+    None: (150, 150, 150),  # never heard from
 }
+
+
+def device_records(devices: pd.DataFrame) -> list[dict[str, Any]]:
+    records = []
+    for row in devices.itertuples():
+        online = None if pd.isna(row.online) else bool(row.online)
+        records.append(
+            {
+                "position": [round(float(row.lon), 7), round(float(row.lat), 7), 1.0],
+                "device_id": row.device_id,
+                "kind": row.kind,
+                "state": {True: "在线 online", False: "离线 offline", None: "未上报 silent"}[
+                    online
+                ],
+                "colour": list(DEVICE_COLOURS[online]),
+                "tip": f"{row.device_id} · {row.kind}<br/>"
+                + {True: "在线 online", False: "离线 offline", None: "未上报 silent"}[online],
+            }
+        )
+    return records
+
+
+def devices_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    return pdk.Layer(
+        "ScatterplotLayer", data=list(records), id="devices", get_position="position",
+        get_fill_color="colour", get_line_color=[255, 255, 255], stroked=True,
+        line_width_min_pixels=1, get_radius=1.5, radius_min_pixels=3, radius_max_pixels=8,
+        pickable=True,
+    )  # fmt: skip
+
+
+def poi_layer(pois: gpd.GeoDataFrame) -> pdk.Layer:
+    data = [
+        {"position": [round(r.geometry.x, 7), round(r.geometry.y, 7)], "name": r.name}
+        for r in pois.itertuples()
+    ]
+    return pdk.Layer(
+        "TextLayer", data=data, id="pois", get_position="position", get_text="name",
+        get_size=13, get_color=[120, 40, 0, 255], character_set="auto",
+        font_family='"Noto Sans CJK SC", "Noto Sans", sans-serif',
+    )  # fmt: skip
+
+
+UNIT_STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
+    "occupied": (70, 150, 220),
+    "vacant": (225, 225, 225),
+    "overcrowded": (220, 40, 40),  # more people seen than registered (possible 群租)
+    "never_seen": (250, 170, 30),  # registered tenants never seen (空挂)
+    "shop": (160, 110, 200),
+    "unknown": (180, 185, 195),
+}
+
+
+def floor_records(
+    footprint: Any,
+    storeys: int,
+    units: pd.DataFrame,
+    status: Mapping[str, str] | None = None,
+    storey_height_m: float = 3.0,
+) -> list[dict[str, Any]]:
+    """One selected building as stacked storeys, each cut into its units (in strips along
+    the footprint's longer side) and coloured by status; slabs float with a gap between them
+    so every floor reads on its own."""
+    from shapely.geometry import box
+
+    status = status or {}
+    frame = gpd.GeoSeries([footprint], crs="EPSG:4326")
+    metric = frame.to_crs("EPSG:32649").iloc[0].buffer(-0.3)
+    minx, miny, maxx, maxy = metric.bounds
+    along_x = (maxx - minx) >= (maxy - miny)
+    records = []
+    by_floor = {f: g for f, g in units.groupby("floor")} if len(units) else {}
+    for floor in range(1, storeys + 1):
+        floor_units = by_floor.get(floor)
+        names = (
+            list(floor_units.sort_values("room").itertuples()) if floor_units is not None else []
+        )
+        count = max(1, len(names))
+        for i in range(count):
+            if along_x:
+                strip = box(
+                    minx + (maxx - minx) * i / count,
+                    miny,
+                    minx + (maxx - minx) * (i + 1) / count,
+                    maxy,
+                )
+            else:
+                strip = box(
+                    minx,
+                    miny + (maxy - miny) * i / count,
+                    maxx,
+                    miny + (maxy - miny) * (i + 1) / count,
+                )
+            cell = metric.intersection(strip).buffer(-0.15)
+            if cell.is_empty:
+                continue
+            cell_wgs = gpd.GeoSeries([cell], crs="EPSG:32649").to_crs("EPSG:4326").iloc[0]
+            unit = names[i] if i < len(names) else None
+            unit_id = unit.unit_id if unit is not None else f"{floor}F"
+            state = status.get(
+                unit_id, "shop" if unit is not None and unit.use == "shop" else "unknown"
+            )
+            base = (floor - 1) * storey_height_m
+            for ring in _rings(cell_wgs):
+                records.append(
+                    {
+                        "polygon": [[x, y, base] for x, y in ring],
+                        "height": storey_height_m * 0.8,
+                        "unit_id": unit_id,
+                        "room": unit.room if unit is not None else "—",
+                        "floor": floor,
+                        "status": state,
+                        "colour": list(
+                            UNIT_STATUS_COLOURS.get(state, UNIT_STATUS_COLOURS["unknown"])
+                        ),
+                        "tip": f"{unit_id} · {floor} 层 floor<br/>{state}",
+                    }
+                )
+    return records
+
+
+def floors_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    return pdk.Layer(
+        "PolygonLayer", data=list(records), id="floors", get_polygon="polygon",
+        get_elevation="height", get_fill_color="colour", get_line_color=[60, 60, 60],
+        extruded=True, wireframe=True, pickable=True, auto_highlight=True,
+    )  # fmt: skip
+
+
+TOOLTIP = {"html": "{tip}", "style": {"fontSize": "12px"}}
+
+
+class CompactDeck(pdk.Deck):  # type: ignore[misc]
+    """pydeck writes its JSON indented, one number per line; Streamlit sends exactly what
+    ``to_json`` returns, so a village's coordinates would cost several times their size."""
+
+    def to_json(self) -> str:
+        from pydeck.bindings.json_tools import default_serialize
+
+        return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
 
 
 def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = None) -> pdk.Deck:
     """The deck; ``base_map_url`` (a style served on the intranet) is optional and off by
     default, so nothing is fetched from outside."""
     if base_map_url:
-        return pdk.Deck(
+        return CompactDeck(
             layers=list(layers),
             initial_view_state=view.state(),
             map_style=base_map_url,
@@ -179,7 +418,7 @@ def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = Non
         )
     # Not ``map_style=None``: Streamlit then fills in a Carto base map from the internet. The
     # untouched default with no provider is what Streamlit reads as "no base map at all".
-    return pdk.Deck(
+    return CompactDeck(
         layers=list(layers),
         initial_view_state=view.state(),
         map_provider=None,

@@ -171,3 +171,63 @@ def test_building_picker_shows_that_buildings_events(
     page.get_by_text(f"{address} · {building_id}").wait_for(timeout=30_000)
     page.get_by_test_id("stDataFrame").first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "demo-building.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def suzhou_dashboard(
+    database_factory: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The dashboard over a database holding only the real Suzhou footprints."""
+    from support import SHARED_DATA
+
+    db = database_factory()
+    env = {**os.environ, "VT_DB_DSN": db}
+    imported = subprocess.run(
+        [sys.executable, "-m", "villagetwin.cli", "village", "import",
+         str(SHARED_DATA / "real" / "suzhou_oldtown_buildings.geojson"), "--id-prefix", "SZ-"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    port = free_port()
+    log = tmp_path_factory.mktemp("dash") / "dashboard.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "villagetwin.cli", "dashboard", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert wait_for_port("127.0.0.1", port, 60), log.read_text()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.browser
+def test_real_suzhou_footprints_in_3d_and_one_buildings_floors(
+    suzhou_dashboard: str, browser: Browser
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside = external_requests(page)
+    page.goto(suzhou_dashboard)
+    canvas = page.locator("canvas").first
+    canvas.wait_for(state="visible", timeout=60_000)
+    page.get_by_text("楼栋 Buildings").wait_for(timeout=30_000)
+    assert "3,076" in page.get_by_test_id("stMetric").first.inner_text().replace("3076", "3,076")
+    page.wait_for_timeout(3000)
+    village = canvas.screenshot()
+    (ARTIFACTS / "suzhou-village.png").write_bytes(village)
+    assert non_blank_fraction(village) > 0.05
+
+    # The tallest building: pick it, and its storeys stand as stacked slabs.
+    picker = page.get_by_test_id("stSelectbox").first
+    picker.click()
+    page.keyboard.type("SZ-")
+    page.keyboard.press("Enter")
+    page.get_by_text("层 storeys ·").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(3000)
+    floors = page.locator("canvas").first.screenshot()
+    (ARTIFACTS / "suzhou-building-floors.png").write_bytes(floors)
+    assert non_blank_fraction(floors) > 0.02
+    assert floors != village
+    assert outside == [], f"the page fetched from outside: {outside[:5]}"

@@ -105,5 +105,53 @@ def test_layers_extrude_buildings_by_storeys(village: Village) -> None:
     assert by_id[busiest]["colour"] != by_id[village.buildings.building_id.iloc[1]]["colour"]
     d = deck([buildings_layer(records)], view_of(village.buildings))
     spec = d.to_json()
-    assert '"extruded": true' in spec
+    assert '"extruded":true' in spec
     assert "mapbox" not in spec.lower() and "carto" not in spec.lower()  # no external base map
+
+
+def test_large_village_is_about_3000_buildings_and_40k_units() -> None:
+    large = generate(seed=1, size="large")
+    assert 2800 <= len(large.buildings) <= 3300
+    assert 35_000 <= len(large.units) <= 45_000
+
+
+def test_legend_matches_the_colours_painted() -> None:
+    from mapping.layers import colour_for, legend
+
+    rows = legend(12, "events")
+    assert rows[0] == ("events: 0", colour_for(0, 12))
+    for label, colour in rows[1:]:
+        low = int(label.split("–")[0])
+        assert colour_for(low, 12) == colour
+
+
+def test_a_selected_building_stands_as_stacked_floors_of_units(village: Village) -> None:
+    from mapping.layers import floor_records
+
+    building = village.buildings.iloc[10]
+    units = village.units[village.units.building_id == building.building_id]
+    status = {units.unit_id.iloc[0]: "overcrowded"}
+    records = floor_records(building.geometry, int(building.storeys), units, status)
+    assert len(records) == len(units)
+    assert sorted({r["floor"] for r in records}) == list(range(1, int(building.storeys) + 1))
+    bases = {r["floor"]: r["polygon"][0][2] for r in records}
+    assert all(bases[f + 1] - bases[f] == 3.0 for f in range(1, int(building.storeys)))
+    first = next(r for r in records if r["unit_id"] == units.unit_id.iloc[0])
+    assert first["status"] == "overcrowded" and first["colour"] == [220, 40, 40]
+
+
+def test_event_styles_and_compact_json(village: Village) -> None:
+    import pandas as pd
+
+    from mapping.layers import EVENT_STYLES, deck, event_records, events_layers, view_of
+
+    points = pd.DataFrame(
+        {"ts": ["t"], "kind": ["gate.pass"], "device_id": ["g"], "lon": [113.45], "lat": [23.16]}
+    )
+    for style in EVENT_STYLES:
+        (layer,) = events_layers(event_records(points), style)
+        assert layer.type in {"ScatterplotLayer", "HeatmapLayer", "HexagonLayer"}
+    with pytest.raises(ValueError, match="event style"):
+        events_layers([], "sparkles")
+    spec = deck(events_layers(event_records(points)), view_of(village.buildings)).to_json()
+    assert "\n" not in spec and '"mapStyle"' not in spec.replace('"mapStyle":"__MAP_STYLE__"', "")
