@@ -174,6 +174,22 @@ class TypedBatch(_Message):
     events: list[Event] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 
 
+class DeviceConfig(_Message):
+    """A device's self-description, retained on ``vt/v1/<id>/config`` in the manner of Home
+    Assistant's MQTT discovery. The platform's registry stays the authority: a config message
+    updates where a registered device is, it never registers one."""
+
+    v: Literal[1] = 1
+    device: DeviceId
+    kind: DeviceKind
+    building: Code | None = None
+    floor: int | None = Field(default=None, ge=-5, le=200)
+    door: Literal["building", "unit", "entrance", "none"] | None = None
+    availability_topic: str = Field(max_length=128)
+    model: str | None = Field(default=None, max_length=64)
+    firmware: str | None = Field(default=None, max_length=64)
+
+
 class Status(_Message):
     """Availability, retained; the same payload with state=offline is the MQTT last will."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ingest.validate import EventRow, Received, Refusal, StatusChange, Verdict
+from ingest.validate import ConfigUpdate, EventRow, Received, Refusal, StatusChange, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +13,7 @@ class Batch:
     events: tuple[EventRow, ...]
     refusals: tuple[Refusal, ...]
     statuses: tuple[StatusChange, ...]
+    configs: tuple[ConfigUpdate, ...] = ()
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Batcher:
     _events: list[EventRow] = field(default_factory=list)
     _refusals: list[Refusal] = field(default_factory=list)
     _statuses: list[StatusChange] = field(default_factory=list)
+    _configs: list[ConfigUpdate] = field(default_factory=list)
     _opened_at: float | None = None
 
     def add(self, message: Received, verdict: Verdict, now: float) -> None:
@@ -39,10 +41,12 @@ class Batcher:
         self._refusals.extend(verdict.refusals)
         if verdict.status is not None:
             self._statuses.append(verdict.status)
+        if verdict.config is not None:
+            self._configs.append(verdict.config)
 
     @property
     def rows(self) -> int:
-        return len(self._events) + len(self._refusals) + len(self._statuses)
+        return len(self._events) + len(self._refusals) + len(self._statuses) + len(self._configs)
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -59,11 +63,16 @@ class Batcher:
 
     def take(self) -> Batch:
         batch = Batch(
-            tuple(self._messages), tuple(self._events), tuple(self._refusals), tuple(self._statuses)
+            tuple(self._messages),
+            tuple(self._events),
+            tuple(self._refusals),
+            tuple(self._statuses),
+            tuple(self._configs),
         )
         self._messages.clear()
         self._events.clear()
         self._refusals.clear()
         self._statuses.clear()
+        self._configs.clear()
         self._opened_at = None
         return batch

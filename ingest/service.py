@@ -294,7 +294,9 @@ class Ingester:
         while True:
             started = time.monotonic()
             try:
-                result = store.store(self._database(), batch.events, batch.refusals, batch.statuses)
+                result = store.store(
+                    self._database(), batch.events, batch.refusals, batch.statuses, batch.configs
+                )
             except psycopg.Error as exc:
                 self._db_ok = False
                 self.metrics.db_errors.inc()

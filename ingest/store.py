@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import psycopg
 
 from devices.payloads import DeviceKind
-from ingest.validate import EventRow, KnownDevice, Refusal, StatusChange
+from ingest.validate import ConfigUpdate, EventRow, KnownDevice, Refusal, StatusChange
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
@@ -111,6 +111,7 @@ def store(
     events: Sequence[EventRow],
     refusals: Sequence[Refusal],
     statuses: Sequence[StatusChange] = (),
+    configs: Sequence[ConfigUpdate] = (),
 ) -> StoreResult:
     """Writes one batch atomically; raises on failure with nothing written."""
     inserted = 0
@@ -155,6 +156,14 @@ def store(
                             r.payload_size,
                         )
                     )
+        for config in configs:
+            cur.execute(
+                "UPDATE devices SET floor = %(floor)s, door = %(door)s, building_id = coalesce("
+                " (SELECT building_id FROM buildings WHERE building_id = %(building)s),"
+                " building_id) WHERE device_id = %(device_id)s",
+                {"floor": config.floor, "door": config.door, "building": config.building_id,
+                 "device_id": config.device_id},
+            )  # fmt: skip
         for status in statuses:
             cur.execute(
                 _STATUS, {"online": status.online, "at": status.at, "device_id": status.device_id}

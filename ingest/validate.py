@@ -24,6 +24,7 @@ from devices.payloads import (
     SUPPORTED_SCHEMA_VERSIONS,
     TYPED_BATCH_ADAPTER,
     Batch,
+    DeviceConfig,
     DeviceKind,
     EventModel,
     Status,
@@ -118,10 +119,21 @@ class StatusChange:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigUpdate:
+    """Where a registered device says it is (its retained config message)."""
+
+    device_id: str
+    building_id: str | None
+    floor: int | None
+    door: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     events: tuple[EventRow, ...] = ()
     refusals: tuple[Refusal, ...] = ()
     status: StatusChange | None = None
+    config: ConfigUpdate | None = None
 
 
 def _depth_exceeds(data: Any, limit: int) -> bool:
@@ -246,8 +258,23 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
             status=StatusChange(device_id, status.state == "online", message.received_at)
         )
     if topic.channel is Channel.CONFIG:
-        # Self-descriptions are read by the registry, not stored as events.
-        return Verdict()
+        try:
+            config = DeviceConfig.model_validate(data)
+        except ValidationError as exc:
+            raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device_id) from None
+        if config.device != device_id:
+            raise _Refuse(
+                Reason.DEVICE_MISMATCH,
+                f"config names device {config.device!r} but was published on {device_id!r}'s topic",
+                device_id,
+            )
+        if config.kind is not device.kind:
+            raise _Refuse(
+                Reason.DEVICE_MISMATCH,
+                f"config says a {config.kind.value} device; the registry has a {device.kind.value}",
+                device_id,
+            )
+        return Verdict(config=ConfigUpdate(device_id, config.building, config.floor, config.door))
 
     if data.get("type") == "batch":
         try:

@@ -19,9 +19,16 @@ from typing import Any
 import click
 import psycopg
 
+from devices.payloads import DeviceKind
 from villagetwin.settings import AppSettings
 
 log = logging.getLogger("vt")
+
+
+def DeviceKindChoices() -> list[Any]:
+    from devices.payloads import DeviceKind
+
+    return list(DeviceKind)
 
 
 def _echo(message: str) -> None:
@@ -68,7 +75,7 @@ def setup(settings: AppSettings, broker: bool) -> None:
         local.ensure_database(settings.db_dsn, _echo)
         apply(settings.db_dsn, _echo)
         if broker:
-            local.start_broker(settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo)
+            _start_broker(settings)
     except (local.SetupError, psycopg.Error) as exc:
         _fail(str(exc))
     _echo("setup done: database and broker ready")
@@ -93,15 +100,28 @@ def broker() -> None:
     """The project's local Mosquitto (development and CI)."""
 
 
+def _start_broker(settings: AppSettings) -> None:
+    from villagetwin import local
+
+    auth = None
+    if settings.broker_auth:
+        from villagetwin.provision import write_auth_files
+
+        with psycopg.connect(settings.db_dsn) as conn:
+            auth = write_auth_files(conn, local.broker_paths(settings.state_dir)["dir"])
+    local.start_broker(settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo, auth)
+
+
 @broker.command("start")
 @click.pass_obj
 def broker_start(settings: AppSettings) -> None:
-    """Start it with the project's config (idempotent)."""
+    """Start it with the project's config (idempotent). With VT_BROKER_AUTH=true it requires
+    credentials and applies the ACL generated from the device registry."""
     from villagetwin import local
 
     try:
-        local.start_broker(settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo)
-    except local.SetupError as exc:
+        _start_broker(settings)
+    except (local.SetupError, psycopg.Error) as exc:
         _fail(str(exc))
 
 
@@ -126,6 +146,124 @@ def broker_write_docker_config(out: Path) -> None:
     from devices.broker import DOCKER, render
 
     out.write_text(render(DOCKER))
+    _echo(f"wrote {out}")
+
+
+# --- devices: registry, credentials, contract ------------------------------------------------
+
+
+@cli.group()
+def devices() -> None:
+    """The device registry: credentials, the broker's ACL, and the MQTT contract's docs."""
+
+
+def _registry_change(settings: AppSettings, change: Any) -> Any:
+    """Runs a registry change, then regenerates the broker's files and reloads it."""
+    from villagetwin import local
+    from villagetwin.provision import ProvisioningError, reload_broker, write_auth_files
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            result = change(conn)
+            conn.commit()
+            paths = local.broker_paths(settings.state_dir)
+            write_auth_files(conn, paths["dir"])
+    except (ProvisioningError, psycopg.Error) as exc:
+        _fail(str(exc))
+    if settings.broker_auth and reload_broker(paths["pid"]):
+        _echo("the local broker reloaded its password and ACL files")
+    return result
+
+
+@devices.command("add")
+@click.argument("device_id")
+@click.option("--kind", type=click.Choice([k.value for k in DeviceKind]), required=True)
+@click.option("--building", default=None, help="Standard address code of its building.")
+@click.option("--floor", type=int, default=None)
+@click.option("--door", type=click.Choice(["building", "unit", "entrance", "none"]), default=None)
+@click.pass_obj
+def devices_add(
+    settings: AppSettings,
+    device_id: str,
+    kind: str,
+    building: str | None,
+    floor: int | None,
+    door: str | None,
+) -> None:
+    """Register a device and issue its credentials (shown once)."""
+    from villagetwin.provision import add_device
+
+    issued = _registry_change(
+        settings, lambda c: add_device(c, device_id, DeviceKind(kind), building, floor, door)
+    )
+    click.echo(
+        f"device {issued.username}\nusername: {issued.username}\npassword: {issued.password}"
+    )
+    _echo("keep the password now: only its hash is stored")
+
+
+@devices.command("rotate")
+@click.argument("device_id")
+@click.pass_obj
+def devices_rotate(settings: AppSettings, device_id: str) -> None:
+    """Issue a new password; the old one stops working at the broker's reload."""
+    from villagetwin.provision import rotate
+
+    issued = _registry_change(settings, lambda c: rotate(c, device_id))
+    click.echo(f"username: {issued.username}\npassword: {issued.password}")
+
+
+@devices.command("revoke")
+@click.argument("device_id")
+@click.pass_obj
+def devices_revoke(settings: AppSettings, device_id: str) -> None:
+    """Shut a device out: no credentials, and its messages go to dead letters."""
+    from villagetwin.provision import revoke
+
+    _registry_change(settings, lambda c: revoke(c, device_id))
+    _echo(f"revoked {device_id}")
+
+
+@devices.command("service-account")
+@click.argument("username")
+@click.pass_obj
+def devices_service_account(settings: AppSettings, username: str) -> None:
+    """Issue broker credentials for an ingester (reads every device's topics)."""
+    from villagetwin.provision import add_service_account
+
+    issued = _registry_change(settings, lambda c: add_service_account(c, username))
+    click.echo(f"username: {issued.username}\npassword: {issued.password}")
+
+
+@devices.command("list")
+@click.pass_obj
+def devices_list(settings: AppSettings) -> None:
+    """Registered devices with their state, tab-separated."""
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            rows = conn.execute(
+                "SELECT device_id, kind, coalesce(building_id, ''), CASE WHEN revoked_at IS NOT"
+                " NULL THEN 'revoked' WHEN online THEN 'online' WHEN online = false THEN"
+                " 'offline' ELSE 'silent' END, coalesce(last_seen::text, ''),"
+                " password_hash IS NOT NULL FROM devices ORDER BY device_id"
+            ).fetchall()
+    except psycopg.Error as exc:
+        _fail(str(exc))
+    click.echo("device\tkind\tbuilding\tstate\tlast_seen\tcredentials")
+    for row in rows:
+        click.echo("\t".join(str(x) for x in row[:5]) + ("\tyes" if row[5] else "\tno"))
+
+
+@devices.command("docs")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("docs/mqtt.md"), show_default=True
+)
+def devices_docs(out: Path) -> None:
+    """Write the MQTT contract (topics, JSON Schemas, examples) from the models."""
+    from devices.contract_doc import render
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(), encoding="utf-8")
     _echo(f"wrote {out}")
 
 

@@ -130,7 +130,9 @@ def local_user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def start_broker(state_dir: Path, host: str, port: int, log: Log) -> Path:
+def start_broker(
+    state_dir: Path, host: str, port: int, log: Log, auth: tuple[Path, Path] | None = None
+) -> Path:
     """Runs Mosquitto with the project's config on ``port``. The machine's own Mosquitto,
     started with Debian's defaults (1000 queued messages per client), is stopped if it holds
     the port: those defaults drop messages for a paused ingester."""
@@ -143,6 +145,8 @@ def start_broker(state_dir: Path, host: str, port: int, log: Log) -> Path:
         pid_file=paths["pid"],
         log_file=paths["log"],
         user=local_user(),
+        password_file=auth[0] if auth else None,
+        acl_file=auth[1] if auth else None,
     )
     text = render(config)
     changed = not paths["conf"].exists() or paths["conf"].read_text() != text

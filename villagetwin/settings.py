@@ -16,3 +16,5 @@ class AppSettings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     # Broker data, generated GeoPackages and logs of local runs.
     state_dir: Path = Path(".state")
+    # The local broker requires device credentials and applies the ACL (see `devices add`).
+    broker_auth: bool = False
