@@ -33,6 +33,8 @@ EXAMPLES: dict[str, tuple[str, BaseModel]] = {
                       credential="cred:0011aabb", granted=True)),
     "access.alarm": ("acc-lh00001", p.AccessAlarm(id=_id(5), device="acc-lh00001", seq=302, ts=_TS,
                      alarm="held_open", door="building")),
+    "access.door": ("acc-lh00001", p.AccessDoor(id=_id(11), device="acc-lh00001", seq=303, ts=_TS,
+                    door="building", state="unlocked")),
     "app.checkin": ("app-kaobutong", p.AppCheckIn(id=_id(6), device="app-kaobutong", seq=5001,
                     ts=_TS, unit="LH00001-301", credential="cred:77aa01")),
     "app.checkout": ("app-kaobutong", p.AppCheckOut(id=_id(7), device="app-kaobutong", seq=5002,

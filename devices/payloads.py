@@ -102,6 +102,15 @@ class AccessAlarm(_Event):
     unit: Code | None = None
 
 
+class AccessDoor(_Event):
+    """A door's lock changed state (locked, unlocked), whoever or whatever caused it."""
+
+    type: Literal["access.door"] = "access.door"
+    door: Literal["building", "unit"]
+    state: Literal["unlocked", "locked"]
+    unit: Code | None = None
+
+
 class AppCheckIn(_Event):
     """A tenant checking in to a rental unit through the resident app (靠埔通)."""
 
@@ -147,6 +156,7 @@ EventModel = (
     | CameraDetection
     | AccessUnlock
     | AccessAlarm
+    | AccessDoor
     | AppCheckIn
     | AppCheckOut
     | AppVisitor
@@ -200,7 +210,7 @@ class Status(_Message):
 EVENT_TYPES_BY_KIND: dict[DeviceKind, frozenset[str]] = {
     DeviceKind.GATE: frozenset({"gate.pass", "gate.alarm", "heartbeat"}),
     DeviceKind.CAMERA: frozenset({"camera.detection", "heartbeat"}),
-    DeviceKind.ACCESS: frozenset({"access.unlock", "access.alarm", "heartbeat"}),
+    DeviceKind.ACCESS: frozenset({"access.unlock", "access.alarm", "access.door", "heartbeat"}),
     DeviceKind.APP: frozenset(
         {"app.checkin", "app.checkout", "app.visitor", "app.incident", "heartbeat"}
     ),

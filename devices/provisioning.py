@@ -20,7 +20,7 @@ import os
 import secrets
 from collections.abc import Iterable
 
-from devices.topics import CONTRACT_VERSION, ROOT, Channel
+from devices.topics import BRIDGE, CONTRACT_VERSION, ROOT, Channel
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes
 SALT_BYTES = 12
@@ -70,4 +70,6 @@ def acl_file(readers: Iterable[str]) -> str:
     lines.append("# Each device writes under its own id only (%u is the username).")
     for channel in Channel:
         lines.append(f"pattern write {ROOT}/{CONTRACT_VERSION}/%u/{channel.value}")
+    lines.append("# A vendor bridge writes its device's native payloads for the adapters.")
+    lines.append(f"pattern write {ROOT}/{BRIDGE}/+/%u")
     return "\n".join(lines) + "\n"

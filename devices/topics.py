@@ -67,6 +67,50 @@ class DeviceTopic:
         return cls(parts[2], channel)
 
 
+BRIDGE = "bridge"
+BRIDGE_VENDORS = ("hikvision", "dahua", "alphadigi", "frigate")
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeTopic:
+    """``vt/bridge/<vendor>/<device_id>``: a vendor's own payload, republished by a bridge."""
+
+    vendor: str
+    device_id: str
+
+    def __post_init__(self) -> None:
+        if self.vendor not in BRIDGE_VENDORS:
+            raise TopicError(
+                f"no adapter for vendor {self.vendor!r}; known: {', '.join(BRIDGE_VENDORS)}"
+            )
+        if not is_device_id(self.device_id):
+            raise TopicError(f"device id {self.device_id!r} does not match {DEVICE_ID_PATTERN}")
+
+    def __str__(self) -> str:
+        return f"{ROOT}/{BRIDGE}/{self.vendor}/{self.device_id}"
+
+    @classmethod
+    def parse(cls, topic: str) -> BridgeTopic:
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[0] != ROOT or parts[1] != BRIDGE:
+            raise TopicError(f"topic {topic!r} is not vt/bridge/<vendor>/<device>")
+        return cls(parts[2], parts[3])
+
+
+def is_bridge_topic(topic: str) -> bool:
+    return topic.startswith(f"{ROOT}/{BRIDGE}/")
+
+
+def device_of(topic: str) -> str | None:
+    """The device a topic belongs to, native or bridged; None for a topic outside both."""
+    try:
+        if is_bridge_topic(topic):
+            return BridgeTopic.parse(topic).device_id
+        return DeviceTopic.parse(topic).device_id
+    except TopicError:
+        return None
+
+
 def event_topic(device_id: str) -> str:
     return str(DeviceTopic(device_id, Channel.EVENT))
 
@@ -84,4 +128,9 @@ def subscription(channel: Channel | None = None, share_group: str | None = None)
     one stream (MQTT 5 shared subscriptions, also honoured by Mosquitto for 3.1.1 clients)."""
     tail = channel.value if channel else "+"
     topic_filter = f"{ROOT}/{CONTRACT_VERSION}/+/{tail}"
+    return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
+
+
+def bridge_subscription(share_group: str | None = None) -> str:
+    topic_filter = f"{ROOT}/{BRIDGE}/+/+"
     return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter

@@ -25,11 +25,11 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from devices.mqtt import new_client
-from devices.topics import DeviceTopic, TopicError, subscription
+from devices.topics import bridge_subscription, device_of, subscription
 from ingest import maintenance, store
 from ingest.batching import Batch, Batcher
 from ingest.metrics import IngestMetrics, serve
-from ingest.settings import IngestSettings
+from ingest.settings import DEFAULT_CREDENTIAL_KEY, IngestSettings
 from ingest.validate import KnownDevice, Received, judge
 
 log = logging.getLogger("vt.ingest")
@@ -77,8 +77,9 @@ class Ingester:
         self._generation += 1
         self._connected = True
         self.metrics.mqtt_connected.set(1)
-        topic_filter = subscription(share_group=self.options.share_group)
-        client.subscribe(topic_filter, qos=1)
+        group = self.options.share_group
+        topic_filter = subscription(share_group=group)
+        client.subscribe([(topic_filter, 1), (bridge_subscription(group), 1)])
         log.info(
             "connected to %s:%s as %s (session present: %s), subscribing to %s",
             self.settings.mqtt.host,
@@ -171,6 +172,7 @@ class Ingester:
         if install_signal_handlers:
             signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
             signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        self._warn_about_defaults()
         self._detect_edition()
         self._reload_registry()
         server = None
@@ -252,10 +254,7 @@ class Ingester:
     def _take(self, message: Received) -> None:
         self.metrics.received.inc()
         self.totals["received"] += 1
-        try:
-            device_id: str | None = DeviceTopic.parse(message.topic).device_id
-        except TopicError:
-            device_id = None
+        device_id = device_of(message.topic)
         if (
             device_id is not None
             and device_id not in self._registry
@@ -338,6 +337,13 @@ class Ingester:
             # An ack on a newer connection would name a packet id the broker reassigned.
             if message.qos > 0 and message.generation == generation:
                 client.ack(message.mid, message.qos)
+
+    def _warn_about_defaults(self) -> None:
+        if self.options.credential_key.get_secret_value() == DEFAULT_CREDENTIAL_KEY:
+            log.warning(
+                "VT_INGEST__CREDENTIAL_KEY is the development default: set a secret key before"
+                " bridging real faces, cards or plates"
+            )
 
     def _detect_edition(self) -> None:
         """Logs the TimescaleDB edition; on the Community edition, installs its policies."""

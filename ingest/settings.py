@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
 from ingest.maintenance import RetentionPlan
 from ingest.validate import Limits
+
+DEFAULT_CREDENTIAL_KEY = "villagetwin-development-key"
 
 
 class IngestOptions(BaseModel):
@@ -35,6 +37,9 @@ class IngestOptions(BaseModel):
     dead_letter_retention_days: int = Field(default=180, ge=1)
     compress_after_days: int = Field(default=7, ge=1)
     maintenance_interval_s: float = Field(default=3600.0, gt=0)
+    # Key for the keyed hashes that replace faces, cards and plates from vendor bridges;
+    # set your own, and keep it: changing it makes everyone look new.
+    credential_key: SecretStr = SecretStr(DEFAULT_CREDENTIAL_KEY)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9108, ge=0, description="0 turns /metrics and /healthz off")
 
@@ -49,6 +54,7 @@ class IngestOptions(BaseModel):
             max_depth=self.max_depth,
             max_future=timedelta(seconds=self.max_future_s),
             max_age=timedelta(days=self.max_age_days),
+            credential_key=self.credential_key.get_secret_value().encode(),
         )
 
 

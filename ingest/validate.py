@@ -18,6 +18,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from devices.adapters import ADAPTERS, AdapterError
 from devices.payloads import (
     EVENT_ADAPTER,
     EVENT_TYPES_BY_KIND,
@@ -31,7 +32,7 @@ from devices.payloads import (
     TypedBatch,
     parse_event,
 )
-from devices.topics import Channel, DeviceTopic, TopicError
+from devices.topics import BridgeTopic, Channel, DeviceTopic, TopicError, is_bridge_topic
 
 # JSON escapes PostgreSQL cannot store (NUL) or that may decode to a lone surrogate.
 _RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
@@ -54,6 +55,7 @@ class Reason(StrEnum):
     WRONG_EVENT_FOR_KIND = "wrong_event_for_kind"
     TIMESTAMP_FUTURE = "timestamp_future"
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
+    VENDOR_FORMAT = "vendor_format"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class Limits:
     max_depth: int = 32
     max_future: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=30)
+    # Key of the hashes that replace faces, cards and plates in bridged vendor payloads.
+    credential_key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +219,49 @@ def _refusal(message: Received, refused: _Refuse, raw: bytes, limits: Limits) ->
     )
 
 
+def _judge_bridged(
+    message: Received, registry: Mapping[str, KnownDevice], limits: Limits
+) -> Verdict:
+    """A vendor's payload on vt/bridge/<vendor>/<device>: adapted, then judged as native."""
+    try:
+        topic = BridgeTopic.parse(message.topic)
+    except TopicError as exc:
+        raise _Refuse(Reason.BAD_TOPIC, str(exc)) from None
+    device_id = topic.device_id
+    size = len(message.payload)
+    if size > limits.max_payload_bytes:
+        raise _Refuse(
+            Reason.OVERSIZED,
+            f"{size} bytes, over the {limits.max_payload_bytes}-byte limit",
+            device_id,
+        )
+    device = _known(registry, device_id)
+    try:
+        items = ADAPTERS[topic.vendor](device_id, message.payload, limits.credential_key)
+    except AdapterError as exc:
+        raise _Refuse(Reason.VENDOR_FORMAT, f"{topic.vendor}: {exc}", device_id) from None
+    rows: list[EventRow] = []
+    refusals: list[Refusal] = []
+    for item in items:
+        try:
+            rows.append(_event_row(item, message, device, limits))
+        except _Refuse as refused:
+            refusals.append(_refusal(message, refused, message.payload, limits))
+    return Verdict(events=tuple(rows), refusals=tuple(refusals))
+
+
+def _known(registry: Mapping[str, KnownDevice], device_id: str) -> KnownDevice:
+    device = registry.get(device_id)
+    if device is None:
+        raise _Refuse(Reason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered", device_id)
+    if device.revoked:
+        raise _Refuse(Reason.REVOKED_DEVICE, f"device {device_id!r} was revoked", device_id)
+    return device
+
+
 def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limits) -> Verdict:
+    if is_bridge_topic(message.topic):
+        return _judge_bridged(message, registry, limits)
     try:
         topic = DeviceTopic.parse(message.topic)
     except TopicError as exc:
@@ -243,11 +289,7 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
             f"schema version v={version!r} is not supported (supported: {supported})",
             device_id,
         )
-    device = registry.get(device_id)
-    if device is None:
-        raise _Refuse(Reason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered", device_id)
-    if device.revoked:
-        raise _Refuse(Reason.REVOKED_DEVICE, f"device {device_id!r} was revoked", device_id)
+    device = _known(registry, device_id)
 
     if topic.channel is Channel.STATUS:
         try:
