@@ -25,6 +25,14 @@ def _none(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
 
 
+def _date(value: Any) -> Any:
+    return None if value is None or pd.isna(value) else value
+
+
+def _int(value: Any) -> int | None:
+    return None if _none(value) is None else int(value)
+
+
 def _upsert(
     cur: psycopg.Cursor[Any], table: str, key: str, columns: list[str], rows: list[tuple[Any, ...]]
 ) -> None:
@@ -101,6 +109,71 @@ def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
         )  # fmt: skip
         _upsert(
             cur,
+            "people",
+            "person_id",
+            [
+                "person_id",
+                "name",
+                "id_number",
+                "phone",
+                "born",
+                "role",
+                "care_target",
+                "credential_ref",
+            ],
+            [
+                (
+                    r.person_id,
+                    r.name,
+                    r.id_number,
+                    r.phone,
+                    _none(r.born),
+                    r.role,
+                    bool(r.care_target),
+                    _none(r.credential_ref),
+                )
+                for r in village.people.itertuples()
+            ],
+        )
+        _upsert(
+            cur,
+            "tenancies",
+            "tenancy_id",
+            ["tenancy_id", "person_id", "unit_id", "start_date", "end_date"],
+            [
+                (r.tenancy_id, r.person_id, r.unit_id, r.start_date, _date(r.end_date))
+                for r in village.tenancies.itertuples()
+            ],
+        )
+        _upsert(
+            cur,
+            "organisations",
+            "org_id",
+            ["org_id", "kind", "name", "building_id", "unit_id"],
+            [
+                (r.org_id, r.kind, r.name, _none(r.building_id), _none(r.unit_id))
+                for r in village.organisations.itertuples()
+            ],
+        )
+        _upsert(
+            cur,
+            "objects",
+            "object_id",
+            ["object_id", "kind", "building_id", "floor", "lon", "lat"],
+            [
+                (
+                    r.object_id,
+                    r.kind,
+                    _none(r.building_id),
+                    _int(r.floor),
+                    r.geometry.x,
+                    r.geometry.y,
+                )
+                for r in village.objects.itertuples()
+            ],
+        )
+        _upsert(
+            cur,
             "roads",
             "road_id",
             ["road_id", "name", "kind", "width_m", "path"],
@@ -124,6 +197,10 @@ def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
         "buildings": len(village.buildings),
         "units": len(village.units),
         "devices": len(village.devices),
+        "people": len(village.people),
+        "tenancies": len(village.tenancies),
+        "organisations": len(village.organisations),
+        "objects": len(village.objects),
     }
 
 

@@ -8,8 +8,10 @@ laid out in metres (UTM zone 49N) and stored in WGS-84.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Literal
 
 import geopandas as gpd
@@ -17,7 +19,13 @@ import pandas as pd
 from shapely.geometry import LineString, Point, box
 from shapely.ops import unary_union
 
-from mapping.model import WGS84, Village
+from mapping.model import (
+    ORGANISATION_COLUMNS,
+    PERSON_COLUMNS,
+    TENANCY_COLUMNS,
+    WGS84,
+    Village,
+)
 
 UTM_49N = "EPSG:32649"
 ORIGIN_LON, ORIGIN_LAT = 113.45, 23.16
@@ -285,6 +293,8 @@ def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Villag
     boundary = frame(
         [{"name": "龙湖村", "geometry": box(ox - 6, oy - 6, ox + width + 6, oy + height + 6)}]
     )
+    people, tenancies, organisations = _inhabit(rng, buildings, units, grid_records)
+    objects = _objects(rng, buildings, main_y, ox, width)
     return Village(
         name="龙湖村",
         boundary=boundary,
@@ -294,4 +304,165 @@ def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Villag
         alleys=frame(alleys),
         devices=frame(devices),
         pois=frame(pois),
+        people=pd.DataFrame(people, columns=PERSON_COLUMNS),
+        tenancies=pd.DataFrame(tenancies, columns=TENANCY_COLUMNS),
+        organisations=pd.DataFrame(organisations, columns=ORGANISATION_COLUMNS),
+        objects=frame(objects),
     )
+
+
+SHOP_KINDS = ["便利店", "粉面店", "五金店", "快递点", "理发店"]
+TODAY = date(2026, 11, 1)  # the generator's "now", fixed so a seed always gives one village
+
+
+def _id_number(rng: random.Random, born: date) -> str:
+    """A synthetic 18-digit resident ID (Guangzhou Huangpu area code) with a valid
+    ISO 7064 MOD 11-2 check digit, so validators accept it; it names nobody."""
+    body = f"440112{born:%Y%m%d}{rng.randint(0, 999):03d}"
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
+    return body + check
+
+
+def _person(
+    rng: random.Random, n: int, role: str, min_age: int = 18, max_age: int = 65
+) -> dict[str, object]:
+    born = TODAY - timedelta(days=rng.randint(min_age * 365, max_age * 365))
+    person_id = f"P{n:07d}"
+    return {
+        "person_id": person_id,
+        "name": _name(rng),
+        "id_number": _id_number(rng, born),
+        "phone": f"1{rng.choice('3578')}{rng.randint(0, 999_999_999):09d}",
+        "born": born,
+        "role": role,
+        "care_target": False,
+        "credential_ref": "cred:" + hashlib.sha256(person_id.encode()).hexdigest()[:16],
+    }
+
+
+def _inhabit(
+    rng: random.Random,
+    buildings: list[dict[str, object]],
+    units: list[dict[str, object]],
+    grid_records: list[dict[str, object]],
+) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+    """Landlords, tenants with tenancies in the rental units, care targets (elderly living
+    alone), shops in the shop units, workshops, associations and the grid teams."""
+    people: list[dict[str, object]] = []
+    tenancies: list[dict[str, object]] = []
+    organisations: list[dict[str, object]] = []
+    landlord_ids: dict[object, str] = {}
+    for b in buildings:
+        if b["use"] == "ancestral_hall" or b["landlord"] in landlord_ids:
+            continue
+        landlord = _person(rng, len(people) + 1, "landlord", 35, 75)
+        landlord["name"] = b["landlord"]
+        landlord_ids[b["landlord"]] = str(landlord["person_id"])
+        people.append(landlord)
+    for unit in units:
+        if unit["use"] == "shop":
+            organisations.append({
+                "org_id": f"O{len(organisations) + 1:06d}", "kind": "shop",
+                "name": f"{_name(rng)[0]}记{rng.choice(SHOP_KINDS)}",
+                "building_id": unit["building_id"], "unit_id": unit["unit_id"],
+            })  # fmt: skip
+            continue
+        if rng.random() < 0.12:
+            continue  # vacant
+        elderly_alone = rng.random() < 0.015
+        household = 1 if elderly_alone else rng.choices([1, 2, 3, 4], weights=[20, 30, 30, 20])[0]
+        for _ in range(household):
+            person = (
+                _person(rng, len(people) + 1, "tenant", 70, 88)
+                if elderly_alone
+                else _person(rng, len(people) + 1, "tenant")
+            )
+            person["care_target"] = elderly_alone
+            people.append(person)
+            start = TODAY - timedelta(days=rng.randint(10, 1100))
+            ended = rng.random() < 0.05
+            tenancies.append({
+                "tenancy_id": f"T{len(tenancies) + 1:07d}", "person_id": person["person_id"],
+                "unit_id": unit["unit_id"], "start_date": start,
+                "end_date": start + timedelta(days=rng.randint(1, max(1, (TODAY - start).days - 1)))
+                if ended else None,
+            })  # fmt: skip
+        if rng.random() < 0.01:
+            organisations.append({
+                "org_id": f"O{len(organisations) + 1:06d}", "kind": "workshop",
+                "name": f"{_name(rng)[0]}氏{rng.choice(['制衣', '电子', '包装'])}作坊",
+                "building_id": unit["building_id"], "unit_id": unit["unit_id"],
+            })  # fmt: skip
+    hall = next((b["building_id"] for b in buildings if b["use"] == "ancestral_hall"), None)
+    organisations.append(
+        {
+            "org_id": f"O{len(organisations) + 1:06d}",
+            "kind": "association",
+            "name": "龙湖村出租屋业主协会",
+            "building_id": hall,
+            "unit_id": None,
+        }
+    )
+    organisations.append(
+        {
+            "org_id": f"O{len(organisations) + 1:06d}",
+            "kind": "property_manager",
+            "name": "龙湖物业管理服务站",
+            "building_id": hall,
+            "unit_id": None,
+        }
+    )
+    for cell in grid_records:
+        organisations.append(
+            {
+                "org_id": f"O{len(organisations) + 1:06d}",
+                "kind": "grid_team",
+                "name": f"{cell['name']}工作组",
+                "building_id": None,
+                "unit_id": None,
+            }
+        )
+    return people, tenancies, organisations  # fmt: skip
+
+
+def _objects(
+    rng: random.Random, buildings: list[dict[str, object]], main_y: float, ox: float, width: float
+) -> list[dict[str, object]]:
+    """Fire hydrants along the main street, an extinguisher in every building, e-bike
+    charging points at about one building in twelve."""
+    objects: list[dict[str, object]] = []
+    x = ox + 10
+    while x < ox + width:
+        objects.append(
+            {
+                "object_id": f"H{len(objects) + 1:05d}",
+                "kind": "fire_hydrant",
+                "building_id": None,
+                "floor": 0,
+                "geometry": Point(x, main_y),
+            }
+        )
+        x += 40
+    for b in buildings:
+        centre = b["geometry"].centroid  # type: ignore[attr-defined]
+        objects.append(
+            {
+                "object_id": f"E{len(objects) + 1:05d}",
+                "kind": "extinguisher",
+                "building_id": b["building_id"],
+                "floor": 1,
+                "geometry": centre,
+            }
+        )
+        if rng.random() < 1 / 12:
+            objects.append(
+                {
+                    "object_id": f"C{len(objects) + 1:05d}",
+                    "kind": "ebike_charging",
+                    "building_id": b["building_id"],
+                    "floor": 0,
+                    "geometry": Point(centre.x + 3, centre.y),
+                }
+            )
+    return objects  # fmt: skip

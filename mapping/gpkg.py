@@ -10,7 +10,8 @@ import pyogrio
 
 from mapping.model import Village
 
-_SPATIAL_LAYERS = ("boundary", "grid_cells", "buildings", "alleys", "devices", "pois")
+_SPATIAL_LAYERS = ("boundary", "grid_cells", "buildings", "alleys", "devices", "pois", "objects")
+_TABLES = ("units", "people", "tenancies", "organisations")
 
 
 def save(village: Village, path: Path) -> Path:
@@ -20,13 +21,14 @@ def save(village: Village, path: Path) -> Path:
     for layer in _SPATIAL_LAYERS:
         frame: gpd.GeoDataFrame = getattr(village, layer)
         frame.to_file(path, layer=layer, driver="GPKG", engine="pyogrio")
-    pyogrio.write_dataframe(village.units, path, layer="units", driver="GPKG")
+    for table in _TABLES:
+        pyogrio.write_dataframe(getattr(village, table), path, layer=table, driver="GPKG")
     return path
 
 
 def load(path: Path) -> Village:
     layers = {name for name, _ in pyogrio.list_layers(path)}
-    missing = {*_SPATIAL_LAYERS, "units"} - layers
+    missing = {*_SPATIAL_LAYERS, *_TABLES} - layers
     if missing:
         raise ValueError(
             f"{path} is not a village GeoPackage: no layer {', '.join(sorted(missing))}"
@@ -34,6 +36,10 @@ def load(path: Path) -> Village:
     frames = {
         layer: gpd.read_file(path, layer=layer, engine="pyogrio") for layer in _SPATIAL_LAYERS
     }
-    units = pd.DataFrame(pyogrio.read_dataframe(path, layer="units"))
+    tables = {t: pd.DataFrame(pyogrio.read_dataframe(path, layer=t)) for t in _TABLES}
+    for column in ("born", "start_date", "end_date"):
+        for table in tables.values():
+            if column in table:
+                table[column] = pd.to_datetime(table[column]).dt.date
     name = str(frames["boundary"]["name"].iloc[0]) if len(frames["boundary"]) else path.stem
-    return Village(name=name, units=units, **frames)
+    return Village(name=name, **tables, **frames)

@@ -26,6 +26,12 @@ BUILDING_COLUMNS = [
 ]
 UNIT_COLUMNS = ["unit_id", "building_id", "floor", "room", "area_m2", "use"]
 GRID_COLUMNS = ["grid_code", "name", "grid_worker", "geometry"]
+PERSON_COLUMNS = [
+    "person_id", "name", "id_number", "phone", "born", "role", "care_target", "credential_ref",
+]  # fmt: skip
+TENANCY_COLUMNS = ["tenancy_id", "person_id", "unit_id", "start_date", "end_date"]
+ORGANISATION_COLUMNS = ["org_id", "kind", "name", "building_id", "unit_id"]
+OBJECT_COLUMNS = ["object_id", "kind", "building_id", "floor", "geometry"]
 DEVICE_COLUMNS = ["device_id", "kind", "building_id", "grid_code", "floor", "door", "geometry"]
 
 
@@ -39,6 +45,12 @@ class Village:
     alleys: gpd.GeoDataFrame
     devices: gpd.GeoDataFrame
     pois: gpd.GeoDataFrame
+    # 人 people (personal data: ID numbers and phones are masked on screen), their tenancies,
+    # 组织 organisations and 物 objects (hydrants, extinguishers, e-bike charging points).
+    people: pd.DataFrame
+    tenancies: pd.DataFrame
+    organisations: pd.DataFrame
+    objects: gpd.GeoDataFrame
 
     def summary(self) -> dict[str, int]:
         return {
@@ -48,4 +60,8 @@ class Village:
             "devices": len(self.devices),
             "alleys": len(self.alleys),
             "pois": len(self.pois),
+            "people": len(self.people),
+            "tenancies": len(self.tenancies),
+            "organisations": len(self.organisations),
+            "objects": len(self.objects),
         }

@@ -155,3 +155,40 @@ def test_event_styles_and_compact_json(village: Village) -> None:
         events_layers([], "sparkles")
     spec = deck(events_layers(event_records(points)), view_of(village.buildings)).to_json()
     assert "\n" not in spec and '"mapStyle"' not in spec.replace('"mapStyle":"__MAP_STYLE__"', "")
+
+
+def test_people_tenancies_and_organisations_are_consistent(village: Village) -> None:
+    units = village.units.set_index("unit_id")
+    people = village.people.set_index("person_id")
+    tenancies = village.tenancies
+    assert village.people.person_id.is_unique and village.people.credential_ref.is_unique
+    assert tenancies.unit_id.isin(units.index).all()  # tenancies inside units
+    assert (units.loc[tenancies.unit_id, "use"] == "rental").all()  # nobody rents a shop
+    assert tenancies.person_id.isin(people.index).all()
+    ended = tenancies.dropna(subset=["end_date"])
+    assert (ended.end_date >= ended.start_date).all() and len(ended) > 0
+    landlords = set(village.people.loc[village.people.role == "landlord", "name"])
+    homes = village.buildings.loc[village.buildings.use != "ancestral_hall", "landlord"]
+    assert set(homes) <= landlords
+    care = village.people[village.people.care_target]
+    assert len(care) > 0
+    for person_id in care.person_id:
+        unit = tenancies.loc[tenancies.person_id == person_id, "unit_id"].iloc[0]
+        assert (tenancies.unit_id == unit).sum() == 1  # living alone
+    shops = village.organisations[village.organisations.kind == "shop"]
+    assert set(shops.unit_id) == set(village.units.loc[village.units.use == "shop", "unit_id"])
+    assert (village.organisations.kind == "grid_team").sum() == len(village.grid_cells)
+    on_buildings = village.objects.dropna(subset=["building_id"])
+    assert on_buildings.building_id.isin(village.buildings.building_id).all()
+
+
+def test_id_numbers_carry_valid_check_digits(village: Village) -> None:
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    for number in village.people.id_number.head(500):
+        total = sum(int(d) * w for d, w in zip(number[:17], weights, strict=True))
+        assert number[17] == "10X98765432"[total % 11]
+
+
+def test_large_village_houses_about_100k_people() -> None:
+    large = generate(seed=1, size="large")
+    assert 80_000 <= len(large.people) <= 120_000
