@@ -12,6 +12,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 import psycopg
+from psycopg import sql
 from shapely.geometry import mapping, shape
 
 from mapping.model import WGS84, Village
@@ -80,6 +81,63 @@ def load_units(cur: psycopg.Cursor[Any], units: pd.DataFrame) -> None:
     )
 
 
+def load_people(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
+    _upsert(
+        cur,
+        "people",
+        "person_id",
+        [
+            "person_id",
+            "name",
+            "id_number",
+            "phone",
+            "born",
+            "role",
+            "care_target",
+            "credential_ref",
+        ],
+        [
+            (
+                r.person_id,
+                r.name,
+                r.id_number,
+                r.phone,
+                _date(r.born),
+                r.role,
+                bool(r.care_target),
+                _none(r.credential_ref),
+            )
+            for r in frame.itertuples()
+        ],
+    )
+
+
+def load_tenancies(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
+    _upsert(
+        cur,
+        "tenancies",
+        "tenancy_id",
+        ["tenancy_id", "person_id", "unit_id", "start_date", "end_date"],
+        [
+            (r.tenancy_id, r.person_id, r.unit_id, r.start_date, _date(r.end_date))
+            for r in frame.itertuples()
+        ],
+    )
+
+
+def load_organisations(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
+    _upsert(
+        cur,
+        "organisations",
+        "org_id",
+        ["org_id", "kind", "name", "building_id", "unit_id"],
+        [
+            (r.org_id, r.kind, r.name, _none(r.building_id), _none(r.unit_id))
+            for r in frame.itertuples()
+        ],
+    )
+
+
 def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
     """Upserts the village; returns how many rows of each kind it holds."""
     with conn.transaction(), conn.cursor() as cur:
@@ -107,54 +165,9 @@ def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
                 for r in village.devices.itertuples()
             ],
         )  # fmt: skip
-        _upsert(
-            cur,
-            "people",
-            "person_id",
-            [
-                "person_id",
-                "name",
-                "id_number",
-                "phone",
-                "born",
-                "role",
-                "care_target",
-                "credential_ref",
-            ],
-            [
-                (
-                    r.person_id,
-                    r.name,
-                    r.id_number,
-                    r.phone,
-                    _none(r.born),
-                    r.role,
-                    bool(r.care_target),
-                    _none(r.credential_ref),
-                )
-                for r in village.people.itertuples()
-            ],
-        )
-        _upsert(
-            cur,
-            "tenancies",
-            "tenancy_id",
-            ["tenancy_id", "person_id", "unit_id", "start_date", "end_date"],
-            [
-                (r.tenancy_id, r.person_id, r.unit_id, r.start_date, _date(r.end_date))
-                for r in village.tenancies.itertuples()
-            ],
-        )
-        _upsert(
-            cur,
-            "organisations",
-            "org_id",
-            ["org_id", "kind", "name", "building_id", "unit_id"],
-            [
-                (r.org_id, r.kind, r.name, _none(r.building_id), _none(r.unit_id))
-                for r in village.organisations.itertuples()
-            ],
-        )
+        load_people(cur, village.people)
+        load_tenancies(cur, village.tenancies)
+        load_organisations(cur, village.organisations)
         _upsert(
             cur,
             "objects",
@@ -204,8 +217,13 @@ def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
     }
 
 
-def existing_building_ids(conn: psycopg.Connection) -> set[str]:
-    return {row[0] for row in conn.execute("SELECT building_id FROM buildings")}
+_KEYS = {"buildings": "building_id", "units": "unit_id", "people": "person_id"}
+
+
+def existing_ids(conn: psycopg.Connection, table: str) -> set[str]:
+    """The keys already loaded, so a CSV may point at rows from an earlier import."""
+    query = sql.SQL("SELECT {} FROM {}").format(sql.Identifier(_KEYS[table]), sql.Identifier(table))
+    return {row[0] for row in conn.execute(query)}
 
 
 def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:

@@ -22,7 +22,14 @@ from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
 from mapping.coords import to_wgs84
-from mapping.model import BUILDING_COLUMNS, UNIT_COLUMNS, WGS84
+from mapping.model import (
+    BUILDING_COLUMNS,
+    ORGANISATION_COLUMNS,
+    PERSON_COLUMNS,
+    TENANCY_COLUMNS,
+    UNIT_COLUMNS,
+    WGS84,
+)
 
 UTM_49N = "EPSG:32649"
 
@@ -66,6 +73,8 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
     units_loaded: int = 0
     units_refused: list[tuple[str, str]] = field(default_factory=list)
+    rows_loaded: dict[str, int] = field(default_factory=dict)
+    rows_refused: list[tuple[str, str]] = field(default_factory=list)
 
     def text(self, limit: int = 20) -> str:
         lines = [
@@ -84,10 +93,15 @@ class ImportReport:
                 f"  units loaded:         {self.units_loaded}",
                 f"  units refused:        {len(self.units_refused)}",
             ]
+        for table, n in self.rows_loaded.items():
+            lines.append(f"  {table + ' loaded:':<22}{n}")
+        if self.rows_refused:
+            lines.append(f"  {'rows refused:':<22}{len(self.rows_refused)}")
         for title, items in (
             ("repaired", self.repaired),
             ("refused", self.refused),
             ("units refused", self.units_refused),
+            ("row refused", self.rows_refused),
         ):
             for key, why in items[:limit]:
                 lines.append(f"  {title}: {key}: {why}")
@@ -274,6 +288,107 @@ def units_from_frame(
             )
     report.units_loaded = len(rows)
     return pd.DataFrame(rows, columns=UNIT_COLUMNS)
+
+
+def _refuse_missing(raw: pd.DataFrame, required: set[str], what: str) -> None:
+    missing = required - set(raw.columns)
+    if missing:
+        raise ValueError(f"the {what} file has no column {', '.join(sorted(missing))}")
+
+
+def people_from_frame(raw: pd.DataFrame, report: ImportReport) -> pd.DataFrame:
+    """People from CSV: person_id, name, role[, id_number, phone, born, care_target,
+    credential_ref]."""
+    _refuse_missing(raw, {"person_id", "name", "role"}, "people")
+    roles = {"resident", "tenant", "landlord", "visitor", "grid_worker"}
+    rows, seen = [], set()
+    for r in raw.to_dict("records"):
+        key = str(r["person_id"])
+        if key in seen:
+            report.rows_refused.append((f"person {key}", "duplicate person id"))
+        elif str(r["role"]) not in roles:
+            report.rows_refused.append(
+                (f"person {key}", f"role {r['role']!r} is not one of {sorted(roles)}")
+            )
+        else:
+            seen.add(key)
+            rows.append({
+                "person_id": key, "name": str(r["name"]), "id_number": _text(r.get("id_number")),
+                "phone": _text(r.get("phone")), "born": _day(r.get("born")), "role": str(r["role"]),
+                "care_target": str(r.get("care_target", "")).lower() in {"1", "true", "yes"},
+                "credential_ref": _text(r.get("credential_ref")),
+            })  # fmt: skip
+    report.rows_loaded["people"] = len(rows)
+    return pd.DataFrame(rows, columns=PERSON_COLUMNS)
+
+
+def tenancies_from_frame(
+    raw: pd.DataFrame, known_units: set[str], known_people: set[str], report: ImportReport
+) -> pd.DataFrame:
+    """Tenancies from CSV: tenancy_id, person_id, unit_id, start_date[, end_date]."""
+    _refuse_missing(raw, {"tenancy_id", "person_id", "unit_id", "start_date"}, "tenancies")
+    rows = []
+    for r in raw.to_dict("records"):
+        key, start, end = str(r["tenancy_id"]), _day(r["start_date"]), _day(r.get("end_date"))
+        why = None
+        if str(r["unit_id"]) not in known_units:
+            why = f"unknown unit {r['unit_id']}"
+        elif str(r["person_id"]) not in known_people:
+            why = f"unknown person {r['person_id']}"
+        elif start is None:
+            why = f"start date {r['start_date']!r} is not a date"
+        elif end is not None and end < start:
+            why = f"ends ({end}) before it starts ({start})"
+        if why:
+            report.rows_refused.append((f"tenancy {key}", why))
+            continue
+        rows.append({"tenancy_id": key, "person_id": str(r["person_id"]),
+                     "unit_id": str(r["unit_id"]), "start_date": start,
+                     "end_date": end})  # fmt: skip
+    report.rows_loaded["tenancies"] = len(rows)
+    return pd.DataFrame(rows, columns=TENANCY_COLUMNS)
+
+
+def organisations_from_frame(
+    raw: pd.DataFrame, known_buildings: set[str], known_units: set[str], report: ImportReport
+) -> pd.DataFrame:
+    """Organisations from CSV: org_id, kind, name[, building_id, unit_id]."""
+    _refuse_missing(raw, {"org_id", "kind", "name"}, "organisations")
+    kinds = {"shop", "workshop", "association", "property_manager", "grid_team"}
+    rows = []
+    for r in raw.to_dict("records"):
+        key, building, unit = str(r["org_id"]), _text(r.get("building_id")), _text(r.get("unit_id"))
+        why = None
+        if str(r["kind"]) not in kinds:
+            why = f"kind {r['kind']!r} is not one of {sorted(kinds)}"
+        elif building and building not in known_buildings:
+            why = f"unknown building {building}"
+        elif unit and unit not in known_units:
+            why = f"unknown unit {unit}"
+        if why:
+            report.rows_refused.append((f"organisation {key}", why))
+            continue
+        rows.append({"org_id": key, "kind": str(r["kind"]), "name": str(r["name"]),
+                     "building_id": building, "unit_id": unit})  # fmt: skip
+    report.rows_loaded["organisations"] = len(rows)
+    return pd.DataFrame(rows, columns=ORGANISATION_COLUMNS)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _day(value: Any) -> Any:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return pd.Timestamp(text).date()
+    except ValueError:
+        return None
 
 
 def read_footprints(path: Path, layer: str | None = None) -> gpd.GeoDataFrame:

@@ -201,3 +201,42 @@ def test_import_refuses_a_file_that_is_not_geodata(tmp_path: Path) -> None:
 def test_report_text_lists_at_most_the_limit() -> None:
     report = ImportReport("x", refused=[(str(i), "why") for i in range(30)])
     assert "… and 10 more" in report.text(limit=20)
+
+
+def test_people_tenancies_and_organisations_from_csv(db: str, tmp_path: Path) -> None:
+    footprints = tmp_path / "two.geojson"
+    gpd.GeoDataFrame(
+        {"building_id": ["B1", "B2"], "Floor": [5, 6],
+         "geometry": [box(113.45, 23.16, 113.4501, 23.1601),
+                      box(113.46, 23.16, 113.4601, 23.1601)]},
+        crs="EPSG:4326",
+    ).to_file(footprints, engine="pyogrio")  # fmt: skip
+    files = {
+        "units": "unit_id,building_id,floor,room\nB1-301,B1,3,301\nB2-101,B2,1,101\n",
+        "people": "person_id,name,role,id_number,phone\n"
+                  "P1,张三,tenant,440112199001011234,13812345678\n"
+                  "P2,李四,tenant,,\nP3,王五,emperor,,\n",
+        "tenancies": "tenancy_id,person_id,unit_id,start_date,end_date\nT1,P1,B1-301,2025-01-01,\n"
+                     "T2,P2,B9-999,2025-01-01,\nT3,P2,B2-101,2025-05-01,2025-04-01\n"
+                     "T4,P2,B2-101,2025-05-01,2026-05-01\n",
+        "organisations": "org_id,kind,name,building_id,unit_id\nO1,shop,张记便利店,B2,B2-101\n"
+                         "O2,shop,无名店,B7,\n",
+    }  # fmt: skip
+    args = []
+    for name, text in files.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+        args += [f"--{name}", str(tmp_path / f"{name}.csv")]
+    result = subprocess.run(
+        [sys.executable, "-m", "villagetwin.cli", "village", "import", str(footprints),
+         "--id-column", "building_id", *args],
+        capture_output=True, text=True, cwd=ROOT, env={"VT_DB_DSN": db, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "person P3: role 'emperor'" in out
+    assert "tenancy T2: unknown unit B9-999" in out
+    assert "tenancy T3: ends (2025-04-01) before it starts (2025-05-01)" in out
+    assert "organisation O2: unknown building B7" in out
+    assert count(db, "SELECT count(*) FROM people") == 2
+    assert count(db, "SELECT count(*) FROM tenancies") == 2
+    assert count(db, "SELECT count(*) FROM organisations") == 1

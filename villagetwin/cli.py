@@ -351,6 +351,27 @@ def village_load(settings: AppSettings, path: Path) -> None:
     default=None,
     help="CSV of rental units: unit_id, building_id, floor, room[, area_m2].",
 )
+@click.option(
+    "--people",
+    "people_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV of people: person_id, name, role[, id_number, phone, born].",
+)
+@click.option(
+    "--tenancies",
+    "tenancies_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV of tenancies: tenancy_id, person_id, unit_id, start_date[, end_date].",
+)
+@click.option(
+    "--organisations",
+    "organisations_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV of organisations: org_id, kind, name[, building_id, unit_id].",
+)
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 @click.pass_obj
 def village_import(
@@ -365,6 +386,9 @@ def village_import(
     address_column: str | None,
     default_storeys: int | None,
     units_csv: Path | None,
+    people_csv: Path | None,
+    tenancies_csv: Path | None,
+    organisations_csv: Path | None,
     dry_run: bool,
 ) -> None:
     """Import real building footprints (GeoJSON, GeoPackage, Shapefile) and print the
@@ -373,15 +397,10 @@ def village_import(
 
     import pandas as pd
 
-    from mapping.db import existing_building_ids, load_buildings, load_units
-    from mapping.importer import (
-        AttributeMapping,
-        buildings_from_frame,
-        read_footprints,
-        units_from_frame,
-    )
+    from mapping import db as village_db
+    from mapping import importer
 
-    mapping = AttributeMapping(default_storeys=default_storeys)
+    mapping = importer.AttributeMapping(default_storeys=default_storeys)
     overrides = {
         "storeys": storeys_column, "height": height_column, "id": id_column,
         "address": address_column,
@@ -393,23 +412,45 @@ def village_import(
     )
     started = time.monotonic()
     try:
-        raw = read_footprints(footprints, layer)
-        buildings, report = buildings_from_frame(
+        raw = importer.read_footprints(footprints, layer)
+        buildings, report = importer.buildings_from_frame(
             raw, mapping, source_crs, id_prefix, source=str(footprints)
         )
     except (ValueError, OSError) as exc:
         _fail(f"cannot import {footprints}: {exc}")
-    units = None
     try:
         with psycopg.connect(settings.db_dsn) as conn:
-            if units_csv is not None:
-                known = set(buildings.building_id) | existing_building_ids(conn)
-                units = units_from_frame(pd.read_csv(units_csv, dtype=str), known, report)
+            known_buildings = set(buildings.building_id) | village_db.existing_ids(
+                conn, "buildings"
+            )
+            known_units = village_db.existing_ids(conn, "units")
+            known_people = village_db.existing_ids(conn, "people")
+            csv = {
+                "units": units_csv, "people": people_csv, "tenancies": tenancies_csv,
+                "organisations": organisations_csv,
+            }  # fmt: skip
+            read = {k: pd.read_csv(v, dtype=str) for k, v in csv.items() if v is not None}
+            tables = {}
+            if "units" in read:
+                tables["units"] = importer.units_from_frame(read["units"], known_buildings, report)
+                known_units |= set(tables["units"].unit_id)
+            if "people" in read:
+                tables["people"] = importer.people_from_frame(read["people"], report)
+                known_people |= set(tables["people"].person_id)
+            if "tenancies" in read:
+                tables["tenancies"] = importer.tenancies_from_frame(
+                    read["tenancies"], known_units, known_people, report
+                )
+            if "organisations" in read:
+                tables["organisations"] = importer.organisations_from_frame(
+                    read["organisations"], known_buildings, known_units, report
+                )
             if not dry_run:
                 with conn.transaction(), conn.cursor() as cur:
-                    load_buildings(cur, buildings)
-                    if units is not None:
-                        load_units(cur, units)
+                    village_db.load_buildings(cur, buildings)
+                    for name in ("units", "people", "tenancies", "organisations"):
+                        if name in tables:
+                            getattr(village_db, f"load_{name}")(cur, tables[name])
     except (ValueError, psycopg.Error) as exc:
         _fail(f"cannot import {footprints}: {exc}")
     click.echo(report.text())
