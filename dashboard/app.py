@@ -22,6 +22,8 @@ from mapping import layers
 METRICS = {
     "events": "近期事件 recent events",
     "residents": "今日出入人员 residents seen today",
+    "unregistered": "登记外出入人员 seen beyond registered",
+    "registered": "登记租户 registered tenants",
     "alarms": "24小时告警 alarms, 24 h",
     "units": "出租单元 rental units",
 }
@@ -55,6 +57,8 @@ def _village(dsn: str) -> dict[str, Any]:
         "grid_cells": village_db.read_grid_cells(conn),
         "roads": village_db.read_roads(conn),
         "pois": village_db.read_pois(conn),
+        "objects": village_db.read_objects(conn),
+        "organisations": village_db.read_organisations(conn),
     }
 
 
@@ -63,6 +67,12 @@ def _metric(conn: psycopg.Connection, name: str, settings: DashboardSettings) ->
         return queries.events_by_building(conn, timedelta(minutes=settings.event_window_minutes))
     if name == "residents":
         return queries.residents_seen_by_building(conn, days=1)
+    if name == "registered":
+        return queries.registered_by_building(conn)
+    if name == "unregistered":
+        seen = queries.residents_seen_by_building(conn, days=1)
+        registered = queries.registered_by_building(conn)
+        return {b: max(0.0, n - registered.get(b, 0.0)) for b, n in seen.items()}
     if name == "alarms":
         return queries.alarms_by_building(conn, timedelta(hours=24))
     return queries.units_by_building(conn)
@@ -111,8 +121,14 @@ def _live_map(
     if "objects" in themes:
         devices = village_db.read_devices(conn)
         drawn.append(layers.devices_layer(layers.device_records(devices)))
-    if "organisations" in themes and len(village["pois"]):
-        drawn.append(layers.poi_layer(village["pois"]))
+    if "objects" in themes and len(village["objects"]):
+        drawn.append(layers.objects_layer(layers.object_records(village["objects"])))
+    if "organisations" in themes:
+        if len(village["pois"]):
+            drawn.append(layers.poi_layer(village["pois"]))
+        if len(village["organisations"]):
+            records = layers.organisation_records(village["organisations"])
+            drawn.append(layers.organisations_layer(records))
     if "events" in themes:
         points = queries.recent_event_points(conn, window, settings.max_event_points)
         drawn += layers.events_layers(layers.event_records(points), event_style)

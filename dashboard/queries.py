@@ -41,6 +41,16 @@ def residents_seen_by_building(conn: psycopg.Connection, days: int) -> dict[str,
     return {b: float(n) for b, n in rows}
 
 
+def registered_by_building(conn: psycopg.Connection) -> dict[str, float]:
+    """Tenants with a current tenancy, per building."""
+    rows = conn.execute(
+        "SELECT u.building_id, count(*) FROM tenancies t JOIN units u USING (unit_id)"
+        " WHERE t.start_date <= current_date AND (t.end_date IS NULL OR t.end_date >= current_date)"
+        " GROUP BY u.building_id"
+    ).fetchall()
+    return {b: float(n) for b, n in rows}
+
+
 def units_by_building(conn: psycopg.Connection) -> dict[str, float]:
     rows = conn.execute("SELECT building_id, count(*) FROM units GROUP BY building_id").fetchall()
     return {b: float(n) for b, n in rows}

@@ -266,6 +266,22 @@ def read_pois(conn: psycopg.Connection) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame.lon, frame.lat), crs=WGS84)
 
 
+def read_objects(conn: psycopg.Connection) -> pd.DataFrame:
+    rows = conn.execute("SELECT object_id, kind, building_id, lon, lat FROM objects").fetchall()
+    return pd.DataFrame(rows, columns=["object_id", "kind", "building_id", "lon", "lat"])
+
+
+def read_organisations(conn: psycopg.Connection) -> pd.DataFrame:
+    """Organisations that have a building, placed on it."""
+    rows = conn.execute(
+        "SELECT o.org_id, o.kind, o.name, o.building_id, b.lon, b.lat, b.height_m"
+        " FROM organisations o JOIN buildings b USING (building_id)"
+    ).fetchall()
+    return pd.DataFrame(
+        rows, columns=["org_id", "kind", "name", "building_id", "lon", "lat", "height_m"]
+    )
+
+
 def read_devices(conn: psycopg.Connection) -> pd.DataFrame:
     rows = conn.execute(
         "SELECT device_id, kind, building_id, grid_code, lon, lat, online, last_seen"

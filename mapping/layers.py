@@ -306,6 +306,56 @@ def poi_layer(pois: gpd.GeoDataFrame) -> pdk.Layer:
     )  # fmt: skip
 
 
+OBJECT_COLOURS = {
+    "fire_hydrant": (230, 30, 30),
+    "extinguisher": (255, 120, 0),
+    "ebike_charging": (30, 160, 70),
+}
+OBJECT_NAMES = {
+    "fire_hydrant": "消防栓 fire hydrant",
+    "extinguisher": "灭火器 extinguisher",
+    "ebike_charging": "电动车充电桩 e-bike charging",
+}
+
+
+def object_records(objects: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {
+            "position": [round(float(r.lon), 7), round(float(r.lat), 7), 0.5],
+            "colour": list(OBJECT_COLOURS.get(r.kind, (90, 90, 90))),
+            "tip": f"{OBJECT_NAMES.get(r.kind, r.kind)}<br/>{r.object_id}",
+        }
+        for r in objects.itertuples()
+    ]
+
+
+def objects_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    return pdk.Layer(
+        "ScatterplotLayer", data=list(records), id="objects", get_position="position",
+        get_fill_color="colour", get_radius=1.0, radius_min_pixels=2, radius_max_pixels=6,
+        pickable=True,
+    )  # fmt: skip
+
+
+def organisation_records(organisations: pd.DataFrame) -> list[dict[str, Any]]:
+    """Organisations at their building (shops on the main street, workshops, associations)."""
+    return [
+        {
+            "position": [round(float(r.lon), 7), round(float(r.lat), 7), float(r.height_m) + 2],
+            "name": r.name,
+            "tip": f"{r.name}<br/>{r.kind} · {r.building_id}",
+        }
+        for r in organisations.itertuples()
+    ]
+
+
+def organisations_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    return pdk.Layer(
+        "ScatterplotLayer", data=list(records), id="organisations", get_position="position",
+        get_fill_color=[160, 110, 200], get_radius=2.0, radius_min_pixels=3, pickable=True,
+    )  # fmt: skip
+
+
 UNIT_STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
     "occupied": (70, 150, 220),
     "vacant": (225, 225, 225),
