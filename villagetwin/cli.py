@@ -473,12 +473,50 @@ def _load(settings: AppSettings, model: Any) -> None:
 
 
 @cli.command()
-@click.option("--rate", type=float, default=20.0, show_default=True, help="Events per second.")
+@click.option(
+    "--rate",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="Events per second (with --day: at most this many).",
+)
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds to run.")
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--day",
+    is_flag=True,
+    help="Replay realistic days (peaks, residents, visitors, vehicles, planted"
+    " anomalies) ending now, on an accelerated clock, and write the ground truth.",
+)
+@click.option("--days", type=int, default=2, show_default=True, help="With --day: how many.")
+@click.option(
+    "--speed",
+    type=float,
+    default=1440.0,
+    show_default=True,
+    help="With --day: simulated seconds per real second (1440: a day a minute).",
+)
+@click.option(
+    "--truth",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --day: where to write what was planted [<state dir>/ground-truth.json].",
+)
 @click.pass_obj
-def simulate(settings: AppSettings, rate: float, duration: float, seed: int) -> None:
+def simulate(
+    settings: AppSettings,
+    rate: float,
+    duration: float,
+    seed: int,
+    day: bool,
+    days: int,
+    speed: float,
+    truth: Path | None,
+) -> None:
     """Publish plausible events from the loaded village's devices (QoS 1)."""
+    if day:
+        _simulate_days(settings, seed, days, speed, rate, truth)
+        return
     from devices.mqtt import MqttError
     from devices.settings import SimulatorSettings
     from devices.simulator import run
@@ -508,6 +546,44 @@ def simulate(settings: AppSettings, rate: float, duration: float, seed: int) -> 
         _fail(str(exc))
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.by_type.items()))
     _echo(f"published {report.published} events in {report.seconds:.1f}s ({kinds})")
+
+
+def _simulate_days(
+    settings: AppSettings, seed: int, days: int, speed: float, rate: float, truth: Path | None
+) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from devices.day import plan_days, replay
+    from devices.mqtt import MqttError
+    from devices.settings import SimulatorSettings
+    from villagetwin.village_devices import sim_village
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            village = sim_village(conn)
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days)
+        plan = plan_days(village, seed, start, days)
+    except (psycopg.Error, ValueError) as exc:
+        _fail(f"cannot plan the simulation: {exc}")
+    path = truth or settings.state_dir / "ground-truth.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan.truth, ensure_ascii=False, indent=2))
+    real = max(days * 86400 / speed, len(plan.events) / rate)
+    _echo(f"replaying {len(plan.events)} events of {days} day(s) in about {real:.0f}s;"
+          f" ground truth in {path}")  # fmt: skip
+
+    def progress(done: int, total: int) -> None:
+        _echo(f"published {done}/{total}")
+
+    try:
+        published = replay(
+            SimulatorSettings(mqtt=settings.mqtt), plan, speed=speed, max_rate=rate,
+            progress=progress if sys.stderr.isatty() else None,
+        )  # fmt: skip
+    except MqttError as exc:
+        _fail(str(exc))
+    _echo(f"published {published} events")
 
 
 @cli.command()

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import psycopg
 
+from devices.day import SimVillage
 from devices.payloads import DeviceKind
 from devices.simulator import SimDevice
 
@@ -31,3 +32,19 @@ def sim_devices(conn: psycopg.Connection) -> list[SimDevice]:
         )
         for device_id, kind, building_id, lon, lat in rows
     ]
+
+
+def sim_village(conn: psycopg.Connection) -> SimVillage:
+    """Devices, and the credentials registered in each unit through current tenancies."""
+    residents: dict[str, list[str]] = defaultdict(list)
+    care: list[tuple[str, str]] = []
+    for unit_id, credential, care_target in conn.execute(
+        "SELECT t.unit_id, p.credential_ref, p.care_target FROM tenancies t"
+        " JOIN people p USING (person_id)"
+        " WHERE p.credential_ref IS NOT NULL AND (t.end_date IS NULL OR t.end_date >= current_date)"
+        " ORDER BY t.unit_id, p.person_id"
+    ):
+        residents[unit_id].append(credential)
+        if care_target:
+            care.append((unit_id, credential))
+    return SimVillage(devices=sim_devices(conn), residents=dict(residents), care_targets=care)

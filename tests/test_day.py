@@ -1,0 +1,120 @@
+"""A realistic simulated day with planted anomalies, and the platform seeing them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from support import ROOT, count, wait_until
+
+from devices.day import SimVillage, plan_days
+from devices.payloads import DeviceKind
+from devices.simulator import SimDevice
+from mapping.db import load_village
+from mapping.generate import generate
+from mapping.model import Village
+
+START = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def village() -> Village:
+    return generate(seed=4, size="small")
+
+
+def sim_village(village: Village) -> SimVillage:
+    units = village.units.groupby("building_id").unit_id.apply(tuple).to_dict()
+    devices = [
+        SimDevice(d.device_id, DeviceKind(d.kind),
+                  units.get(d.building_id, ()) if d.building_id else (),
+                  building_code=d.building_id)
+        for d in village.devices.itertuples()
+    ]  # fmt: skip
+    people = village.people.set_index("person_id")
+    residents: dict[str, list[str]] = defaultdict(list)
+    care = []
+    for t in village.tenancies.itertuples():
+        if t.end_date is None:
+            credential = people.loc[t.person_id, "credential_ref"]
+            residents[t.unit_id].append(credential)
+            if people.loc[t.person_id, "care_target"]:
+                care.append((t.unit_id, credential))
+    return SimVillage(devices, dict(residents), care)
+
+
+def test_the_day_is_deterministic_and_plants_what_it_says(village: Village) -> None:
+    sim = sim_village(village)
+    plan = plan_days(sim, seed=9, start=START, days=2)
+    again = plan_days(sim, seed=9, start=START, days=2)
+    assert [e.id for e in plan.events] == [e.id for e in again.events]
+    truth = plan.truth
+    seen: dict[str, set[str]] = defaultdict(set)
+    everyone: set[str] = set()
+    for e in plan.events:
+        credential = getattr(e, "credential", None)
+        if credential:
+            everyone.add(credential)
+        if e.type == "access.unlock" and e.unit:
+            seen[e.unit].add(e.credential)
+    for case in truth["overcrowded_units"]:
+        assert len(seen[case["unit_id"]]) > case["registered"]
+    assert truth["never_seen_tenants"]
+    for case in truth["never_seen_tenants"]:
+        assert case["credential"] not in everyone
+    (care,) = truth["inactive_care_targets"]
+    since = datetime.fromisoformat(care["inactive_since"])
+    assert not any(getattr(e, "credential", None) == care["credential"] and e.ts >= since
+                   for e in plan.events)  # fmt: skip
+    doors = {(c["building_id"], c["alarm"]) for c in truth["doors_left_open"]}
+    alarms = {(f"{e.device}", e.alarm) for e in plan.events if e.type == "access.alarm"}
+    assert {(f"acc-{b.lower()}", a) for b, a in doors} == alarms
+    zones = {e.zone for e in plan.events if e.type == "camera.detection" and e.cls == "ebike"}
+    assert {f"door:{c['building_id']}" for c in truth["ebike_into_building"]} <= zones
+    assert len(truth["devices_offline"]) == 3
+
+
+def test_peaks_and_per_device_order(village: Village) -> None:
+    plan = plan_days(sim_village(village), seed=1, start=START, days=1)
+    hours = Counter(e.ts.hour for e in plan.events)
+    assert hours[8] > 3 * hours[3] and hours[19] > 3 * hours[3]
+    last: dict[str, tuple[int, datetime]] = {}
+    for e in plan.events:
+        if e.device in last:
+            assert e.seq == last[e.device][0] + 1 and e.ts >= last[e.device][1]
+        last[e.device] = (e.seq, e.ts)
+    assert all(START <= e.ts < START + timedelta(days=1) for e in plan.events)
+
+
+def test_a_replayed_day_shows_the_overcrowded_units(
+    db: str, broker, start_ingester, tmp_path: Path, village: Village
+) -> None:  # type: ignore[no-untyped-def]
+    with psycopg.connect(db) as conn:
+        load_village(conn, village)
+    running = start_ingester(db, broker.settings)
+    truth_file = tmp_path / "truth.json"
+    env = {"VT_DB_DSN": db, "VT_MQTT__PORT": str(broker.settings.port), "PATH": "/usr/bin:/bin",
+           "VT_STATE_DIR": str(tmp_path)}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "villagetwin.cli", "simulate", "--day", "--days", "1",
+         "--speed", "1000000", "--rate", "20000", "--seed", "3", "--truth", str(truth_file)],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    published = int(result.stderr.strip().splitlines()[-1].split()[1])
+    assert wait_until(lambda: running.ingester.totals["stored"] >= published, 120, 0.5)
+    assert count(db, "SELECT count(*) FROM dead_letters") == 0
+    truth = json.loads(truth_file.read_text())
+    with psycopg.connect(db) as conn:
+        for case in truth["overcrowded_units"]:
+            row = conn.execute(
+                "SELECT count(DISTINCT credential_ref) FROM unit_daily_credentials"
+                " WHERE unit_id = %s",
+                (case["unit_id"],),
+            ).fetchone()
+            assert row is not None and row[0] == case["registered"] + case["extra_people"]
