@@ -7,14 +7,17 @@ reached is an ``st.error``, not a traceback.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import date, timedelta
 from typing import Any
 
 import geopandas as gpd
+import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import queries
+from dashboard import actions, inspection, queries
+from dashboard.auth import User, authenticate
 from dashboard.settings import DashboardSettings
 from mapping import db as village_db
 from mapping import layers
@@ -153,22 +156,29 @@ def _building_panel(
     row = buildings.loc[buildings.building_id == building_id].iloc[0]
     st.subheader(f"{row.address} · {building_id}")
     st.write(
-        f"{int(row.storeys)} 层 storeys · 业主 landlord: {row.landlord or '—'}"
+        f"{int(row.storeys)} 层 storeys · 业主 landlord: {mask_text(row.landlord)}"
         f" · 网格 grid: {row.grid_code or '—'}"
     )
-    events = queries.building_events(_conn(settings.db_dsn), building_id)
+    events = queries.building_events(_conn(settings.reader_dsn()), building_id)
     if events.empty:
         st.info("此楼栋近7天暂无事件 No events for this building in the last 7 days.")
     else:
         st.dataframe(events, hide_index=True, use_container_width=True)
 
 
-def main() -> None:
-    settings = DashboardSettings()
-    st.set_page_config(page_title="villagetwin · 城中村三维地图", page_icon="🏘", layout="wide")
+def mask_text(name: object) -> str:
+    """A name as the masked views show names: the first character, then stars."""
+    text = str(name or "")
+    return text[:1] + "*" * max(len(text) - 1, 1) if text else "—"
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+def overview_page(settings: DashboardSettings, user: User) -> None:
     st.title("城中村三维地图 · Village map")
     try:
-        village = _village(settings.db_dsn)
+        village = _village(settings.reader_dsn())
     except psycopg.OperationalError as exc:
         st.error(f"无法连接数据库 Cannot reach the database: {exc}")
         return
@@ -179,7 +189,6 @@ def main() -> None:
             " `villagetwin village import FILE`."
         )
         return
-
     labels = dict(zip(buildings.building_id, buildings.address, strict=True))
     selected = st.sidebar.selectbox(
         "选择楼栋 Pick a building",
@@ -196,13 +205,228 @@ def main() -> None:
         "事件显示 Events as", options=list(layers.EVENT_STYLES), horizontal=True
     )
     st.sidebar.caption("地图每几秒刷新 The map refreshes every few seconds.")
-
     themes = {THEMES[c] for c in chosen}
+    reader = settings.model_copy(update={"db_dsn": settings.reader_dsn()})
     st.fragment(run_every=settings.refresh_s)(_live_map)(
-        settings, village, selected, themes, metric or "events", event_style or "points"
+        reader, village, selected, themes, metric or "events", event_style or "points"
     )
     if selected:
         st.fragment(run_every=settings.refresh_s)(_building_panel)(settings, buildings, selected)
 
 
-main()
+def inspector_page(settings: DashboardSettings, user: User) -> None:
+    st.title("楼栋检查 · Building inspector")
+    try:
+        conn = _conn(settings.reader_dsn())
+        buildings = _village(settings.reader_dsn())["buildings"]
+    except psycopg.OperationalError as exc:
+        st.error(f"无法连接数据库 Cannot reach the database: {exc}")
+        return
+    mine = buildings[[user.may_see_grid(g) for g in buildings.grid_code]]
+    by = st.radio("查找方式 Find by", ["地址 address", "网格 grid"], horizontal=True)
+    if by.startswith("网格"):
+        grids = sorted({str(g) for g in mine.grid_code.dropna()})
+        grid = st.selectbox("网格 Grid", grids)
+        choices = mine[mine.grid_code == grid]
+    else:
+        query = st.text_input("地址或编号 Address or building code", key="address-search")
+        # The search spans the whole village, so a building outside one's grids is refused
+        # with its reason rather than silently missing.
+        choices = (
+            buildings[
+                buildings.address.str.contains(query, regex=False)
+                | buildings.building_id.str.contains(query, regex=False)
+            ]
+            if query
+            else mine
+        )
+    if choices.empty:
+        st.info("没有匹配的楼栋 No building matches.")
+        return
+    labels = dict(zip(choices.building_id, choices.address, strict=True))
+    building_id = st.selectbox(
+        "楼栋 Building", sorted(labels), format_func=lambda b: f"{labels[b]} ({b})"
+    )
+    row = buildings.loc[buildings.building_id == building_id].iloc[0]
+    if not user.may_see_grid(row.grid_code):
+        st.error(
+            f"无权查看 Not allowed: {building_id} is in grid {row.grid_code}, outside your grids"
+            f" ({', '.join(user.grids) or 'none'})."
+        )
+        return
+    _inspect(settings, user, conn, row)
+
+
+def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, row: Any) -> None:
+    building_id = str(row.building_id)
+    st.subheader(f"{row.address} · {building_id}")
+    units = village_db.read_units(conn, building_id)
+    registered = queries.registered_tenants(conn, building_id)
+    observed = queries.observed_credentials(conn, building_id, settings.observation_days)
+    ended = queries.ended_tenancies(conn, building_id)
+    table = inspection.unit_comparison(units, registered, observed)
+    issues = inspection.discrepancies(registered, observed, ended)
+    cols = st.columns(4)
+    cols[0].metric("层数 Storeys", int(row.storeys))
+    cols[1].metric("单元 Units", len(units))
+    cols[2].metric("登记租户 Registered", len(registered))
+    cols[3].metric("异常 Discrepancies", len(issues))
+    st.write(f"业主 Landlord: {mask_text(row.landlord)} · 网格 Grid: {row.grid_code or '—'}")
+    if issues:
+        st.markdown("#### 异常 Discrepancies")
+        flagged = pd.DataFrame(
+            [{"unit": d.unit_id, "kind": d.kind, "detail": d.detail} for d in issues]
+        )
+        st.dataframe(flagged, hide_index=True, use_container_width=True)
+    st.markdown(f"#### 单元 Units (门禁观察 observed over {settings.observation_days} days)")
+    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.markdown("#### 登记租户 Registered tenants (已脱敏 masked)")
+    st.dataframe(
+        registered.drop(columns=["credential_ref"]), hide_index=True, use_container_width=True
+    )
+    with st.expander("查看完整身份信息 Reveal one record (audited)"):
+        if registered.empty:
+            st.caption("无租户 No tenants.")
+        else:
+            person = st.selectbox("人员 Person", registered.person_id.tolist(), key="reveal-person")
+            reason = st.text_input("理由 Reason (required)", key="reveal-reason")
+            if st.button("查看 Reveal", key="reveal"):
+                if len(reason.strip()) < 4:
+                    st.error("请说明理由 State a reason of at least 4 characters.")
+                else:
+                    found = actions.reveal_person(
+                        _session_conn(settings), user.username, person, reason
+                    )
+                    if found:
+                        st.success(f"{found[0]} · {found[1]} · {found[2]} (已记录审计 audited)")
+    st.markdown("#### 检查记录 Past inspections")
+    past = queries.inspections(conn, building_id)
+    if past.empty:
+        st.caption("暂无 None yet.")
+    else:
+        st.dataframe(past, hide_index=True, use_container_width=True)
+    with st.form("inspection", clear_on_submit=True):
+        st.markdown("#### 新检查 Record an inspection")
+        findings = st.text_area("发现 Findings")
+        hazards = st.multiselect("隐患 Hazards", inspection.HAZARDS)
+        photos = st.text_input("照片编号 Photo references (comma-separated)")
+        next_visit = st.date_input("下次检查 Next visit", value=None)
+        if st.form_submit_button("保存 Save"):
+            if not findings.strip():
+                st.error("请填写发现 Write the findings.")
+            else:
+                actions.record_inspection(
+                    _session_conn(settings),
+                    user.username,
+                    building_id,
+                    date.today(),
+                    findings.strip(),
+                    hazards,
+                    [p.strip() for p in photos.split(",") if p.strip()],
+                    next_visit if isinstance(next_visit, date) else None,
+                )
+                st.success("已保存 Saved.")
+                past = queries.inspections(conn, building_id)
+    building = {
+        "building_id": building_id,
+        "address": row.address,
+        "storeys": int(row.storeys),
+        "grid_code": row.grid_code,
+    }
+    left, right = st.columns(2)
+    left.download_button(
+        "导出 CSV",
+        table.assign(building_id=building_id).to_csv(index=False).encode("utf-8-sig"),
+        file_name=f"{building_id}-report.csv",
+        mime="text/csv",
+    )
+    right.download_button(
+        "导出报告 Printable report (HTML, print to PDF)",
+        inspection.report_html(building, table, issues, past, date.today()).encode(),
+        file_name=f"{building_id}-report.html",
+        mime="text/html",
+    )
+
+
+def audit_page(settings: DashboardSettings, user: User) -> None:
+    st.title("审计日志 · Audit log")
+    if user.role != "admin":
+        st.error("仅管理员 Admins only.")
+        return
+    log = queries.audit_log(_conn(settings.reader_dsn()))
+    st.dataframe(log, hide_index=True, use_container_width=True)
+
+
+# --- sign-in --------------------------------------------------------------------------------
+
+
+def _session_conn(settings: DashboardSettings) -> psycopg.Connection:
+    """The signed-in user's own connection, for their writes and reveals."""
+    conn = st.session_state.get("conn")
+    if conn is None or conn.closed or conn.broken:
+        conn = psycopg.connect(settings.reader_dsn(), autocommit=True, connect_timeout=5)
+        st.session_state["conn"] = conn
+    return conn
+
+
+def _signed_in(settings: DashboardSettings) -> User | None:
+    user: User | None = st.session_state.get("user")
+    now = time.monotonic()
+    if user is not None:
+        idle = now - st.session_state.get("seen", now)
+        if idle <= settings.session_timeout_minutes * 60:
+            st.session_state["seen"] = now
+            return user
+        st.session_state.clear()
+        st.warning("会话已超时，请重新登录 Session timed out: sign in again.")
+    with st.form("login"):
+        st.markdown("### 登录 Sign in")
+        username = st.text_input("用户名 Username")
+        password = st.text_input("密码 Password", type="password")
+        submitted = st.form_submit_button("登录 Sign in")
+    if submitted:
+        try:
+            found = authenticate(_conn(settings.reader_dsn()), username, password)
+        except psycopg.OperationalError as exc:
+            st.error(f"无法连接数据库 Cannot reach the database: {exc}")
+            return None
+        if found is None:
+            st.error("用户名或密码错误 Wrong username or password.")
+            return None
+        st.session_state["user"] = found
+        st.session_state["seen"] = now
+        st.rerun()
+    return None
+
+
+def main() -> None:
+    settings = DashboardSettings()
+    st.set_page_config(page_title="villagetwin · 城中村三维地图", page_icon="🏘", layout="wide")
+    user = _signed_in(settings)
+    if user is None:
+        return
+    st.sidebar.caption(f"{user.username} · {user.role}")
+    if st.sidebar.button("退出 Sign out"):
+        st.session_state.clear()
+        st.rerun()
+
+    def overview() -> None:
+        overview_page(settings, user)
+
+    def inspector() -> None:
+        inspector_page(settings, user)
+
+    def audit() -> None:
+        audit_page(settings, user)
+
+    pages = [
+        st.Page(overview, title="总览 Overview", url_path="overview", default=True),
+        st.Page(inspector, title="楼栋检查 Building inspector", url_path="inspector"),
+    ]
+    if user.role == "admin":
+        pages.append(st.Page(audit, title="审计 Audit log", url_path="audit"))
+    st.navigation(pages).run()
+
+
+if __name__ == "__main__":  # Streamlit runs the page as __main__; tests import its pages
+    main()

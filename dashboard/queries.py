@@ -121,3 +121,72 @@ def dead_letter_count(conn: psycopg.Connection, window: timedelta) -> int:
         "SELECT count(*) FROM dead_letters WHERE received_at > now() - %s", (window,)
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+# --- building inspector ------------------------------------------------------------------------
+
+
+def registered_tenants(conn: psycopg.Connection, building_id: str) -> pd.DataFrame:
+    """Current tenants per unit, masked by the database (people_masked)."""
+    rows = conn.execute(
+        "SELECT t.unit_id, p.person_id, p.name, p.id_number, p.phone, p.care_target,"
+        " p.credential_ref, t.start_date FROM tenancies t JOIN units u USING (unit_id)"
+        " JOIN people_masked p USING (person_id) WHERE u.building_id = %s"
+        " AND t.start_date <= current_date AND (t.end_date IS NULL OR t.end_date >= current_date)"
+        " ORDER BY t.unit_id, p.person_id",
+        (building_id,),
+    ).fetchall()
+    return pd.DataFrame(
+        rows,
+        columns=["unit_id", "person_id", "name", "id_number", "phone", "care_target",
+                 "credential_ref", "start_date"],
+    )  # fmt: skip
+
+
+def ended_tenancies(conn: psycopg.Connection, building_id: str) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT t.unit_id, p.credential_ref, t.end_date FROM tenancies t"
+        " JOIN units u USING (unit_id) JOIN people_masked p USING (person_id)"
+        " WHERE u.building_id = %s AND t.end_date < current_date",
+        (building_id,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["unit_id", "credential_ref", "end_date"])
+
+
+def observed_credentials(conn: psycopg.Connection, building_id: str, days: int) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT c.unit_id, c.credential_ref, max(c.last_seen) FROM unit_daily_credentials c"
+        " JOIN units u USING (unit_id) WHERE u.building_id = %s AND c.day > current_date - %s"
+        " GROUP BY 1, 2",
+        (building_id, days),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["unit_id", "credential_ref", "last_seen"])
+
+
+def inspections(conn: psycopg.Connection, building_id: str) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT inspected_on, inspector, findings, hazards, photo_refs, next_visit"
+        " FROM inspections WHERE building_id = %s ORDER BY inspected_on DESC, inspection_id DESC",
+        (building_id,),
+    ).fetchall()
+    return pd.DataFrame(
+        rows,
+        columns=["inspected_on", "inspector", "findings", "hazards", "photo_refs", "next_visit"],
+    )
+
+
+def audit_log(conn: psycopg.Connection, limit: int = 500) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT at, username, action, subject, reason FROM audit_log ORDER BY at DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["at", "username", "action", "subject", "reason"])
+
+
+def app_user(conn: psycopg.Connection, username: str) -> tuple[str, str, list[str]] | None:
+    row = conn.execute(
+        "SELECT role, password_hash, grids FROM app_users"
+        " WHERE username = %s AND disabled_at IS NULL",
+        (username,),
+    ).fetchone()
+    return (row[0], row[1], list(row[2])) if row else None

@@ -22,6 +22,15 @@ from support import ARTIFACTS, ROOT, count, free_port, wait_until
 from villagetwin.local import wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
+DEMO_PASSWORD = "demo password 1"
+
+
+def sign_in(page: Page, username: str, password: str = DEMO_PASSWORD) -> None:
+    page.get_by_label("用户名 Username").fill(username)
+    page.get_by_label("密码 Password").fill(password)
+    page.get_by_role("button", name="登录 Sign in").click()
+
+
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -81,6 +90,7 @@ def demo(
         "VT_INGEST__HTTP_PORT": str(metrics_port),
         "VT_INGEST__CLIENT_ID": "vt-demo-test",
         "VT_REFRESH_S": "2",
+        "VT_DEMO_PASSWORD": DEMO_PASSWORD,
     }
     log = (tmp_path / "demo.log").open("wb")
     started = time.monotonic()
@@ -125,6 +135,7 @@ def test_demo_shows_live_events_on_the_3d_map(demo: dict[str, object], browser: 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     outside = external_requests(page)
     page.goto(str(demo["url"]))
+    sign_in(page, "manager")
     canvas = page.locator("canvas").first
     canvas.wait_for(state="visible", timeout=60_000)
 
@@ -163,6 +174,7 @@ def test_building_picker_shows_that_buildings_events(
         ).fetchone()  # type: ignore[misc]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(str(demo["url"]))
+    sign_in(page, "manager")
     picker = page.get_by_test_id("stSelectbox").first
     picker.wait_for(timeout=60_000)
     picker.click()
@@ -188,6 +200,12 @@ def suzhou_dashboard(
         cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert imported.returncode == 0, imported.stderr
+    added = subprocess.run(
+        [sys.executable, "-m", "villagetwin.cli", "users", "add", "admin", "--role", "admin",
+         "--password", DEMO_PASSWORD],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
     port = free_port()
     log = tmp_path_factory.mktemp("dash") / "dashboard.log"
     process = subprocess.Popen(
@@ -210,6 +228,7 @@ def test_real_suzhou_footprints_in_3d_and_one_buildings_floors(
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     outside = external_requests(page)
     page.goto(suzhou_dashboard)
+    sign_in(page, "admin")
     canvas = page.locator("canvas").first
     canvas.wait_for(state="visible", timeout=60_000)
     page.get_by_text("楼栋 Buildings").wait_for(timeout=30_000)

@@ -267,6 +267,67 @@ def devices_docs(out: Path) -> None:
     _echo(f"wrote {out}")
 
 
+# --- dashboard users ------------------------------------------------------------------------
+
+
+@cli.group()
+def users() -> None:
+    """Dashboard users: admins, community managers and rental-housing inspectors."""
+
+
+def _add_user(
+    conn: psycopg.Connection, username: str, role: str, grids: list[str], password: str | None
+) -> str:
+    from dashboard.auth import hash_password
+    from devices.provisioning import new_password
+
+    password = password or new_password()
+    conn.execute(
+        "INSERT INTO app_users (username, role, password_hash, grids) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (username) DO UPDATE SET role = EXCLUDED.role,"
+        " password_hash = EXCLUDED.password_hash, grids = EXCLUDED.grids, disabled_at = NULL",
+        (username, role, hash_password(password), grids),
+    )
+    return password
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "manager", "inspector"]), required=True)
+@click.option("--grid", "grids", multiple=True, help="A grid cell an inspector covers (repeat).")
+@click.option("--password", default=None, help="Set this password [default: generate one].")
+@click.pass_obj
+def users_add(
+    settings: AppSettings, username: str, role: str, grids: tuple[str, ...], password: str | None
+) -> None:
+    """Add (or reset) a dashboard user; a generated password is shown once."""
+    if role == "inspector" and not grids:
+        _fail("an inspector needs at least one --grid")
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            unknown = set(grids) - {r[0] for r in conn.execute("SELECT grid_code FROM grid_cells")}
+            if unknown:
+                _fail(f"no grid cell {', '.join(sorted(unknown))}")
+            issued = _add_user(conn, username, role, list(grids), password)
+    except psycopg.Error as exc:
+        _fail(str(exc))
+    click.echo(f"username: {username}\npassword: {issued}")
+
+
+@users.command("disable")
+@click.argument("username")
+@click.pass_obj
+def users_disable(settings: AppSettings, username: str) -> None:
+    """Stop a user from signing in."""
+    with psycopg.connect(settings.db_dsn) as conn:
+        done = conn.execute(
+            "UPDATE app_users SET disabled_at = now() WHERE username = %s", (username,)
+        ).rowcount
+    if not done:
+        _fail(f"no user {username!r}")
+    _echo(f"disabled {username}")
+
+
 # --- the village ----------------------------------------------------------------------------
 
 
@@ -662,6 +723,18 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
         row = conn.execute("SELECT count(*) FROM buildings").fetchone()
     if not row or row[0] == 0:
         ctx.invoke(village_generate, seed=seed, size="small", out=None, load=True)
+    password = os.environ.get("VT_DEMO_PASSWORD")
+    with psycopg.connect(settings.db_dsn) as conn:
+        grid = conn.execute("SELECT min(grid_code) FROM grid_cells").fetchone()
+        accounts = {
+            "admin": ("admin", []),
+            "manager": ("manager", []),
+            "inspector": ("inspector", [grid[0]] if grid and grid[0] else []),
+        }
+        issued = {
+            name: _add_user(conn, name, role, grids, password)
+            for name, (role, grids) in accounts.items()
+        }
     me = [sys.executable, "-m", "villagetwin.cli"]
     children = [
         subprocess.Popen([*me, "ingest"]),
@@ -673,7 +746,9 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
     from villagetwin.local import wait_for_port
 
     if wait_for_port(host, port, 60):
-        _echo(f"\n  villagetwin demo: open http://{host}:{port}  (Ctrl-C stops everything)\n")
+        logins = ", ".join(f"{name} / {pw}" for name, pw in issued.items())
+        _echo(f"\n  villagetwin demo: open http://{host}:{port}  (Ctrl-C stops everything)")
+        _echo(f"  sign in as {logins}\n")
     stop = False
 
     def _stop(*_: Any) -> None:
