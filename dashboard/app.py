@@ -278,6 +278,14 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
             [{"unit": d.unit_id, "kind": d.kind, "detail": d.detail} for d in issues]
         )
         st.dataframe(flagged, hide_index=True, use_container_width=True)
+        names = {
+            inspection.OVERCROWDED: "人数超过登记 more people than registered (群租?)",
+            inspection.NEVER_SEEN: "登记未出现 registered, never seen (空挂?)",
+            inspection.AFTER_TENANCY: "退租后仍使用 used after the tenancy ended",
+        }
+        st.markdown(
+            "\n".join(f"- **{d.unit_id}** {names[d.kind]}: {d.detail}" for d in issues[:50])
+        )
     st.markdown(f"#### 单元 Units (门禁观察 observed over {settings.observation_days} days)")
     st.dataframe(table, hide_index=True, use_container_width=True)
     st.markdown("#### 登记租户 Registered tenants (已脱敏 masked)")
@@ -353,8 +361,8 @@ def audit_page(settings: DashboardSettings, user: User) -> None:
     if user.role != "admin":
         st.error("仅管理员 Admins only.")
         return
-    log = queries.audit_log(_conn(settings.reader_dsn()))
-    st.dataframe(log, hide_index=True, use_container_width=True)
+    log = queries.audit_log(_conn(settings.reader_dsn()), limit=200)
+    st.table(log)
 
 
 # --- sign-in --------------------------------------------------------------------------------
