@@ -30,6 +30,11 @@ METRICS = {
     "alarms": "24小时告警 alarms, 24 h",
     "units": "出租单元 rental units",
 }
+KINDS = [
+    "access.unlock", "access.alarm", "access.door", "gate.pass", "gate.alarm",
+    "camera.detection", "app.checkin", "app.checkout", "app.visitor", "app.incident",
+    "heartbeat",
+]  # fmt: skip
 THEMES = {
     "地 places": "places",
     "事 events": "events",
@@ -96,7 +101,8 @@ def _live_map(
     today = queries.events_today(conn)
     online, devices_total = queries.devices_online(conn)
 
-    cols = st.columns(4)
+    cols = st.columns(5)
+    cols[4].metric("待复查 Inspections due", queries.inspections_due(conn))
     cols[0].metric("楼栋 Buildings", len(buildings))
     cols[1].metric("今日事件 Events today", sum(today.values()))
     cols[2].metric("设备在线 Devices online", f"{online} / {devices_total}")
@@ -356,6 +362,106 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
     )
 
 
+def replay_page(settings: DashboardSettings, user: User) -> None:
+    st.title("回放 · Replay a day")
+    conn = _conn(settings.reader_dsn())
+    village = _village(settings.reader_dsn())
+    days_ago = st.selectbox(
+        "日期 Day", list(range(0, 14)),
+        format_func=lambda d: (date.today() - timedelta(days=d)).isoformat(),
+    )  # fmt: skip
+    day = queries.replay_day(conn, int(days_ago or 0))
+    if day.empty:
+        st.info("这一天没有事件 No events on that day.")
+        return
+    hours = sorted({h.hour for h in pd.to_datetime(day.hour).dt.tz_convert("Asia/Shanghai")})
+    hour = st.select_slider("时刻 Hour (China Standard Time)", options=hours, value=hours[0])
+    local = pd.to_datetime(day.hour).dt.tz_convert("Asia/Shanghai").dt.hour
+    frame = day[local == hour]
+    values = dict(zip(frame.building_id, frame.events.astype(float), strict=True))
+    drawn = [
+        layers.buildings_layer(layers.building_records(village["buildings"], values)),
+        *layers.grid_layers(layers.grid_records(village["grid_cells"])),
+    ]
+    st.metric(f"{hour}:00–{hour}:59 事件 events", int(frame.events.sum()))
+    st.pydeck_chart(
+        layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url),
+        height=560, key="replay-map",
+    )  # fmt: skip
+
+
+def events_page(settings: DashboardSettings, user: User) -> None:
+    st.title("事件 · Events")
+    conn = _conn(settings.reader_dsn())
+    village = _village(settings.reader_dsn())
+    cols = st.columns(4)
+    hours = cols[0].selectbox("时间 Within", [1, 6, 24, 72, 168], format_func=lambda h: f"{h} h")
+    kinds = cols[1].multiselect("类型 Kinds", KINDS)
+    grids = sorted(village["grid_cells"].grid_code) if len(village["grid_cells"]) else []
+    grid = cols[2].selectbox("网格 Grid", [None, *grids], format_func=lambda g: g or "— all —")
+    building = cols[3].text_input("楼栋 Building code")
+    found = queries.events_page(
+        conn, timedelta(hours=int(hours or 1)), kinds, grid, building.strip() or None
+    )
+    st.caption(f"{len(found)} 条事件 events (最新 newest first, at most 2,000)")
+    drawn = [
+        layers.buildings_layer(layers.building_records(village["buildings"])),
+        layers.events_layer(layers.event_records(found)),
+    ]
+    st.pydeck_chart(
+        layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url),
+        height=480, key="events-map",
+    )  # fmt: skip
+    st.dataframe(
+        found.drop(columns=["lon", "lat", "elevation"]), hide_index=True, use_container_width=True
+    )
+
+
+def devices_page(settings: DashboardSettings, user: User) -> None:
+    st.title("设备 · Devices")
+    conn = _conn(settings.reader_dsn())
+    village = _village(settings.reader_dsn())
+    table = queries.devices_page(conn)
+    cols = st.columns(3)
+    cols[0].metric("在线 Online", int((table.online == True).sum()))  # noqa: E712
+    cols[1].metric("离线 Offline", int((table.online == False).sum()))  # noqa: E712
+    cols[2].metric("死信 Devices with dead letters (24 h)", int((table.dead_letters_24h > 0).sum()))
+    drawn = [
+        layers.buildings_layer(layers.building_records(village["buildings"])),
+        layers.devices_layer(layers.device_records(table)),
+    ]
+    st.pydeck_chart(
+        layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url),
+        height=480, key="devices-map",
+    )  # fmt: skip
+    st.dataframe(table.drop(columns=["lon", "lat"]), hide_index=True, use_container_width=True)
+
+
+def quality_page(settings: DashboardSettings, user: User) -> None:
+    st.title("数据质量 · Data quality")
+    conn = _conn(settings.reader_dsn())
+    window = timedelta(hours=24)
+    lag = queries.ingest_lag(conn, timedelta(hours=1))
+    cols = st.columns(4)
+    cols[0].metric("设备→平台 device→received p50", f"{lag['network_p50']:.2f} s")
+    cols[1].metric("p95", f"{lag['network_p95']:.2f} s")
+    cols[2].metric("接收→入库 received→stored p50", f"{lag['batching_p50']:.3f} s")
+    cols[3].metric("p95 ", f"{lag['batching_p95']:.3f} s")
+    left, right = st.columns(2)
+    left.markdown("#### 死信原因 Dead letters by reason (24 h)")
+    left.dataframe(queries.dead_letters_by(conn, "reason", window), hide_index=True)
+    right.markdown("#### 按设备 By device (24 h)")
+    right.dataframe(queries.dead_letters_by(conn, "device_id", window), hide_index=True)
+    st.markdown("#### 序号缺口 Sequence gaps (24 h): events lost before they were stored")
+    gaps = queries.sequence_gaps(conn, window)
+    if gaps.empty:
+        st.caption("无 None.")
+    else:
+        st.dataframe(gaps, hide_index=True, use_container_width=True)
+    st.markdown("#### 最近死信 Latest dead letters")
+    st.dataframe(queries.latest_dead_letters(conn), hide_index=True, use_container_width=True)
+
+
 def audit_page(settings: DashboardSettings, user: User) -> None:
     st.title("审计日志 · Audit log")
     if user.role != "admin":
@@ -407,6 +513,14 @@ def _signed_in(settings: DashboardSettings) -> User | None:
     return None
 
 
+def _bound(page: Any, settings: DashboardSettings, user: User) -> Any:
+    def run() -> None:
+        page(settings, user)
+
+    run.__name__ = page.__name__  # Streamlit tells pages apart by their function's name
+    return run
+
+
 def main() -> None:
     settings = DashboardSettings()
     st.set_page_config(page_title="villagetwin · 城中村三维地图", page_icon="🏘", layout="wide")
@@ -431,6 +545,14 @@ def main() -> None:
         st.Page(overview, title="总览 Overview", url_path="overview", default=True),
         st.Page(inspector, title="楼栋检查 Building inspector", url_path="inspector"),
     ]
+    if user.role in ("admin", "manager"):
+        for page, title, path in (
+            (replay_page, "回放 Replay", "replay"),
+            (events_page, "事件 Events", "events"),
+            (devices_page, "设备 Devices", "devices"),
+            (quality_page, "数据质量 Data quality", "quality"),
+        ):
+            pages.append(st.Page(_bound(page, settings, user), title=title, url_path=path))
     if user.role == "admin":
         pages.append(st.Page(audit, title="审计 Audit log", url_path="audit"))
     st.navigation(pages).run()

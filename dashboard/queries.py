@@ -190,3 +190,130 @@ def app_user(conn: psycopg.Connection, username: str) -> tuple[str, str, list[st
         (username,),
     ).fetchone()
     return (row[0], row[1], list(row[2])) if row else None
+
+
+def replay_day(conn: psycopg.Connection, days_ago: int) -> pd.DataFrame:
+    """Events per building and hour over one local day, for the replay slider."""
+    rows = conn.execute(
+        """
+        WITH day AS (
+            SELECT (date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')
+                    - %s * interval '1 day') AT TIME ZONE 'Asia/Shanghai' AS start
+        )
+        SELECT h.hour, h.building_id, sum(h.events) AS events
+        FROM building_hourly h, day
+        WHERE h.hour >= day.start AND h.hour < day.start + interval '1 day'
+          AND h.building_id <> '' AND h.kind <> 'heartbeat'
+        GROUP BY 1, 2 ORDER BY 1
+        """,
+        (days_ago,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["hour", "building_id", "events"])
+
+
+def events_page(
+    conn: psycopg.Connection,
+    since: timedelta,
+    kinds: list[str],
+    grid: str | None,
+    building_id: str | None,
+    limit: int = 2000,
+) -> pd.DataFrame:
+    """Filtered events, newest first, placed at their building or device."""
+    rows = conn.execute(
+        """
+        SELECT e.ts, e.kind, e.device_id, e.building_id, e.unit_id, e.credential_ref,
+               coalesce(b.lon, d.lon) AS lon, coalesce(b.lat, d.lat) AS lat,
+               coalesce(b.height_m, 0) + 1.5 AS elevation
+        FROM events e JOIN devices d USING (device_id)
+        LEFT JOIN buildings b ON b.building_id = e.building_id
+        WHERE e.ts > now() - %(since)s
+          AND (cardinality(%(kinds)s::text[]) = 0 OR e.kind = ANY(%(kinds)s))
+          AND (%(grid)s::text IS NULL OR coalesce(b.grid_code, d.grid_code) = %(grid)s)
+          AND (%(building)s::text IS NULL OR e.building_id = %(building)s)
+        ORDER BY e.ts DESC LIMIT %(limit)s
+        """,
+        {"since": since, "kinds": kinds, "grid": grid, "building": building_id, "limit": limit},
+    ).fetchall()
+    return pd.DataFrame(
+        rows,
+        columns=["ts", "kind", "device_id", "building_id", "unit_id", "credential_ref", "lon",
+                 "lat", "elevation"],
+    ).dropna(subset=["lon", "lat"])  # fmt: skip
+
+
+def devices_page(conn: psycopg.Connection) -> pd.DataFrame:
+    rows = conn.execute(
+        """
+        SELECT d.device_id, d.kind, d.building_id, d.grid_code, d.online, d.last_seen,
+               d.last_seq, l.kind AS last_event, coalesce(x.dead_letters, 0) AS dead_letters_24h,
+               d.lon, d.lat
+        FROM devices d
+        LEFT JOIN device_latest l USING (device_id)
+        LEFT JOIN (SELECT device_id, count(*) AS dead_letters FROM dead_letters
+                   WHERE received_at > now() - interval '24 hours' GROUP BY 1) x USING (device_id)
+        WHERE d.revoked_at IS NULL ORDER BY d.device_id
+        """
+    ).fetchall()
+    return pd.DataFrame(
+        rows,
+        columns=["device_id", "kind", "building_id", "grid_code", "online", "last_seen",
+                 "last_seq", "last_event", "dead_letters_24h", "lon", "lat"],
+    )  # fmt: skip
+
+
+def dead_letters_by(conn: psycopg.Connection, column: str, since: timedelta) -> pd.DataFrame:
+    if column not in {"reason", "device_id"}:
+        raise ValueError(f"cannot group dead letters by {column!r}")
+    rows = conn.execute(
+        f"SELECT coalesce({column}, '—'), count(*), max(received_at) FROM dead_letters"
+        " WHERE received_at > now() - %s GROUP BY 1 ORDER BY 2 DESC LIMIT 100",
+        (since,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=[column, "count", "latest"])
+
+
+def latest_dead_letters(conn: psycopg.Connection, limit: int = 50) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT received_at, topic, device_id, reason, detail, payload_size FROM dead_letters"
+        " ORDER BY received_at DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return pd.DataFrame(
+        rows, columns=["received_at", "topic", "device_id", "reason", "detail", "bytes"]
+    )
+
+
+def sequence_gaps(conn: psycopg.Connection, since: timedelta) -> pd.DataFrame:
+    rows = conn.execute("SELECT * FROM sequence_gaps(now() - %s::interval)", (since,)).fetchall()
+    return pd.DataFrame(rows, columns=["device_id", "first_missing", "last_missing", "missing"])
+
+
+def ingest_lag(conn: psycopg.Connection, since: timedelta) -> dict[str, float]:
+    """Seconds from device time to reception and from reception to storage (p50, p95)."""
+    row = conn.execute(
+        """
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY network),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY network),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY batching),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY batching)
+        FROM (SELECT extract(epoch FROM received_at - ts) AS network,
+                     extract(epoch FROM stored_at - received_at) AS batching
+              FROM events WHERE received_at > now() - %s) AS lag
+        """,
+        (since,),
+    ).fetchone()
+    keys = ["network_p50", "network_p95", "batching_p50", "batching_p95"]
+    return {
+        k: float(v) if v is not None else float("nan")
+        for k, v in zip(keys, row or (), strict=False)
+    }
+
+
+def inspections_due(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(DISTINCT building_id) FROM inspections i WHERE next_visit <= current_date"
+        " AND NOT EXISTS (SELECT 1 FROM inspections j WHERE j.building_id = i.building_id"
+        " AND j.inspected_on >= i.next_visit)"
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -95,3 +95,54 @@ def test_an_unreachable_database_is_an_error_not_a_traceback(
     app.button[0].click().run()
     assert not app.exception
     assert "Cannot reach the database" in app.error[0].value
+
+
+def page_script(dsn: str, page: str) -> None:
+    from dashboard import app
+    from dashboard.auth import User
+    from dashboard.settings import DashboardSettings
+
+    getattr(app, page)(DashboardSettings(db_dsn=dsn), User("manager", "manager", ()))
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        ("replay_page", "Replay a day"),
+        ("events_page", "Events"),
+        ("devices_page", "Devices"),
+        ("quality_page", "Data quality"),
+    ],
+)
+def test_manager_pages_on_a_village_with_traffic(village_db: str, page: str, expected: str) -> None:
+    import uuid
+
+    with psycopg.connect(village_db) as conn:
+        device, building = conn.execute(
+            "SELECT device_id, building_id FROM devices WHERE kind = 'access' LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        for seq in (1, 2, 5):  # 3 and 4 never arrived
+            conn.execute(
+                "INSERT INTO events (ts, received_at, event_id, device_id, seq, kind, building_id,"
+                " payload) VALUES (now(), now(), %s, %s, %s, 'access.unlock', %s, '{}')",
+                (uuid.uuid4(), device, seq, building),
+            )
+        conn.execute(
+            "INSERT INTO building_hourly"
+            " VALUES (%s, date_trunc('hour', now()), 'access.unlock', 3)",
+            (building,),
+        )
+        conn.execute(
+            "INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, payload,"
+            " payload_size) VALUES (now(), 't', %s, 'not_json', 'x', 'x', 1)",
+            (device,),
+        )
+    app = AppTest.from_function(page_script, args=(village_db, page), default_timeout=60)
+    app.run()
+    assert not app.exception, app.exception
+    assert expected in app.title[0].value
+    if page == "quality_page":
+        gaps = app.dataframe[2].value
+        assert list(gaps.itertuples(index=False, name=None)) == [(device, 3, 4, 2)]
+    if page == "events_page":
+        assert len(app.dataframe[0].value) == 3

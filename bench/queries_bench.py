@@ -1,0 +1,202 @@
+"""Dashboard query benchmark: the large sample village with 20 million synthetic events.
+
+    .venv/bin/python bench/queries_bench.py                 # 20M events, several minutes
+    .venv/bin/python bench/queries_bench.py --events 2000000
+
+Loads the large village (about 3,000 buildings, 40k units, 90k people) into a fresh database,
+generates the events server-side over the last 14 days, builds the derived tables the
+ingester maintains, then runs each page's queries with random parameters and prints p50/p95.
+Baseline, side by side: the same views answered from raw events (what a dashboard without
+derived tables does). Targets: p95 ≤ 100 ms for the inspector and the live overview,
+≤ 500 ms for a full-day replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dashboard import queries
+from mapping.db import load_village, read_units
+from mapping.generate import generate
+from villagetwin.migrate import migrate
+
+ADMIN_DSN = os.environ.get("VT_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+GENERATE = """
+WITH u AS (SELECT array_agg(unit_id ORDER BY unit_id) AS units,
+                  array_agg(building_id ORDER BY unit_id) AS buildings FROM units),
+picked AS (
+    SELECT n, now() - random() * interval '14 days' AS ts,
+           1 + floor(random() * cardinality(u.units))::int AS i, random() AS r, u
+    FROM generate_series(%(first)s, %(last)s) AS n, u
+)
+INSERT INTO events (ts, received_at, stored_at, event_id, device_id, seq, kind, building_id,
+                    unit_id, credential_ref, payload)
+SELECT ts, ts, ts, gen_random_uuid(),
+       CASE WHEN r < 0.7 THEN 'acc-' || lower((u).buildings[i]) WHEN r < 0.85 THEN 'gate-west'
+            ELSE 'cam-' || lpad((1 + n %% 300)::text, 3, '0') END,
+       n,
+       CASE WHEN r < 0.62 THEN 'access.unlock' WHEN r < 0.7 THEN 'heartbeat'
+            WHEN r < 0.85 THEN 'gate.pass' ELSE 'camera.detection' END,
+       CASE WHEN r < 0.7 THEN (u).buildings[i] END,
+       CASE WHEN r < 0.62 THEN (u).units[i] END,
+       CASE WHEN r < 0.62 THEN 'cred:' || left(md5((u).units[i] || (n %% 4)), 16)
+            WHEN r >= 0.7 AND r < 0.85 THEN 'plate:' || left(md5(n::text), 8) END,
+       jsonb_build_object('v', 1, 'granted', true)
+FROM picked
+"""
+
+DERIVE = [
+    """INSERT INTO building_hourly (building_id, hour, kind, events)
+       SELECT coalesce(building_id, ''), time_bucket(interval '1 hour', ts), kind, count(*)
+       FROM events GROUP BY 1, 2, 3""",
+    """INSERT INTO unit_daily_credentials
+       SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts), max(ts),
+              count(*)
+       FROM events WHERE unit_id IS NOT NULL AND credential_ref IS NOT NULL GROUP BY 1, 2, 3""",
+    """INSERT INTO device_latest
+       SELECT DISTINCT ON (device_id) device_id, ts, received_at, kind, seq, payload
+       FROM events ORDER BY device_id, ts DESC""",
+    "ANALYZE",
+]
+
+
+def timed(run: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    name = f"vt_qbench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(ADMIN_DSN, dbname=name)
+    try:
+        migrate(dsn, log=lambda _: None)
+        village = generate(seed=1, size="large")
+        with psycopg.connect(dsn) as conn:
+            load_village(conn, village)
+        say(f"large village loaded: {village.summary()}")
+        started = time.monotonic()
+        step = 2_000_000
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for first in range(1, args.events + 1, step):
+                last = min(args.events, first + step - 1)
+                conn.execute(GENERATE, {"first": first, "last": last})
+                rate = last / (time.monotonic() - started)
+                say(f"  {last:,} events ({rate:,.0f}/s)")
+            for statement in DERIVE:
+                conn.execute(statement)
+        say(f"generated and derived in {time.monotonic() - started:.0f}s")
+
+        rng = random.Random(7)
+        buildings = list(village.buildings.building_id)
+        conn = psycopg.connect(dsn, autocommit=True)
+        hour = timedelta(hours=1)
+
+        def pick() -> str:
+            return rng.choice(buildings)
+
+        def overview() -> None:
+            queries.events_by_building(conn, hour)
+            queries.events_today(conn)
+            queries.devices_online(conn)
+            queries.dead_letter_count(conn, hour)
+            queries.recent_event_points(conn, hour, 5000)
+
+        def overview_raw() -> None:
+            conn.execute(
+                "SELECT building_id, count(*) FROM events WHERE ts > now() - interval '1 hour'"
+                " GROUP BY 1"
+            ).fetchall()
+            conn.execute(
+                "SELECT kind, count(*) FROM events WHERE ts >= date_trunc('day', now()) GROUP BY 1"
+            ).fetchall()
+            queries.recent_event_points(conn, hour, 5000)
+
+        def inspector() -> None:
+            b = pick()
+            read_units(conn, b)
+            queries.registered_tenants(conn, b)
+            queries.observed_credentials(conn, b, 7)
+            queries.ended_tenancies(conn, b)
+            queries.inspections(conn, b)
+            queries.building_events(conn, b)
+
+        def inspector_raw() -> None:
+            b = pick()
+            conn.execute(
+                "SELECT unit_id, credential_ref, max(ts) FROM events WHERE building_id = %s"
+                " AND ts > now() - interval '7 days' AND unit_id IS NOT NULL GROUP BY 1, 2",
+                (b,),
+            ).fetchall()
+
+        def replay() -> None:
+            queries.replay_day(conn, (rng.randint(1, 12)))
+
+        def latest_raw() -> None:
+            conn.execute(
+                "SELECT DISTINCT ON (device_id) device_id, ts FROM events"
+                " ORDER BY device_id, ts DESC"
+            ).fetchall()
+
+        def latest() -> None:
+            conn.execute("SELECT device_id, ts FROM device_latest").fetchall()
+
+        rows = [
+            ("live overview", "derived tables", timed(overview, args.repeat), 100),
+            ("live overview", "raw events (baseline)", timed(overview_raw, args.repeat), None),
+            ("building inspector", "derived tables", timed(inspector, args.repeat), 100),
+            (
+                "building inspector",
+                "raw events (baseline)",
+                timed(inspector_raw, args.repeat),
+                None,
+            ),
+            ("full-day replay", "10-minute bins", timed(replay, max(5, args.repeat // 3)), 500),
+            ("devices: latest per device", "device_latest", timed(latest, args.repeat), 100),
+            ("devices: latest per device", "raw events (baseline)", timed(latest_raw, 3), None),
+        ]
+        conn.close()
+        print()
+        print(f"{args.events:,} events, large village; each page's queries, milliseconds")
+        print(f"{'page':<28} {'answered from':<24} {'p50':>8} {'p95':>8} {'target':>8}")
+        for page, source, (p50, p95), target in rows:
+            goal = f"≤{target}" if target else ""
+            print(f"{page:<28} {source:<24} {p50:>8.1f} {p95:>8.1f} {goal:>8}")
+    finally:
+        if not args.keep:
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                conn.execute(drop.format(sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    main()
