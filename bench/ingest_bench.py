@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -409,6 +410,7 @@ def main() -> None:
         )
     finally:
         broker.kill()
+        shutil.rmtree(work, ignore_errors=True)
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

@@ -38,28 +38,32 @@ from villagetwin.migrate import migrate
 
 ADMIN_DSN = os.environ.get("VT_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
+NUMBER_UNITS = """
+CREATE TABLE IF NOT EXISTS bench_units AS
+SELECT row_number() OVER (ORDER BY unit_id)::int AS i, unit_id, building_id FROM units;
+CREATE UNIQUE INDEX IF NOT EXISTS bench_units_i ON bench_units (i);
+"""
+
 GENERATE = """
-WITH u AS (SELECT array_agg(unit_id ORDER BY unit_id) AS units,
-                  array_agg(building_id ORDER BY unit_id) AS buildings FROM units),
-picked AS (
-    SELECT n, now() - random() * interval '14 days' AS ts,
-           1 + floor(random() * cardinality(u.units))::int AS i, random() AS r, u
-    FROM generate_series(%(first)s, %(last)s) AS n, u
+WITH picked AS (
+    SELECT n, now() - random() * interval '14 days' AS ts, random() AS r,
+           1 + floor(random() * %(units)s)::int AS i
+    FROM generate_series(%(first)s, %(last)s) AS n
 )
 INSERT INTO events (ts, received_at, stored_at, event_id, device_id, seq, kind, building_id,
                     unit_id, credential_ref, payload)
-SELECT ts, ts, ts, gen_random_uuid(),
-       CASE WHEN r < 0.7 THEN 'acc-' || lower((u).buildings[i]) WHEN r < 0.85 THEN 'gate-west'
+SELECT p.ts, p.ts, p.ts, gen_random_uuid(),
+       CASE WHEN r < 0.7 THEN 'acc-' || lower(u.building_id) WHEN r < 0.85 THEN 'gate-west'
             ELSE 'cam-' || lpad((1 + n %% 300)::text, 3, '0') END,
        n,
        CASE WHEN r < 0.62 THEN 'access.unlock' WHEN r < 0.7 THEN 'heartbeat'
             WHEN r < 0.85 THEN 'gate.pass' ELSE 'camera.detection' END,
-       CASE WHEN r < 0.7 THEN (u).buildings[i] END,
-       CASE WHEN r < 0.62 THEN (u).units[i] END,
-       CASE WHEN r < 0.62 THEN 'cred:' || left(md5((u).units[i] || (n %% 4)), 16)
+       CASE WHEN r < 0.7 THEN u.building_id END,
+       CASE WHEN r < 0.62 THEN u.unit_id END,
+       CASE WHEN r < 0.62 THEN 'cred:' || left(md5(u.unit_id || (n %% 4)), 16)
             WHEN r >= 0.7 AND r < 0.85 THEN 'plate:' || left(md5(n::text), 8) END,
-       jsonb_build_object('v', 1, 'granted', true)
-FROM picked
+       '{"v": 1, "granted": true}'::jsonb
+FROM picked p JOIN bench_units u USING (i)
 """
 
 DERIVE = [
@@ -105,11 +109,13 @@ def main() -> None:
             load_village(conn, village)
         say(f"large village loaded: {village.summary()}")
         started = time.monotonic()
-        step = 2_000_000
+        step = 500_000
         with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(NUMBER_UNITS)
+            units = len(village.units)
             for first in range(1, args.events + 1, step):
                 last = min(args.events, first + step - 1)
-                conn.execute(GENERATE, {"first": first, "last": last})
+                conn.execute(GENERATE, {"first": first, "last": last, "units": units})
                 rate = last / (time.monotonic() - started)
                 say(f"  {last:,} events ({rate:,.0f}/s)")
             for statement in DERIVE:
@@ -129,7 +135,7 @@ def main() -> None:
             queries.events_today(conn)
             queries.devices_online(conn)
             queries.dead_letter_count(conn, hour)
-            queries.recent_event_points(conn, hour, 5000)
+            queries.recent_event_points(conn, hour, 2000)
 
         def overview_raw() -> None:
             conn.execute(
@@ -139,7 +145,7 @@ def main() -> None:
             conn.execute(
                 "SELECT kind, count(*) FROM events WHERE ts >= date_trunc('day', now()) GROUP BY 1"
             ).fetchall()
-            queries.recent_event_points(conn, hour, 5000)
+            queries.recent_event_points(conn, hour, 2000)
 
         def inspector() -> None:
             b = pick()

@@ -20,7 +20,7 @@ class DashboardSettings(BaseSettings):
     base_map_url: str | None = None
     refresh_s: float = Field(default=5.0, gt=0)
     event_window_minutes: int = Field(default=60, ge=1)
-    max_event_points: int = Field(default=5000, ge=1)
+    max_event_points: int = Field(default=2000, ge=1)
 
     def reader_dsn(self) -> str:
         return self.dashboard_dsn or make_conninfo(self.db_dsn, user="vt_dashboard")

@@ -303,9 +303,13 @@ def read_devices(conn: psycopg.Connection) -> pd.DataFrame:
 
 
 def read_units(conn: psycopg.Connection, building_id: str | None = None) -> pd.DataFrame:
-    rows = conn.execute(
-        "SELECT unit_id, building_id, floor, room, use FROM units"
-        " WHERE %(b)s::text IS NULL OR building_id = %(b)s ORDER BY unit_id",
-        {"b": building_id},
-    ).fetchall()
+    if building_id is None:
+        query = "SELECT unit_id, building_id, floor, room, use FROM units ORDER BY unit_id"
+        rows = conn.execute(query).fetchall()
+    else:  # separate statements, so the (building_id, room) index serves this one
+        rows = conn.execute(
+            "SELECT unit_id, building_id, floor, room, use FROM units WHERE building_id = %s"
+            " ORDER BY unit_id",
+            (building_id,),
+        ).fetchall()
     return pd.DataFrame(rows, columns=["unit_id", "building_id", "floor", "room", "use"])
