@@ -138,13 +138,17 @@ def main() -> None:
             queries.recent_event_points(conn, hour, 2000)
 
         def overview_raw() -> None:
+            """The same page with the building and today's counts taken from raw events."""
             conn.execute(
                 "SELECT building_id, count(*) FROM events WHERE ts > now() - interval '1 hour'"
-                " GROUP BY 1"
+                " AND kind <> 'heartbeat' GROUP BY 1"
             ).fetchall()
             conn.execute(
-                "SELECT kind, count(*) FROM events WHERE ts >= date_trunc('day', now()) GROUP BY 1"
+                "SELECT kind, count(*) FROM events WHERE ts >= date_trunc('day', now())"
+                " AND kind <> 'heartbeat' GROUP BY 1"
             ).fetchall()
+            queries.devices_online(conn)
+            queries.dead_letter_count(conn, hour)
             queries.recent_event_points(conn, hour, 2000)
 
         def inspector() -> None:
@@ -157,12 +161,18 @@ def main() -> None:
             queries.building_events(conn, b)
 
         def inspector_raw() -> None:
+            """The same page with who was seen per unit taken from raw events."""
             b = pick()
+            read_units(conn, b)
+            queries.registered_tenants(conn, b)
             conn.execute(
                 "SELECT unit_id, credential_ref, max(ts) FROM events WHERE building_id = %s"
                 " AND ts > now() - interval '7 days' AND unit_id IS NOT NULL GROUP BY 1, 2",
                 (b,),
             ).fetchall()
+            queries.ended_tenancies(conn, b)
+            queries.inspections(conn, b)
+            queries.building_events(conn, b)
 
         def replay() -> None:
             queries.replay_day(conn, (rng.randint(1, 12)))
