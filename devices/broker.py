@@ -75,8 +75,13 @@ def render(config: BrokerConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Production: devices authenticate with the credentials of `villagetwin devices add`, and
+# the ACL keeps each to its own topics. docker-compose mounts the directory holding the two
+# files the registry generates (VT_STATE_DIR/mosquitto by default).
 DOCKER = BrokerConfig(
     port=1883,
     bind="0.0.0.0",
     persistence_dir=PurePath("/mosquitto/data"),
+    password_file=PurePath("/mosquitto/config/auth/passwd"),
+    acl_file=PurePath("/mosquitto/config/auth/acl"),
 )

@@ -3,6 +3,7 @@ the Mosquitto config it mounts, the commands it runs and the settings it passes.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -32,7 +33,12 @@ def test_the_mounted_config_runs_on_a_real_mosquitto(tmp_path: Path) -> None:
     text = MOUNTED_CONF.read_text()
     text = text.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
     text = text.replace("/mosquitto/data", str(data))
-    assert str(data) in text
+    auth = tmp_path / "auth"
+    auth.mkdir()
+    (auth / "passwd").write_text("")  # an empty registry: nobody gets in, but it must parse
+    (auth / "acl").write_text("")
+    text = text.replace("/mosquitto/config/auth", str(auth))
+    assert str(data) in text and "allow_anonymous false" in text
     text += f"user {local_user()}\n"
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(text)
@@ -60,9 +66,12 @@ def test_compose_environment_reaches_the_settings(monkeypatch) -> None:  # type:
         {k: v for k, v in COMPOSE["services"]["ingester"]["environment"].items() if k != "<<"}
     )
     for key, value in env.items():
-        monkeypatch.setenv(key, value.replace("${POSTGRES_PASSWORD:-villagetwin}", "pw"))
+        value = value.replace("${POSTGRES_PASSWORD:-villagetwin}", "pw")
+        value = re.sub(r"\$\{[A-Z_]+:\?[^}]*\}", "secret", value)
+        monkeypatch.setenv(key, value)
     settings = IngestSettings()
     assert settings.mqtt.host == "mosquitto"
     assert settings.db_dsn == "postgresql://postgres:pw@timescaledb:5432/villagetwin"
     assert settings.ingest.http_host == "0.0.0.0" and settings.ingest.http_port == 9108
     assert settings.ingest.client_id == "vt-ingester-1"
+    assert settings.mqtt.username == "vt-ingester" and settings.mqtt.password is not None

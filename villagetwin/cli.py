@@ -90,6 +90,16 @@ def migrate(settings: AppSettings) -> None:
 
     try:
         applied = apply(settings.db_dsn, _echo)
+        if settings.dashboard_db_password:
+            # Where the server asks for passwords (the Docker image), the dashboard's role
+            # needs one; trust-authenticated development servers do not.
+            with psycopg.connect(settings.db_dsn, autocommit=True) as conn:
+                secret = settings.dashboard_db_password.get_secret_value()
+                conn.execute(
+                    psycopg.sql.SQL("ALTER ROLE vt_dashboard PASSWORD {}").format(
+                        psycopg.sql.Literal(secret)
+                    )
+                )
     except (MigrationError, psycopg.Error) as exc:
         _fail(str(exc))
     _echo(f"schema up to date ({len(applied)} migration(s) applied now)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
@@ -18,3 +19,5 @@ class AppSettings(BaseSettings):
     state_dir: Path = Path(".state")
     # The local broker requires device credentials and applies the ACL (see `devices add`).
     broker_auth: bool = False
+    # Set by `migrate` as the password of the dashboard's database role, where needed.
+    dashboard_db_password: SecretStr | None = None
