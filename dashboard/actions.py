@@ -37,3 +37,21 @@ def reveal_person(
         conn.execute("SELECT set_config('vt.user', %s, true)", (reader,))
         row = conn.execute("SELECT * FROM reveal_person(%s, %s)", (person_id, reason)).fetchone()
     return (row[0], row[1], row[2]) if row else None
+
+
+def move_incident(
+    conn: psycopg.Connection, user: str, incident_id: str, status: str, assigned_to: str | None
+) -> bool:
+    """reported -> assigned (to someone) -> resolved; returns False if nothing matched."""
+    if status not in ("assigned", "resolved"):
+        raise ValueError(f"an incident moves to assigned or resolved, not {status!r}")
+    if status == "assigned" and not (assigned_to or "").strip():
+        raise ValueError("say who the incident is assigned to")
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE incidents SET status = %s, assigned_to = coalesce(%s, assigned_to),"
+            " resolved_at = CASE WHEN %s = 'resolved' THEN now() END, updated_by = %s,"
+            " updated_at = now() WHERE incident_id = %s AND status <> 'resolved'",
+            (status, (assigned_to or "").strip() or None, status, user, incident_id),
+        )
+    return cur.rowcount == 1

@@ -101,8 +101,9 @@ def _live_map(
     today = queries.events_today(conn)
     online, devices_total = queries.devices_online(conn)
 
-    cols = st.columns(5)
-    cols[4].metric("待复查 Inspections due", queries.inspections_due(conn))
+    cols = st.columns(6)
+    cols[4].metric("未结工单 Open incidents", queries.open_incident_count(conn))
+    cols[5].metric("待复查 Inspections due", queries.inspections_due(conn))
     cols[0].metric("楼栋 Buildings", len(buildings))
     cols[1].metric("今日事件 Events today", sum(today.values()))
     cols[2].metric("设备在线 Devices online", f"{online} / {devices_total}")
@@ -462,6 +463,40 @@ def quality_page(settings: DashboardSettings, user: User) -> None:
     st.dataframe(queries.latest_dead_letters(conn), hide_index=True, use_container_width=True)
 
 
+def incidents_page(settings: DashboardSettings, user: User) -> None:
+    st.title("事件工单 · Incidents")
+    conn = _conn(settings.reader_dsn())
+    incidents = queries.open_incidents(conn)
+    st.caption(f"{len(incidents)} 个未结 open (reported → assigned → resolved)")
+    if incidents.empty:
+        return
+    st.dataframe(incidents, hide_index=True, use_container_width=True)
+    with st.form("incident"):
+        chosen = st.selectbox(
+            "工单 Incident", incidents.incident_id.astype(str).tolist(),
+            format_func=lambda i: _incident_label(incidents, i),
+        )  # fmt: skip
+        status = st.radio("改为 Move to", ["assigned", "resolved"], horizontal=True)
+        assignee = st.text_input("指派给 Assign to (grid worker)")
+        if st.form_submit_button("更新 Update"):
+            try:
+                moved = actions.move_incident(
+                    _session_conn(settings), user.username, str(chosen), str(status), assignee
+                )
+            except ValueError as exc:
+                st.error(str(exc))
+            else:
+                if moved:
+                    st.success("已更新 Updated.")
+                else:
+                    st.error("工单已关闭 That incident is already resolved.")
+
+
+def _incident_label(incidents: pd.DataFrame, incident_id: str) -> str:
+    row = incidents[incidents.incident_id.astype(str) == incident_id].iloc[0]
+    return f"{row.category} · {row.building_id or '—'} · {str(row.description)[:30]} ({row.status})"
+
+
 def audit_page(settings: DashboardSettings, user: User) -> None:
     st.title("审计日志 · Audit log")
     if user.role != "admin":
@@ -551,6 +586,7 @@ def main() -> None:
             (events_page, "事件 Events", "events"),
             (devices_page, "设备 Devices", "devices"),
             (quality_page, "数据质量 Data quality", "quality"),
+            (incidents_page, "工单 Incidents", "incidents"),
         ):
             pages.append(st.Page(_bound(page, settings, user), title=title, url_path=path))
     if user.role == "admin":

@@ -317,3 +317,21 @@ def inspections_due(conn: psycopg.Connection) -> int:
         " AND j.inspected_on >= i.next_visit)"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def open_incidents(conn: psycopg.Connection) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT incident_id, reported_at, category, description, building_id, status,"
+        " assigned_to, photo_ref FROM incidents WHERE status <> 'resolved'"
+        " ORDER BY reported_at DESC LIMIT 500"
+    ).fetchall()
+    return pd.DataFrame(
+        rows,
+        columns=["incident_id", "reported_at", "category", "description", "building_id",
+                 "status", "assigned_to", "photo_ref"],
+    )  # fmt: skip
+
+
+def open_incident_count(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM incidents WHERE status <> 'resolved'").fetchone()
+    return int(row[0]) if row else 0

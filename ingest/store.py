@@ -47,8 +47,17 @@ WITH new AS (
            credential_ref, payload::jsonb
     FROM staging_events
     ON CONFLICT ON CONSTRAINT events_once DO NOTHING
-    RETURNING ts, received_at, device_id, seq, kind, building_id, unit_id, credential_ref,
-              payload
+    RETURNING ts, received_at, event_id, device_id, seq, kind, building_id, unit_id,
+              credential_ref, payload
+), opened AS (
+    INSERT INTO incidents (incident_id, reported_at, device_id, building_id, category,
+                           description, lon, lat, photo_ref)
+    SELECT event_id, ts, device_id, coalesce(payload ->> 'building', building_id),
+           payload ->> 'category', coalesce(payload ->> 'text', ''),
+           (payload ->> 'lon')::double precision, (payload ->> 'lat')::double precision,
+           payload ->> 'photo'
+    FROM new WHERE kind = 'app.incident'
+    ON CONFLICT (incident_id) DO NOTHING
 ), hourly AS (
     -- Events with no building (gates, alley cameras, the app) count under ''.
     INSERT INTO building_hourly AS h (building_id, hour, kind, events)

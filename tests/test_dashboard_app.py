@@ -146,3 +146,40 @@ def test_manager_pages_on_a_village_with_traffic(village_db: str, page: str, exp
         assert list(gaps.itertuples(index=False, name=None)) == [(device, 3, 4, 2)]
     if page == "events_page":
         assert len(app.dataframe[0].value) == 3
+
+
+def test_an_app_incident_opens_a_ticket_that_moves_to_resolved(village_db: str) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from devices.payloads import AppIncident, DeviceKind, encode
+    from ingest import store
+    from ingest.validate import KnownDevice, Received, judge
+
+    report = AppIncident(
+        id=uuid.uuid4(), device="app-kaobutong", seq=1, ts=datetime.now(UTC),
+        category="ebike_charging", text="楼道充电", lon=113.45, lat=23.16, building="LH00001",
+    )  # fmt: skip
+    registry = {"app-kaobutong": KnownDevice("app-kaobutong", DeviceKind.APP)}
+    verdict = judge(Received("vt/v1/app-kaobutong/event", encode(report), report.ts), registry)
+    with psycopg.connect(village_db) as conn:
+        store.prepare(conn)
+        store.store(conn, verdict.events, [])
+        store.store(conn, verdict.events, [])  # redelivered: still one ticket
+        assert conn.execute("SELECT count(*), min(status) FROM incidents").fetchone() == (
+            1,
+            "reported",
+        )
+    app = AppTest.from_function(page_script, args=(village_db, "incidents_page"))
+    app.run()
+    assert not app.exception, app.exception
+    assert app.dataframe[0].value.category.iloc[0] == "ebike_charging"
+    app.radio[0].set_value("assigned")
+    app.text_input[0].input("网格员 王")
+    app.button[0].click().run()
+    assert not app.exception and "Updated" in app.success[0].value
+    app.radio[0].set_value("resolved")
+    app.button[0].click().run()
+    with psycopg.connect(village_db) as conn:
+        row = conn.execute("SELECT status, assigned_to, updated_by FROM incidents").fetchone()
+    assert row == ("resolved", "网格员 王", "manager")
