@@ -63,6 +63,14 @@ def non_blank_fraction(png: bytes) -> float:
     return len(far) / len(pixels)
 
 
+def difference(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two screenshots, in grey levels."""
+    first = Image.open(io.BytesIO(a)).convert("L").resize((160, 120))
+    second = Image.open(io.BytesIO(b)).convert("L").resize((160, 120))
+    pairs = zip(first.get_flattened_data(), second.get_flattened_data(), strict=True)
+    return sum(abs(p - q) for p, q in pairs) / (160 * 120)
+
+
 def external_requests(page: Page) -> list[str]:
     seen: list[str] = []
 
@@ -154,6 +162,21 @@ def test_demo_shows_live_events_on_the_3d_map(demo: dict[str, object], browser: 
     page.screenshot(path=str(ARTIFACTS / "demo-page.png"), full_page=True)
     fraction = non_blank_fraction(shot)
     assert fraction > 0.05, f"the map canvas looks blank ({fraction:.1%} drawn)"
+
+    # The live refresh keeps the user's view (the reset users complain of, streamlit#7656).
+    box = canvas.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 250, y + 120, steps=12)
+    page.mouse.up()
+    page.wait_for_timeout(800)
+    moved = canvas.screenshot()
+    page.wait_for_timeout(6000)  # several refreshes at VT_REFRESH_S=2
+    later = canvas.screenshot()
+    (ARTIFACTS / "demo-map-after-refresh.png").write_bytes(later)
+    assert difference(moved, later) < difference(shot, later), "the refresh reset the view"
     assert outside == [], f"the page fetched from outside: {outside[:5]}"
 
 
