@@ -220,7 +220,7 @@ def grid_records(grid_cells: gpd.GeoDataFrame) -> list[dict[str, Any]]:
                     "worker": row.grid_worker or "—",
                     "polygon": ring,
                     "label": f"{row.name}\n{row.grid_worker or ''}",
-                    "centre": [round(centre.x, 7), round(centre.y, 7)],
+                    "centre": [round(centre.x, 7), round(centre.y, 7), 45.0],  # above roofs
                 }
             )
     return records
@@ -237,7 +237,7 @@ def grid_layers(records: Sequence[Mapping[str, Any]]) -> list[pdk.Layer]:
         pdk.Layer(
             "TextLayer", data=list(records), id="grid-labels", get_position="centre",
             get_text="label", get_size=14, get_color=[20, 60, 140, 255],
-            character_set="auto", font_family='"Noto Sans CJK SC", "Noto Sans", sans-serif',
+            character_set="'auto'", font_family="'Noto Sans CJK SC, Noto Sans, sans-serif'",
             billboard=True, get_alignment_baseline="'center'",
         ),
     ]  # fmt: skip
@@ -254,7 +254,7 @@ def roads_layer(alleys: gpd.GeoDataFrame) -> pdk.Layer:
     ]
     return pdk.Layer(
         "PathLayer", data=data, id="roads", get_path="path", get_width="width",
-        width_units="meters", get_color=[120, 120, 120, 120], pickable=False,
+        width_units="'meters'", get_color=[120, 120, 120, 120], pickable=False,
     )  # fmt: skip
 
 
@@ -301,8 +301,8 @@ def poi_layer(pois: gpd.GeoDataFrame) -> pdk.Layer:
     ]
     return pdk.Layer(
         "TextLayer", data=data, id="pois", get_position="position", get_text="name",
-        get_size=13, get_color=[120, 40, 0, 255], character_set="auto",
-        font_family='"Noto Sans CJK SC", "Noto Sans", sans-serif',
+        get_size=13, get_color=[120, 40, 0, 255], character_set="'auto'",
+        font_family="'Noto Sans CJK SC, Noto Sans, sans-serif'",
     )  # fmt: skip
 
 

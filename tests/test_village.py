@@ -192,3 +192,29 @@ def test_id_numbers_carry_valid_check_digits(village: Village) -> None:
 def test_large_village_houses_about_100k_people() -> None:
     large = generate(seed=1, size="large")
     assert 80_000 <= len(large.people) <= 120_000
+
+
+def test_only_accessors_are_expressions(village: Village) -> None:
+    """pydeck turns every plain string into a data accessor; a setting such as widthUnits or
+    characterSet must stay a literal, or deck.gl silently ignores it."""
+    import json
+
+    import pandas as pd
+
+    from mapping import layers
+
+    devices = pd.DataFrame(
+        {"device_id": ["g"], "kind": ["gate"], "lon": [113.45], "lat": [23.16], "online": [True]}
+    )
+    drawn = [
+        layers.buildings_layer(layers.building_records(village.buildings)),
+        *layers.grid_layers(layers.grid_records(village.grid_cells)),
+        layers.roads_layer(village.alleys),
+        layers.poi_layer(village.pois),
+        layers.devices_layer(layers.device_records(devices)),
+    ]
+    spec = json.loads(layers.deck(drawn, layers.view_of(village.buildings)).to_json())
+    for layer in spec["layers"]:
+        for key, value in layer.items():
+            if isinstance(value, str) and value.startswith("@@="):
+                assert key.startswith("get"), (layer["id"], key, value)
