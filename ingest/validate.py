@@ -228,6 +228,16 @@ def _judge_bridged(
     except TopicError as exc:
         raise _Refuse(Reason.BAD_TOPIC, str(exc)) from None
     device_id = topic.device_id
+    _check_size(message, limits, device_id)
+    device = _known(registry, device_id)
+    try:
+        items = ADAPTERS[topic.vendor](device_id, message.payload, limits.credential_key)
+    except AdapterError as exc:
+        raise _Refuse(Reason.VENDOR_FORMAT, f"{topic.vendor}: {exc}", device_id) from None
+    return _judge_items(items, message, device, limits, keep_item=False)
+
+
+def _check_size(message: Received, limits: Limits, device_id: str) -> None:
     size = len(message.payload)
     if size > limits.max_payload_bytes:
         raise _Refuse(
@@ -235,19 +245,6 @@ def _judge_bridged(
             f"{size} bytes, over the {limits.max_payload_bytes}-byte limit",
             device_id,
         )
-    device = _known(registry, device_id)
-    try:
-        items = ADAPTERS[topic.vendor](device_id, message.payload, limits.credential_key)
-    except AdapterError as exc:
-        raise _Refuse(Reason.VENDOR_FORMAT, f"{topic.vendor}: {exc}", device_id) from None
-    rows: list[EventRow] = []
-    refusals: list[Refusal] = []
-    for item in items:
-        try:
-            rows.append(_event_row(item, message, device, limits))
-        except _Refuse as refused:
-            refusals.append(_refusal(message, refused, message.payload, limits))
-    return Verdict(events=tuple(rows), refusals=tuple(refusals))
 
 
 def _known(registry: Mapping[str, KnownDevice], device_id: str) -> KnownDevice:
@@ -267,13 +264,7 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
     except TopicError as exc:
         raise _Refuse(Reason.BAD_TOPIC, str(exc)) from None
     device_id = topic.device_id
-    size = len(message.payload)
-    if size > limits.max_payload_bytes:
-        raise _Refuse(
-            Reason.OVERSIZED,
-            f"{size} bytes, over the {limits.max_payload_bytes}-byte limit",
-            device_id,
-        )
+    _check_size(message, limits, device_id)
     if topic.channel is Channel.EVENT:
         fast = _fast_path(message, registry.get(device_id), limits)
         if fast is not None:
@@ -333,15 +324,25 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
     else:
         items = [data]
 
+    return _judge_items(items, message, device, limits, keep_item=len(items) > 1)
+
+
+def _judge_items(
+    items: list[dict[str, Any]],
+    message: Received,
+    device: KnownDevice,
+    limits: Limits,
+    keep_item: bool,
+) -> Verdict:
+    """Each event on its own: a bad one is refused (keeping the item itself when it came in
+    a batch, else the message), the rest are stored."""
     rows: list[EventRow] = []
     refusals: list[Refusal] = []
     for item in items:
         try:
             rows.append(_event_row(item, message, device, limits))
         except _Refuse as refused:
-            raw = (
-                json.dumps(item, ensure_ascii=False).encode() if len(items) > 1 else message.payload
-            )
+            raw = json.dumps(item, ensure_ascii=False).encode() if keep_item else message.payload
             refusals.append(_refusal(message, refused, raw, limits))
     return Verdict(events=tuple(rows), refusals=tuple(refusals))
 
