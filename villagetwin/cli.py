@@ -395,6 +395,11 @@ def village_load(settings: AppSettings, path: Path) -> None:
     _load(settings, model)
 
 
+def _csv_option(flag: str, dest: str, help: str) -> Any:
+    path = click.Path(exists=True, dir_okay=False, path_type=Path)
+    return click.option(flag, dest, type=path, default=None, help=help)
+
+
 @village.command("import")
 @click.argument("footprints", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--layer", default=None, help="Layer of a GeoPackage with several.")
@@ -415,33 +420,21 @@ def village_load(settings: AppSettings, path: Path) -> None:
     default=None,
     help="Storeys for buildings with neither storeys nor height [default: the median]",
 )
-@click.option(
-    "--units",
-    "units_csv",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="CSV of rental units: unit_id, building_id, floor, room[, area_m2].",
+@_csv_option(
+    "--units", "units_csv", "CSV of rental units: unit_id, building_id, floor, room[, area_m2]."
 )
-@click.option(
-    "--people",
-    "people_csv",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="CSV of people: person_id, name, role[, id_number, phone, born].",
+@_csv_option(
+    "--people", "people_csv", "CSV of people: person_id, name, role[, id_number, phone, born]."
 )
-@click.option(
+@_csv_option(
     "--tenancies",
     "tenancies_csv",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="CSV of tenancies: tenancy_id, person_id, unit_id, start_date[, end_date].",
+    "CSV of tenancies: tenancy_id, person_id, unit_id, start_date[, end_date].",
 )
-@click.option(
+@_csv_option(
     "--organisations",
     "organisations_csv",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="CSV of organisations: org_id, kind, name[, building_id, unit_id].",
+    "CSV of organisations: org_id, kind, name[, building_id, unit_id].",
 )
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 @click.pass_obj
