@@ -380,11 +380,15 @@ def replay_page(settings: DashboardSettings, user: User) -> None:
     local = pd.to_datetime(day.hour).dt.tz_convert("Asia/Shanghai").dt.hour
     frame = day[local == hour]
     values = dict(zip(frame.building_id, frame.events.astype(float), strict=True))
+    states = queries.device_states_at(conn, int(days_ago or 0), int(hour))
     drawn = [
         layers.buildings_layer(layers.building_records(village["buildings"], values)),
         *layers.grid_layers(layers.grid_records(village["grid_cells"])),
+        layers.devices_layer(layers.device_records(states)),
     ]
-    st.metric(f"{hour}:00–{hour}:59 事件 events", int(frame.events.sum()))
+    cols = st.columns(2)
+    cols[0].metric(f"{hour}:00–{hour}:59 事件 events", int(frame.events.sum()))
+    cols[1].metric("离线设备 Devices offline", int((states.online == False).sum()))  # noqa: E712
     st.pydeck_chart(
         layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url),
         height=560, key="replay-map",

@@ -335,3 +335,24 @@ def open_incidents(conn: psycopg.Connection) -> pd.DataFrame:
 def open_incident_count(conn: psycopg.Connection) -> int:
     row = conn.execute("SELECT count(*) FROM incidents WHERE status <> 'resolved'").fetchone()
     return int(row[0]) if row else 0
+
+
+def device_states_at(conn: psycopg.Connection, days_ago: int, hour: int) -> pd.DataFrame:
+    """Each device as it was at the end of a local hour: its last availability change by then
+    (devices that never reported one are left as they are now)."""
+    rows = conn.execute(
+        """
+        WITH moment AS (
+            SELECT ((date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')
+                    - %s * interval '1 day' + %s * interval '1 hour' + interval '1 hour')
+                   AT TIME ZONE 'Asia/Shanghai') AS at
+        )
+        SELECT d.device_id, d.kind, d.lon, d.lat,
+               (SELECT h.online FROM device_status_history h, moment
+                WHERE h.device_id = d.device_id AND h.at < moment.at
+                ORDER BY h.at DESC LIMIT 1) AS online
+        FROM devices d WHERE d.revoked_at IS NULL AND d.lon IS NOT NULL
+        """,
+        (days_ago, hour),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["device_id", "kind", "lon", "lat", "online"])

@@ -102,6 +102,14 @@ WHERE device_id = %(device_id)s
 """
 
 
+_STATUS_HISTORY = """
+INSERT INTO device_status_history (device_id, at, online)
+SELECT %(device_id)s, %(at)s, %(online)s WHERE EXISTS (
+    SELECT 1 FROM devices WHERE device_id = %(device_id)s)
+ON CONFLICT DO NOTHING
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreResult:
     inserted: int
@@ -174,9 +182,9 @@ def store(
                  "device_id": config.device_id},
             )  # fmt: skip
         for status in statuses:
-            cur.execute(
-                _STATUS, {"online": status.online, "at": status.at, "device_id": status.device_id}
-            )
+            params = {"online": status.online, "at": status.at, "device_id": status.device_id}
+            cur.execute(_STATUS, params)
+            cur.execute(_STATUS_HISTORY, params)
     return StoreResult(inserted, len(events) - inserted, len(refusals))
 
 

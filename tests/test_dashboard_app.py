@@ -133,6 +133,10 @@ def test_manager_pages_on_a_village_with_traffic(village_db: str, page: str, exp
             (building,),
         )
         conn.execute(
+            "INSERT INTO device_status_history VALUES (%s, now() - interval '1 minute', false)",
+            (device,),
+        )
+        conn.execute(
             "INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, payload,"
             " payload_size) VALUES (now(), 't', %s, 'not_json', 'x', 'x', 1)",
             (device,),
@@ -144,6 +148,8 @@ def test_manager_pages_on_a_village_with_traffic(village_db: str, page: str, exp
     if page == "quality_page":
         gaps = app.dataframe[2].value
         assert list(gaps.itertuples(index=False, name=None)) == [(device, 3, 4, 2)]
+    if page == "replay_page":
+        assert {m.label: m.value for m in app.metric}["离线设备 Devices offline"] == "1"
     if page == "events_page":
         assert len(app.dataframe[0].value) == 3
 

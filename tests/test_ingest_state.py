@@ -96,6 +96,11 @@ def test_last_will_marks_a_vanished_device_offline(db: str, broker, start_ingest
     assert wait_until(
         lambda: count(db, "SELECT count(*) FROM devices WHERE online = false") == 1, 15
     )
+    with psycopg.connect(db) as conn:
+        history = [
+            r[0] for r in conn.execute("SELECT online FROM device_status_history ORDER BY at")
+        ]
+    assert history == [True, False]  # kept for the replay
 
 
 def test_heartbeats_keep_last_seen_current(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
