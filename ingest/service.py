@@ -52,6 +52,7 @@ class Ingester:
         self._read_db: psycopg.Connection | None = None
         self._writes: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
         self._give_up_at: float | None = None
+        self._last_commit_failed_at: float | None = None
         self._db_ok = False
         self._registry: dict[str, KnownDevice] = {}
         self._registry_at = 0.0
@@ -150,6 +151,8 @@ class Ingester:
         try:
             self._registry = store.load_registry(self._reader())
             self._registry_at = time.monotonic()
+            if not self._db_ok and self._last_commit_failed_at is None:
+                self._db_ok = True  # reachable; healthy until a write says otherwise
         except psycopg.Error as exc:
             self._drop_reader()
             self._registry_at = time.monotonic()  # try again later, not on every message
@@ -298,6 +301,7 @@ class Ingester:
                 )
             except psycopg.Error as exc:
                 self._db_ok = False
+                self._last_commit_failed_at = time.monotonic()
                 self.metrics.db_errors.inc()
                 self._drop_database()
                 if self._give_up_at is not None and time.monotonic() > self._give_up_at:
@@ -313,6 +317,7 @@ class Ingester:
                 continue
             break
         self._db_ok = True
+        self._last_commit_failed_at = None
         self.metrics.commit_seconds.observe(time.monotonic() - started)
         self._last_commit = time.monotonic()
         self.metrics.last_commit.set(time.time())

@@ -174,3 +174,20 @@ def test_retention_by_kind(db: str) -> None:
     assert removed["chunks"] >= 1  # the 400-day-old chunk was dropped whole
     assert left == [("gate.pass", 1), ("heartbeat", 1)]
     assert plan.shorter_kinds() == {"heartbeat": timedelta(days=30)}
+
+
+def test_health_and_metrics_endpoints(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import urllib.request
+
+    from support import free_port
+
+    port = free_port()
+    start_ingester(db, broker.settings, http_port=port)
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").read())
+    assert health["ok"] and health["subscribed"] and health["database_ok"]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    for name in ("vt_messages_received_total", "vt_events_stored_total", "vt_dead_letters",
+                 "vt_queue_depth", "vt_batch_commit_seconds", "vt_seconds_since_last_commit",
+                 "vt_event_lag_seconds"):  # fmt: skip
+        assert name in metrics, name
