@@ -189,3 +189,15 @@ def test_an_app_incident_opens_a_ticket_that_moves_to_resolved(village_db: str) 
     with psycopg.connect(village_db) as conn:
         row = conn.execute("SELECT status, assigned_to, updated_by FROM incidents").fetchone()
     assert row == ("resolved", "网格员 王", "manager")
+
+
+def test_an_idle_session_times_out(village_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("VT_SESSION_TIMEOUT_MINUTES", "1")
+    app = signed_in(village_db, monkeypatch, "admin")
+    assert app.metric  # signed in
+    app.session_state["seen"] = time.monotonic() - 61  # a minute and a second of silence
+    app.run()
+    assert "Session timed out" in app.warning[0].value
+    assert not app.metric
