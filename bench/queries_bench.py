@@ -175,7 +175,10 @@ def main() -> None:
             queries.building_events(conn, b)
 
         def replay() -> None:
-            queries.replay_day(conn, (rng.randint(1, 12)))
+            """What the replay page asks for one day and one slider step."""
+            hours = queries.replay_hours(conn, rng.randint(1, 12))
+            if len(hours):
+                queries.replay_hour(conn, rng.choice(list(hours.hour)))
 
         def latest_raw() -> None:
             conn.execute(
@@ -196,7 +199,7 @@ def main() -> None:
                 timed(inspector_raw, args.repeat),
                 None,
             ),
-            ("full-day replay", "10-minute bins", timed(replay, max(5, args.repeat // 3)), 500),
+            ("full-day replay", "hourly derived", timed(replay, max(5, args.repeat // 3)), 500),
             ("devices: latest per device", "device_latest", timed(latest, args.repeat), 100),
             ("devices: latest per device", "raw events (baseline)", timed(latest_raw, 3), None),
         ]

@@ -371,15 +371,15 @@ def replay_page(settings: DashboardSettings, user: User) -> None:
         "日期 Day", list(range(0, 14)),
         format_func=lambda d: (date.today() - timedelta(days=d)).isoformat(),
     )  # fmt: skip
-    day = queries.replay_day(conn, int(days_ago or 0))
+    day = queries.replay_hours(conn, int(days_ago or 0))
     if day.empty:
         st.info("这一天没有事件 No events on that day.")
         return
-    hours = sorted({h.hour for h in pd.to_datetime(day.hour).dt.tz_convert("Asia/Shanghai")})
-    hour = st.select_slider("时刻 Hour (China Standard Time)", options=hours, value=hours[0])
-    local = pd.to_datetime(day.hour).dt.tz_convert("Asia/Shanghai").dt.hour
-    frame = day[local == hour]
-    values = dict(zip(frame.building_id, frame.events.astype(float), strict=True))
+    local = {int(h.hour): h for h in pd.to_datetime(day.hour).dt.tz_convert("Asia/Shanghai")}
+    hour = st.select_slider(
+        "时刻 Hour (China Standard Time)", options=sorted(local), value=min(local)
+    )
+    values = queries.replay_hour(conn, local[hour].to_pydatetime())
     states = queries.device_states_at(conn, int(days_ago or 0), int(hour))
     drawn = [
         layers.buildings_layer(layers.building_records(village["buildings"], values)),
@@ -387,7 +387,7 @@ def replay_page(settings: DashboardSettings, user: User) -> None:
         layers.devices_layer(layers.device_records(states)),
     ]
     cols = st.columns(2)
-    cols[0].metric(f"{hour}:00–{hour}:59 事件 events", int(frame.events.sum()))
+    cols[0].metric(f"{hour}:00–{hour}:59 事件 events", int(sum(values.values())))
     cols[1].metric("离线设备 Devices offline", int((states.online == False).sum()))  # noqa: E712
     st.pydeck_chart(
         layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url),

@@ -4,7 +4,7 @@ device_latest), not raw events."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import psycopg
@@ -192,23 +192,34 @@ def app_user(conn: psycopg.Connection, username: str) -> tuple[str, str, list[st
     return (row[0], row[1], list(row[2])) if row else None
 
 
-def replay_day(conn: psycopg.Connection, days_ago: int) -> pd.DataFrame:
-    """Events per building and hour over one local day, for the replay slider."""
+_DAY_START = """
+    (date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai') - %(days)s * interval '1 day')
+    AT TIME ZONE 'Asia/Shanghai'
+"""
+
+
+def replay_hours(conn: psycopg.Connection, days_ago: int) -> pd.DataFrame:
+    """The hours of one local day that had events, with their totals (24 rows at most)."""
     rows = conn.execute(
-        """
-        WITH day AS (
-            SELECT (date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')
-                    - %s * interval '1 day') AT TIME ZONE 'Asia/Shanghai' AS start
-        )
-        SELECT h.hour, h.building_id, sum(h.events) AS events
-        FROM building_hourly h, day
-        WHERE h.hour >= day.start AND h.hour < day.start + interval '1 day'
-          AND h.building_id <> '' AND h.kind <> 'heartbeat'
-        GROUP BY 1, 2 ORDER BY 1
+        f"""
+        SELECT hour, sum(events) FROM building_hourly
+        WHERE hour >= {_DAY_START} AND hour < {_DAY_START} + interval '1 day'
+          AND building_id <> '' AND kind <> 'heartbeat'
+        GROUP BY 1 ORDER BY 1
         """,
-        (days_ago,),
+        {"days": days_ago},
     ).fetchall()
-    return pd.DataFrame(rows, columns=["hour", "building_id", "events"])
+    return pd.DataFrame(rows, columns=["hour", "events"])
+
+
+def replay_hour(conn: psycopg.Connection, hour: datetime) -> dict[str, float]:
+    """Events per building in one hour: what the replay map draws for that slider step."""
+    rows = conn.execute(
+        "SELECT building_id, sum(events) FROM building_hourly"
+        " WHERE hour = %s AND building_id <> '' AND kind <> 'heartbeat' GROUP BY 1",
+        (hour,),
+    ).fetchall()
+    return {b: float(n) for b, n in rows}
 
 
 def events_page(
