@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -275,3 +275,20 @@ def missing_ranges(
         if run_start is not None:
             ranges.append((device, run_start, expected[device]))
     return ranges
+
+
+@contextlib.contextmanager
+def dashboard_server(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`villagetwin dashboard` on a free port; yields its URL, stops it afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "villagetwin.cli", "dashboard", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        if not wait_for_port("127.0.0.1", port, 60):
+            raise RuntimeError(f"the dashboard did not start:\n{log.read_text()}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

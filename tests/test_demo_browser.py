@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
-from support import ARTIFACTS, ROOT, count, free_port, wait_until
+from support import ARTIFACTS, ROOT, count, dashboard_server, free_port, wait_until
 
 from villagetwin.local import wait_for_port
 
@@ -229,18 +229,9 @@ def suzhou_dashboard(
         cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
-    port = free_port()
     log = tmp_path_factory.mktemp("dash") / "dashboard.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "villagetwin.cli", "dashboard", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        assert wait_for_port("127.0.0.1", port, 60), log.read_text()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with dashboard_server(env, log) as url:
+        yield url
 
 
 @pytest.mark.browser

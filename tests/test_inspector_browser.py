@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from support import ARTIFACTS, ROOT, free_port
+from support import ARTIFACTS, ROOT, dashboard_server
 from test_demo_browser import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, external_requests, sign_in
 
 from mapping.db import load_village
 from mapping.generate import generate
-from villagetwin.local import wait_for_port
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +60,9 @@ def site(
              "--password", DEMO_PASSWORD],
             cwd=ROOT, env=env, check=True, capture_output=True,
         )  # fmt: skip
-    port = free_port()
     log = tmp_path_factory.mktemp("inspector") / "dashboard.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "villagetwin.cli", "dashboard", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        assert wait_for_port("127.0.0.1", port, 60), log.read_text()
-        yield {"url": f"http://127.0.0.1:{port}", "db": db, "building": building, "unit": unit,
-               "other": other}  # fmt: skip
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with dashboard_server(env, log) as url:
+        yield {"url": url, "db": db, "building": building, "unit": unit, "other": other}
 
 
 def search(page: Page, code: str) -> None:
