@@ -409,17 +409,17 @@ def events_page(settings: DashboardSettings, user: User) -> None:
         conn, timedelta(hours=int(hours or 1)), kinds, grid, building.strip() or None
     )
     st.caption(f"{len(found)} 条事件 events (最新 newest first, at most 2,000)")
-    drawn = [
-        layers.buildings_layer(layers.building_records(village["buildings"])),
-        layers.events_layer(layers.event_records(found)),
-    ]
-    st.pydeck_chart(
-        layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url),
-        height=480, key="events-map",
-    )  # fmt: skip
+    _plain_map(settings, village, layers.events_layer(layers.event_records(found)), "events-map")
     st.dataframe(
         found.drop(columns=["lon", "lat", "elevation"]), hide_index=True, use_container_width=True
     )
+
+
+def _plain_map(settings: DashboardSettings, village: dict[str, Any], layer: Any, key: str) -> None:
+    """Uncoloured buildings with one layer over them, framed on the village."""
+    drawn = [layers.buildings_layer(layers.building_records(village["buildings"])), layer]
+    deck = layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url)
+    st.pydeck_chart(deck, height=480, key=key)
 
 
 def devices_page(settings: DashboardSettings, user: User) -> None:
@@ -431,14 +431,7 @@ def devices_page(settings: DashboardSettings, user: User) -> None:
     cols[0].metric("在线 Online", int((table.online == True).sum()))  # noqa: E712
     cols[1].metric("离线 Offline", int((table.online == False).sum()))  # noqa: E712
     cols[2].metric("死信 Devices with dead letters (24 h)", int((table.dead_letters_24h > 0).sum()))
-    drawn = [
-        layers.buildings_layer(layers.building_records(village["buildings"])),
-        layers.devices_layer(layers.device_records(table)),
-    ]
-    st.pydeck_chart(
-        layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url),
-        height=480, key="devices-map",
-    )  # fmt: skip
+    _plain_map(settings, village, layers.devices_layer(layers.device_records(table)), "devices-map")
     st.dataframe(table.drop(columns=["lon", "lat"]), hide_index=True, use_container_width=True)
 
 

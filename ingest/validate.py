@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from devices.adapters import ADAPTERS, AdapterError
 from devices.payloads import (
@@ -237,6 +237,26 @@ def _judge_bridged(
     return _judge_items(items, message, device, limits, keep_item=False)
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validated(model: type[_M], data: dict[str, Any], device_id: str) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device_id) from None
+
+
+def _same_device(what: str, named: str, device_id: str) -> None:
+    """A payload must name the device whose topic carried it."""
+    if named != device_id:
+        raise _Refuse(
+            Reason.DEVICE_MISMATCH,
+            f"{what} names device {named!r} but was published on {device_id!r}'s topic",
+            device_id,
+        )
+
+
 def _check_size(message: Received, limits: Limits, device_id: str) -> None:
     size = len(message.payload)
     if size > limits.max_payload_bytes:
@@ -283,24 +303,13 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
     device = _known(registry, device_id)
 
     if topic.channel is Channel.STATUS:
-        try:
-            status = Status.model_validate(data)
-        except ValidationError as exc:
-            raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device_id) from None
+        status = _validated(Status, data, device_id)
         return Verdict(
             status=StatusChange(device_id, status.state == "online", message.received_at)
         )
     if topic.channel is Channel.CONFIG:
-        try:
-            config = DeviceConfig.model_validate(data)
-        except ValidationError as exc:
-            raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device_id) from None
-        if config.device != device_id:
-            raise _Refuse(
-                Reason.DEVICE_MISMATCH,
-                f"config names device {config.device!r} but was published on {device_id!r}'s topic",
-                device_id,
-            )
+        config = _validated(DeviceConfig, data, device_id)
+        _same_device("config", config.device, device_id)
         if config.kind is not device.kind:
             raise _Refuse(
                 Reason.DEVICE_MISMATCH,
@@ -310,16 +319,8 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
         return Verdict(config=ConfigUpdate(device_id, config.building, config.floor, config.door))
 
     if data.get("type") == "batch":
-        try:
-            batch = Batch.model_validate(data)
-        except ValidationError as exc:
-            raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device_id) from None
-        if batch.device != device_id:
-            raise _Refuse(
-                Reason.DEVICE_MISMATCH,
-                f"batch names device {batch.device!r} but was published on {device_id!r}'s topic",
-                device_id,
-            )
+        batch = _validated(Batch, data, device_id)
+        _same_device("batch", batch.device, device_id)
         items = batch.events
     else:
         items = [data]
@@ -417,13 +418,7 @@ def _row(
 ) -> EventRow:
     """The checks that need the parsed event, then the row; ``text`` is the event's JSON when
     it arrived alone (stored as received), else it is serialised."""
-    if event.device != device.device_id:
-        raise _Refuse(
-            Reason.DEVICE_MISMATCH,
-            f"event names device {event.device!r} but was published on"
-            f" {device.device_id!r}'s topic",
-            device.device_id,
-        )
+    _same_device("event", event.device, device.device_id)
     if event.type not in EVENT_TYPES_BY_KIND[device.kind]:
         raise _Refuse(
             Reason.WRONG_EVENT_FOR_KIND,
