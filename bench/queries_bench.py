@@ -21,9 +21,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
@@ -36,6 +37,7 @@ from mapping.db import load_village, read_units
 from mapping.generate import generate
 from villagetwin.migrate import migrate
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 ADMIN_DSN = os.environ.get("VT_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 NUMBER_UNITS = """
@@ -77,6 +79,12 @@ DERIVE = [
     """INSERT INTO device_latest
        SELECT DISTINCT ON (device_id) device_id, ts, received_at, kind, seq, payload
        FROM events ORDER BY device_id, ts DESC""",
+    # Four availability changes per device per day: what the replay draws devices from.
+    """INSERT INTO device_status_history (device_id, at, online)
+       SELECT d.device_id, now() - (n * interval '6 hours') - random() * interval '5 hours',
+              n % 2 = 0
+       FROM devices d, generate_series(0, 14 * 4 - 1) AS n
+       ON CONFLICT DO NOTHING""",
     "ANALYZE",
 ]
 
@@ -174,11 +182,25 @@ def main() -> None:
             queries.inspections(conn, b)
             queries.building_events(conn, b)
 
+        def replay_step(days_ago: int, hour: datetime) -> None:
+            """What the replay page asks when the slider moves: one hour's buildings and the
+            devices as they were at its end."""
+            queries.replay_hour(conn, hour)
+            local = hour.astimezone(SHANGHAI).hour
+            queries.device_states_at(conn, days_ago, local)
+
         def replay() -> None:
-            """What the replay page asks for one day and one slider step."""
-            hours = queries.replay_hours(conn, rng.randint(1, 12))
+            """Opening a day: its hours, then the first slider step."""
+            days_ago = rng.randint(1, 12)
+            hours = queries.replay_hours(conn, days_ago)
             if len(hours):
-                queries.replay_hour(conn, rng.choice(list(hours.hour)))
+                replay_step(days_ago, rng.choice(list(hours.hour)).to_pydatetime())
+
+        def replay_whole_day() -> None:
+            """Opening a day and stepping the slider through all of its hours."""
+            days_ago = rng.randint(1, 12)
+            for hour in queries.replay_hours(conn, days_ago).hour:
+                replay_step(days_ago, hour.to_pydatetime())
 
         def latest_raw() -> None:
             conn.execute(
@@ -199,7 +221,13 @@ def main() -> None:
                 timed(inspector_raw, args.repeat),
                 None,
             ),
-            ("full-day replay", "hourly derived", timed(replay, max(5, args.repeat // 3)), 500),
+            ("replay: open a day", "hourly derived", timed(replay, args.repeat), 500),
+            (
+                "replay: all 24 hours",
+                "hourly derived",
+                timed(replay_whole_day, max(5, args.repeat // 3)),
+                None,
+            ),
             ("devices: latest per device", "device_latest", timed(latest, args.repeat), 100),
             ("devices: latest per device", "raw events (baseline)", timed(latest_raw, 3), None),
         ]
