@@ -20,10 +20,13 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 INSERT = (
     "INSERT INTO events (ts, received_at, event_id, device_id, seq, kind, credential_ref, payload)"
@@ -120,7 +123,14 @@ def main() -> None:
         first_last[1] = time.time()
         counts["messages"] += 1
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    if mode == "bare-bulk":
+        from ingest.mqtt_client import BulkClient
+
+        client: mqtt.Client = BulkClient(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+        )
+    else:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message

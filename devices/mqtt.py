@@ -19,12 +19,13 @@ def new_client(
     *,
     clean_session: bool = True,
     manual_ack: bool = False,
+    client_class: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
     protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
     kwargs: dict[str, object] = {}
     if protocol != mqtt.MQTTv5:
         kwargs["clean_session"] = clean_session
-    client = mqtt.Client(
+    client = client_class(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,

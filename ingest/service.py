@@ -29,6 +29,7 @@ from devices.topics import bridge_subscription, device_of, subscription
 from ingest import maintenance, store
 from ingest.batching import Batch, Batcher
 from ingest.metrics import IngestMetrics, serve
+from ingest.mqtt_client import BulkClient
 from ingest.settings import DEFAULT_CREDENTIAL_KEY, IngestSettings
 from ingest.validate import KnownDevice, Received, judge
 
@@ -59,7 +60,7 @@ class Ingester:
         self._batcher = Batcher(
             self.options.batch_max_events, self.options.batch_max_wait_ms / 1000
         )
-        self._client: mqtt.Client | None = None
+        self._client: BulkClient | None = None
         self._last_commit = time.monotonic()
         self._community = False
         # The first retention pass runs a minute after start, not while catching up.
@@ -191,8 +192,13 @@ class Ingester:
         writer = threading.Thread(target=self._write_loop, name="vt-writer", daemon=True)
         writer.start()
         client = new_client(
-            self.settings.mqtt, self.options.client_id, clean_session=False, manual_ack=True
+            self.settings.mqtt,
+            self.options.client_id,
+            clean_session=False,
+            manual_ack=True,
+            client_class=BulkClient,
         )
+        assert isinstance(client, BulkClient)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -338,9 +344,11 @@ class Ingester:
         if client is None:
             return
         generation = self._generation
-        for message in batch.messages:
-            # An ack on a newer connection would name a packet id the broker reassigned.
-            if message.qos > 0 and message.generation == generation:
+        # An ack on a newer connection would name a packet id the broker reassigned.
+        current = [m for m in batch.messages if m.generation == generation]
+        client.ack_many(m.mid for m in current if m.qos == 1)
+        for message in current:
+            if message.qos == 2:
                 client.ack(message.mid, message.qos)
 
     def _warn_about_defaults(self) -> None:
