@@ -23,9 +23,7 @@ CREATE TEMP TABLE IF NOT EXISTS staging_events (
     kind text, building_id text, unit_id text, credential_ref text, payload text
 ) ON COMMIT DELETE ROWS
 """
-_EVENT_COLUMNS = (
-    "ts, received_at, event_id, device_id, seq, kind, building_id, unit_id, credential_ref, payload"
-)
+_EVENT_COLUMNS = ", ".join(EventRow._fields)
 _EVENT_TYPES = [
     "timestamptz",
     "timestamptz",
@@ -138,21 +136,8 @@ def store(
                 f"COPY staging_events ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(_EVENT_TYPES)
-                for e in events:
-                    copy.write_row(
-                        (
-                            e.ts,
-                            e.received_at,
-                            e.event_id,
-                            e.device_id,
-                            e.seq,
-                            e.kind,
-                            e.building_id,
-                            e.unit_id,
-                            e.credential_ref,
-                            e.payload,
-                        )
-                    )
+                for event in events:
+                    copy.write_row(event)  # EventRow's fields are _EVENT_COLUMNS, in order
             row = cur.execute(_MOVE).fetchone()
             inserted = int(row[0]) if row else 0
         if refusals:
