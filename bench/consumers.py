@@ -2,10 +2,11 @@
 
 - ``bare``: paho draining the messages with automatic acks and no database: the client's
   ceiling on this machine.
+- ``bare-bulk``: the same with the ingester's own paho client (bulk reads).
 - ``naive``: what most MQTT-to-database services do: one ``INSERT`` per event, autocommit,
   inside paho's ``on_message``.
 
-Usage: python bench/consumers.py bare|naive HOST PORT CLIENT_ID DSN EXPECTED_MESSAGES
+Usage: python bench/consumers.py bare|bare-bulk|naive HOST PORT CLIENT_ID DSN EXPECTED_MESSAGES
        python bench/consumers.py publish HOST PORT RATE SECONDS DEVICE...
 
 A consumer exits once it has handled EXPECTED_MESSAGES (or on SIGTERM) and prints its count

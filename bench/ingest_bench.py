@@ -4,7 +4,9 @@ by side in one run on the same broker and database, so the ratios hold on a nois
     .venv/bin/python bench/ingest_bench.py            # full run, a few minutes
     .venv/bin/python bench/ingest_bench.py --quick    # smaller loads
 
-Throughput: each consumer's persistent session is created, the broker is preloaded with the
+Baselines: stock paho draining with no database (the client's ceiling the issue names), the
+same with the ingester's own paho client (``ingest/mqtt_client.py``: bulk reads and acks), and
+a naive one-INSERT-per-event ingester. Throughput: each consumer's persistent session is created, the broker is preloaded with the
 same messages by several ``mosquitto_pub -l`` processes (so the publisher is never the
 bottleneck), then the consumer drains them; events/s = events / (last - first commit or
 receipt). Latency: a paced publisher stamps each event with its publish time; p50/p99 are
@@ -359,6 +361,14 @@ def main() -> None:
             say("  bare paho …")
             rows.append(
                 (shape, "bare paho (no database)", drain_baseline(b, "bare", lines, events))
+            )
+            say("  bare paho, bulk reads …")
+            rows.append(
+                (
+                    shape,
+                    "bare paho, bulk reads (ours, no db)",
+                    drain_baseline(b, "bare-bulk", lines, events),
+                )
             )
             say("  naive INSERT …")
             rows.append(
