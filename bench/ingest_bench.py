@@ -9,9 +9,9 @@ same with the ingester's own paho client (``ingest/mqtt_client.py``: bulk reads 
 a naive one-INSERT-per-event ingester. Throughput: each consumer's persistent session is
 created, the broker is preloaded with the same messages by several ``mosquitto_pub -l``
 processes (so the publisher is never the bottleneck), then the consumer drains them;
-events/s = events / (last - first commit or receipt). Latency: a paced publisher stamps each event with its publish time; p50/p99 are
-taken from ``stored_at - ts`` in the database. Memory: peak RSS of the ingester while it is
-flooded at about twice what it can commit.
+events/s = events / (last - first commit or receipt). Latency: a paced publisher stamps each
+event with its publish time; p50/p99 are taken from ``stored_at - ts`` in the database.
+Memory: peak RSS of the ingester while it is flooded at about twice what it can commit.
 """
 
 from __future__ import annotations
