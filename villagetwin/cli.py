@@ -656,10 +656,12 @@ def ingest() -> None:
 
     Settings: VT_DB_DSN, VT_MQTT__HOST/PORT/USERNAME/PASSWORD, VT_INGEST__* (client id,
     share group, batch size and wait, limits, metrics port)."""
-    from ingest.service import Ingester
+    from ingest.service import Ingester, tune_process
     from ingest.settings import IngestSettings
 
-    Ingester(IngestSettings()).run()
+    ingester = Ingester(IngestSettings())
+    tune_process()
+    ingester.run()
 
 
 def _duration(text: str) -> timedelta:
