@@ -64,6 +64,7 @@ class Ingester:
         self._writes: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
         self._give_up_at: float | None = None
         self._last_commit_failed_at: float | None = None
+        self._staging_until = 0.0
         self._db_ok = False
         self._registry: dict[str, KnownDevice] = {}
         self._registry_at = 0.0
@@ -313,7 +314,12 @@ class Ingester:
             started = time.monotonic()
             try:
                 result = store.store(
-                    self._database(), batch.events, batch.refusals, batch.statuses, batch.configs
+                    self._database(),
+                    batch.events,
+                    batch.refusals,
+                    batch.statuses,
+                    batch.configs,
+                    direct=time.monotonic() >= self._staging_until,
                 )
             except psycopg.Error as exc:
                 self._db_ok = False
@@ -334,6 +340,8 @@ class Ingester:
             break
         self._db_ok = True
         self._last_commit_failed_at = None
+        if result.duplicates:
+            self._staging_until = time.monotonic() + self.options.staging_after_duplicates_s
         self.metrics.commit_seconds.observe(time.monotonic() - started)
         self._last_commit = time.monotonic()
         self.metrics.last_commit.set(time.time())

@@ -26,6 +26,9 @@ class IngestOptions(BaseModel):
     max_depth: int = Field(default=32, ge=2)
     max_future_s: int = Field(default=300, ge=0)
     max_age_days: int = Field(default=30, ge=1)
+    # After a batch meets events already stored (redeliveries come in runs), batches go the
+    # staging way, which skips duplicates without a failed copy first, for this long.
+    staging_after_duplicates_s: float = Field(default=10.0, ge=0)
     registry_refresh_s: float = Field(default=30.0, gt=0)
     db_retry_max_s: float = Field(default=10.0, gt=0)
     # On SIGTERM, how long the last batch may wait for the database before it is left

@@ -103,6 +103,9 @@ class EventRow(NamedTuple):
     unit_id: str | None
     credential_ref: str | None
     payload: str  # the event as JSON text
+    # Not a column: whether the reader let them in (None: the event does not say), which the
+    # derived tables need without parsing the payload again.
+    granted: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,4 +459,5 @@ def _row(
         unit_id=unit,
         credential_ref=fields.get("credential"),
         payload=text if text is not None else event.model_dump_json(exclude_none=True),
+        granted=fields.get("granted"),
     )

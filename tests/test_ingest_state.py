@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 from support import ROOT, Fleet, count, register_gates, wait_until
@@ -16,7 +16,7 @@ from devices.payloads import AccessUnlock, DeviceKind, Heartbeat, Status, encode
 from devices.topics import status_topic
 from ingest import store
 from ingest.maintenance import RetentionPlan, run_retention
-from ingest.validate import KnownDevice, Received, judge
+from ingest.validate import EventRow, KnownDevice, Received, judge
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -70,6 +70,106 @@ def test_derived_tables_count_each_event_once(db: str) -> None:
     assert creds == [("cred:aa", 2), ("cred:bb", 1)]
     assert latest == (4, "access.unlock")
     assert device == (4, True)
+
+
+# The derived tables recounted from the raw events: what both store paths must agree with.
+_RECOUNT = {
+    "building_hourly": (
+        "SELECT building_id, hour, kind, events FROM building_hourly ORDER BY 1, 2, 3",
+        "SELECT coalesce(building_id, ''), time_bucket(interval '1 hour', ts), kind, count(*)"
+        " FROM events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    ),
+    "unit_daily_credentials": (
+        "SELECT * FROM unit_daily_credentials ORDER BY 1, 2, 3",
+        "SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts),"
+        " max(ts), count(*) FROM events WHERE unit_id IS NOT NULL AND credential_ref IS NOT NULL"
+        " AND kind IN ('access.unlock', 'app.checkin')"
+        " AND coalesce((payload ->> 'granted')::boolean, true) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    ),
+    "device_latest": (
+        "SELECT device_id, ts, kind, seq, payload FROM device_latest ORDER BY 1",
+        "SELECT DISTINCT ON (device_id) device_id, ts, kind, seq, payload FROM events"
+        " ORDER BY device_id, ts DESC, seq DESC",
+    ),
+    "devices": (
+        "SELECT device_id, last_seq, last_seen FROM devices WHERE last_seq IS NOT NULL ORDER BY 1",
+        "SELECT device_id, max(seq), max(received_at) FROM events GROUP BY 1 ORDER BY 1",
+    ),
+    "incidents": (
+        "SELECT incident_id, reported_at, device_id, building_id, category, description, lon,"
+        " lat, photo_ref FROM incidents ORDER BY 1",
+        "SELECT event_id, ts, device_id, coalesce(payload ->> 'building', building_id),"
+        " payload ->> 'category', payload ->> 'text', (payload ->> 'lon')::float8,"
+        " (payload ->> 'lat')::float8, payload ->> 'photo' FROM events"
+        " WHERE kind = 'app.incident' ORDER BY 1",
+    ),
+}
+
+
+def _mixed_rows(n: int, seed: int) -> list[EventRow]:
+    """Events of every derived rule, around an hour boundary and a Shanghai midnight (16:00
+    UTC), with device times written in UTC and in +08:00."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    midnight = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)
+    cst = timezone(timedelta(hours=8))
+    rows = []
+    for i in range(n):
+        ts = midnight + timedelta(seconds=rng.randint(-5400, 5400))
+        if rng.random() < 0.5:
+            ts = ts.astimezone(cst)
+        device, kind = rng.choice(
+            [("acc-b1", "access.unlock"), ("gate-w", "gate.pass"), ("app", "app.checkin"),
+             ("app", "app.incident"), ("acc-b1", "heartbeat")]
+        )  # fmt: skip
+        unit = rng.choice(["B1-301", "B1-302", None]) if kind != "gate.pass" else None
+        credential = rng.choice(["cred:aa", "cred:bb", "cred:cc", None])
+        granted = rng.choice([True, True, False, None])
+        payload: dict[str, object] = {"v": 1, "type": kind, "seq": i}
+        if granted is not None:
+            payload["granted"] = granted
+        if kind == "app.incident":
+            payload |= {"category": "noise", "text": f"n{i}", "lon": 113.4, "lat": 23.1}
+            if rng.random() < 0.5:
+                payload |= {"building": "B1", "photo": f"photo:{i}"}
+        rows.append(
+            EventRow(
+                ts,
+                ts + timedelta(seconds=1),
+                uuid.uuid4(),
+                device,
+                rng.randint(1, 50),
+                kind,
+                "B1" if device == "acc-b1" else None,
+                unit,
+                credential,
+                json.dumps(payload),
+                granted,
+            )
+        )
+    return rows
+
+
+def test_both_store_paths_keep_derived_tables_equal_to_a_recount(db: str) -> None:
+    _access_db(db)
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO devices (device_id, kind) VALUES ('gate-w', 'gate'), ('app', 'app')"
+        )
+        store.prepare(conn)
+        rows = _mixed_rows(1200, seed=5)
+        direct = [store.store(conn, rows[k : k + 200], []) for k in range(0, 600, 200)]
+        # Half already stored, half new: the direct copy conflicts, the staging path stores.
+        mixed = store.store(conn, rows[400:800], [])
+        staged = store.store(conn, rows[800:], [], direct=False)
+        for table, (kept, recount) in _RECOUNT.items():
+            assert conn.execute(kept).fetchall() == conn.execute(recount).fetchall(), table
+        assert count(db, "SELECT count(*) FROM incidents") > 0
+    assert [r.conflicted for r in direct] == [False] * 3
+    assert (mixed.inserted, mixed.duplicates, mixed.conflicted) == (200, 200, True)
+    assert (staged.inserted, staged.conflicted) == (400, False)
 
 
 def test_last_will_marks_a_vanished_device_offline(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
