@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta
 
 from ingest.validate import EventRow
 
-# Days in the derived tables are local days in China Standard Time (migration 0002).
-LOCAL_DAY = ZoneInfo("Asia/Shanghai")
+# Days in the derived tables are local days in China Standard Time (Asia/Shanghai in
+# migration 0002): UTC+8, with no daylight saving since 1991, and the ingester refuses device
+# times older than its max age (30 days by default).
+LOCAL_OFFSET_S = 8 * 3600
+_EPOCH_DAY = date(1970, 1, 1)
 # Kinds that say a resident was at their unit's door.
 PRESENCE_KINDS = frozenset({"access.unlock", "app.checkin"})
 
@@ -39,34 +41,42 @@ class Summary:
 def summarise(events: Sequence[EventRow]) -> Summary:
     out = Summary()
     hourly, presence, latest, seen = out.hourly, out.presence, out.latest, out.seen
+    # Keys use whole hours and local days since the epoch (cheap integer arithmetic on the
+    # POSIX time), turned into datetimes and dates once per key at the end.
+    hours: dict[tuple[str, int, str], int] = {}
+    days: dict[tuple[str, int, str], tuple[datetime, datetime, int]] = {}
     for e in events:
-        utc = e.ts.astimezone(UTC)
-        key = (e.building_id or "", utc.replace(minute=0, second=0, microsecond=0), e.kind)
-        hourly[key] = hourly.get(key, 0) + 1
+        ts, received_at, _, device, seq, kind, building, unit, credential, _, granted = e
+        posix = ts.timestamp()
+        key = (building or "", int(posix // 3600), kind)
+        hours[key] = hours.get(key, 0) + 1
         if (
-            e.kind in PRESENCE_KINDS
-            and e.unit_id is not None
-            and e.credential_ref is not None
-            and e.granted is not False
+            kind in PRESENCE_KINDS
+            and unit is not None
+            and credential is not None
+            and granted is not False
         ):
-            pkey = (e.unit_id, e.ts.astimezone(LOCAL_DAY).date(), e.credential_ref)
-            found = presence.get(pkey)
-            presence[pkey] = (
-                (e.ts, e.ts, 1)
+            pkey = (unit, int((posix + LOCAL_OFFSET_S) // 86400), credential)
+            found = days.get(pkey)
+            days[pkey] = (
+                (ts, ts, 1)
                 if found is None
-                else (min(found[0], e.ts), max(found[1], e.ts), found[2] + 1)
+                else (min(found[0], ts), max(found[1], ts), found[2] + 1)
             )
-        before = latest.get(e.device_id)
-        if before is None or (e.ts, e.seq) > (before.ts, before.seq):
-            latest[e.device_id] = e
-        was = seen.get(e.device_id)
-        seen[e.device_id] = (
-            (e.received_at, e.seq)
-            if was is None
-            else (max(was[0], e.received_at), max(was[1], e.seq))
-        )
-        if e.kind == "app.incident":
+        before = latest.get(device)
+        if before is None or (ts, seq) > (before.ts, before.seq):
+            latest[device] = e
+        was = seen.get(device)
+        if was is None:
+            seen[device] = (received_at, seq)
+        elif received_at > was[0] or seq > was[1]:
+            seen[device] = (max(was[0], received_at), max(was[1], seq))
+        if kind == "app.incident":
             out.incidents.append(e)
+    for (building, hour, kind), n in hours.items():
+        hourly[(building, datetime.fromtimestamp(hour * 3600, UTC), kind)] = n
+    for (unit, day, credential), value in days.items():
+        presence[(unit, _EPOCH_DAY + timedelta(days=day), credential)] = value
     return out
 
 
