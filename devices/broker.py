@@ -4,7 +4,9 @@ The limits matter more than they look: Mosquitto's defaults (20 messages in flig
 queued per client) make a stopped ingester silently lose everything past the thousandth
 message. Here a persistent ingester session may queue a million messages, and the inflight
 window is what bounds the ingester's memory, since the ingester acknowledges a message only
-after it has committed it.
+after it has committed it. The window must also hold several of the ingester's batches (one
+committing, one waiting, one filling): at 2,000 the broker stopped sending while each batch
+committed, and the ingester idled half the time.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class BrokerConfig:
     log_file: PurePath | None = None  # None: log to stdout (containers)
     password_file: PurePath | None = None
     acl_file: PurePath | None = None
-    max_inflight_messages: int = 2000
+    max_inflight_messages: int = 10_000
     max_queued_messages: int = 1_000_000
     max_packet_bytes: int = 1024 * 1024
     autosave_interval_s: int = 30

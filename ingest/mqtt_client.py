@@ -8,7 +8,9 @@ keepalive, and changes two things through paho's own internal hooks:
 
 - reads: the socket is read 64 KiB at a time, and every complete packet in hand is handled
   before the loop goes back to ``select()`` (which cannot see bytes already read);
-- acks: ``ack_many()`` queues a batch's PUBACKs as one write.
+- acks: ``ack_many()`` queues a batch's PUBACKs as one write;
+- dispatch: every message goes to ``on_message``, without paho's per-topic callback matcher
+  (a tenth of the ingester's time under load), so per-topic callbacks are refused.
 
 These hooks are private to paho, so pyproject.toml pins paho-mqtt to the minor versions this
 was read against, and every ingester test (the fault tests included) runs through this class.
@@ -57,6 +59,21 @@ class BulkClient(mqtt.Client):
         # What was read from a dead connection must not be parsed as the next one's packets.
         self._read_buffer, self._read_pos = b"", 0
         super()._sock_close()
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        raise NotImplementedError("BulkClient hands every message to on_message")
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
     def ack_many(self, mids: Iterable[int]) -> None:
         """Acknowledges QoS 1 messages (``manual_ack``) in one write."""
