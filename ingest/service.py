@@ -38,6 +38,7 @@ from ingest.validate import KnownDevice, Received, judge
 log = logging.getLogger("vt.ingest")
 
 _UNKNOWN_DEVICE_RELOAD_S = 5.0
+_LAG_SAMPLE = 100
 
 
 def tune_process() -> None:
@@ -387,7 +388,10 @@ class Ingester:
         self._last_commit = time.monotonic()
         self.metrics.last_commit.set(time.time())
         committed = datetime.now(UTC)
-        for event in batch.events:
+        # A systematic sample of at most 100 events per batch: observing every event of a
+        # 2,000-event batch cost a tenth of the ingester's time.
+        events = batch.events
+        for event in events[:: max(1, len(events) // _LAG_SAMPLE)]:
             self.metrics.event_lag.observe((committed - event.ts).total_seconds())
         self.metrics.stored.inc(result.inserted)
         self.metrics.duplicates.inc(result.duplicates)

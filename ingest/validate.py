@@ -425,39 +425,40 @@ def _row(
 ) -> EventRow:
     """The checks that need the parsed event, then the row; ``text`` is the event's JSON when
     it arrived alone (stored as received), else it is serialised."""
-    _same_device("event", event.device, device.device_id)
-    if event.type not in EVENT_TYPES_BY_KIND[device.kind]:
+    fields = event.__dict__  # not getattr: a missing field costs pydantic an exception
+    ts, kind, received_at = fields["ts"], fields["type"], message.received_at
+    _same_device("event", fields["device"], device.device_id)
+    if kind not in EVENT_TYPES_BY_KIND[device.kind]:
         raise _Refuse(
             Reason.WRONG_EVENT_FOR_KIND,
-            f"a {device.kind.value} device does not send {event.type} events",
+            f"a {device.kind.value} device does not send {kind} events",
             device.device_id,
         )
-    if event.ts - limits.max_future > message.received_at:
+    if ts - limits.max_future > received_at:
         raise _Refuse(
             Reason.TIMESTAMP_FUTURE,
-            f"device time {event.ts.isoformat()} is more than {limits.max_future} ahead of"
-            f" reception at {message.received_at.isoformat()}",
+            f"device time {ts.isoformat()} is more than {limits.max_future} ahead of"
+            f" reception at {received_at.isoformat()}",
             device.device_id,
         )
-    if event.ts + limits.max_age < message.received_at:
+    if ts + limits.max_age < received_at:
         raise _Refuse(
             Reason.TIMESTAMP_TOO_OLD,
-            f"device time {event.ts.isoformat()} is more than {limits.max_age.days} days old",
+            f"device time {ts.isoformat()} is more than {limits.max_age.days} days old",
             device.device_id,
         )
-    fields = event.__dict__  # not getattr: a missing field costs pydantic an exception
-    unit = fields.get("unit")
-    building = fields.get("building") or device.building_id
+    if text is None:
+        text = event.__pydantic_serializer__.to_json(event, exclude_none=True).decode()
     return EventRow(
-        ts=event.ts,
-        received_at=message.received_at,
-        event_id=event.id,
-        device_id=event.device,
-        seq=event.seq,
-        kind=event.type,
-        building_id=building,
-        unit_id=unit,
-        credential_ref=fields.get("credential"),
-        payload=text if text is not None else event.model_dump_json(exclude_none=True),
-        granted=fields.get("granted"),
+        ts,
+        received_at,
+        fields["id"],
+        fields["device"],
+        fields["seq"],
+        kind,
+        fields.get("building") or device.building_id,
+        fields.get("unit"),
+        fields.get("credential"),
+        text,
+        fields.get("granted"),
     )
