@@ -73,12 +73,11 @@ class Inbox:
         if self._sleeping:
             self._wake.set()
 
-    def take(self, most: int) -> list[Received]:
-        items = self._items
-        taken = []
-        for _ in range(min(most, len(items))):
-            taken.append(items.popleft())
-        return taken
+    def pop(self) -> Received | None:
+        try:
+            return self._items.popleft()
+        except IndexError:
+            return None
 
     def wait(self, timeout: float) -> None:
         """Returns when something is in the inbox, or after ``timeout``."""
@@ -291,15 +290,17 @@ class Ingester:
         while not self.stopping.is_set():
             wait = self._batcher.seconds_until_due(time.monotonic())
             self.inbox.wait(0.25 if wait is None else max(wait, 0.001))
-            # What is already here, up to what fills the batch (a message holds one event or
-            # more, so a batch may end up a little over its size).
-            room = max(1, self._batcher.max_rows - self._batcher.rows)
-            taken = self.inbox.take(room)
-            for message in taken:
+            # What is already here, until the batch is full (one message may hold many events).
+            taken = 0
+            while self._batcher.rows < self._batcher.max_rows:
+                message = self.inbox.pop()
+                if message is None:
+                    break
                 self._take(message)
+                taken += 1
             if taken:
-                self.metrics.received.inc(len(taken))
-                self.totals["received"] += len(taken)
+                self.metrics.received.inc(taken)
+                self.totals["received"] += taken
             if self._batcher.due(time.monotonic()):
                 # Blocks while the writer has a batch in hand and one waiting: backpressure.
                 self._writes.put(self._batcher.take())
@@ -307,11 +308,14 @@ class Ingester:
                 self._reload_registry()
             self.metrics.queue_depth.set(len(self.inbox) + len(self._batcher))
         # SIGTERM: what was delivered before now is judged, committed and acknowledged.
-        taken = self.inbox.take(len(self.inbox))
-        for message in taken:
+        taken = 0
+        while (message := self.inbox.pop()) is not None:
             self._take(message)
-        self.metrics.received.inc(len(taken))
-        self.totals["received"] += len(taken)
+            taken += 1
+            if self._batcher.rows >= self._batcher.max_rows:
+                self._writes.put(self._batcher.take())
+        self.metrics.received.inc(taken)
+        self.totals["received"] += taken
         if len(self._batcher):
             self._writes.put(self._batcher.take())
 
