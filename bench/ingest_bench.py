@@ -43,7 +43,10 @@ from villagetwin.migrate import migrate  # noqa: E402
 
 ADMIN_DSN = os.environ.get("VT_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEVICES = [f"gate-bench{i:02d}" for i in range(10)]
-CLEAR = "TRUNCATE events, dead_letters, device_latest, building_hourly, unit_daily_credentials"
+CLEAR = (
+    "TRUNCATE events, dead_letters, device_latest, building_hourly, village_hourly,"
+    " unit_daily_credentials"
+)
 
 
 def free_port() -> int:

@@ -75,6 +75,8 @@ DERIVE = [
     """INSERT INTO building_hourly (building_id, hour, kind, events)
        SELECT coalesce(building_id, ''), time_bucket(interval '1 hour', ts), kind, count(*)
        FROM events GROUP BY 1, 2, 3""",
+    """INSERT INTO village_hourly (hour, kind, events)
+       SELECT hour, kind, sum(events) FROM building_hourly GROUP BY 1, 2""",
     """INSERT INTO unit_daily_credentials
        SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts), max(ts),
               count(*)

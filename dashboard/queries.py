@@ -1,6 +1,6 @@
 """Every read query of the dashboard, parameterised, in one place. The common views read the
-derived tables the ingester maintains (building_hourly, unit_daily_credentials,
-device_latest), not raw events."""
+derived tables the ingester maintains (building_hourly, village_hourly,
+unit_daily_credentials, device_latest), not raw events."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def building_events(conn: psycopg.Connection, building_id: str, limit: int = 200
 def events_today(conn: psycopg.Connection) -> dict[str, int]:
     """Events since local midnight (China Standard Time) by kind, heartbeats aside."""
     rows = conn.execute(
-        "SELECT kind, sum(events) FROM building_hourly"
+        "SELECT kind, sum(events) FROM village_hourly"
         " WHERE hour >= date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')"
         "   AT TIME ZONE 'Asia/Shanghai' AND kind <> 'heartbeat'"
         " GROUP BY kind ORDER BY kind"

@@ -81,9 +81,14 @@ def summarise(events: Sequence[EventRow]) -> Summary:
 
 
 def columns(summary: Summary) -> dict[str, Sequence[object]]:
-    """The summary as one array per column: the parameters of store.py's ``_DERIVE``."""
-    hourly = list(summary.hourly.items())
-    presence = list(summary.presence.items())
+    """The summary as one array per column: the parameters of store.py's ``_DERIVE``. Counter
+    rows are sorted, so concurrent ingesters lock shared rows in the same order."""
+    hourly = sorted(summary.hourly.items())
+    village: dict[tuple[datetime, str], int] = {}
+    for (_, hour, kind), n in hourly:
+        village[(hour, kind)] = village.get((hour, kind), 0) + n
+    by_hour = sorted(village.items())
+    presence = sorted(summary.presence.items())
     latest = list(summary.latest.values())
     seen = list(summary.seen.items())
     incidents = summary.incidents
@@ -92,6 +97,9 @@ def columns(summary: Summary) -> dict[str, Sequence[object]]:
         "h_hour": [k[1] for k, _ in hourly],
         "h_kind": [k[2] for k, _ in hourly],
         "h_events": [n for _, n in hourly],
+        "v_hour": [k[0] for k, _ in by_hour],
+        "v_kind": [k[1] for k, _ in by_hour],
+        "v_events": [n for _, n in by_hour],
         "p_unit": [k[0] for k, _ in presence],
         "p_day": [k[1] for k, _ in presence],
         "p_credential": [k[2] for k, _ in presence],

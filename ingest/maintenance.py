@@ -95,4 +95,8 @@ def run_retention(conn: psycopg.Connection, plan: RetentionPlan, community: bool
             "DELETE FROM building_hourly WHERE hour < now() - %s::interval", (plan.longest,)
         )
         removed["building_hourly"] = cur.rowcount
+        cur = conn.execute(
+            "DELETE FROM village_hourly WHERE hour < now() - %s::interval", (plan.longest,)
+        )
+        removed["village_hourly"] = cur.rowcount
     return removed

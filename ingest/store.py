@@ -70,6 +70,10 @@ WITH hourly AS (
     SELECT * FROM unnest(%(h_building)s::text[], %(h_hour)s::timestamptz[], %(h_kind)s::text[],
                          %(h_events)s::int8[])
     ON CONFLICT (building_id, hour, kind) DO UPDATE SET events = h.events + EXCLUDED.events
+), village AS (
+    INSERT INTO village_hourly AS v (hour, kind, events)
+    SELECT * FROM unnest(%(v_hour)s::timestamptz[], %(v_kind)s::text[], %(v_events)s::int8[])
+    ON CONFLICT (hour, kind) DO UPDATE SET events = v.events + EXCLUDED.events
 ), seen AS (
     INSERT INTO unit_daily_credentials AS u
         (unit_id, day, credential_ref, first_seen, last_seen, events)
@@ -134,7 +138,15 @@ WITH new AS (
     SELECT coalesce(building_id, ''), time_bucket(INTERVAL '1 hour', ts), kind, count(*)
     FROM new
     GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3  -- rows locked in one order by every ingester: no deadlocks
     ON CONFLICT (building_id, hour, kind) DO UPDATE SET events = h.events + EXCLUDED.events
+), village AS (
+    INSERT INTO village_hourly AS v (hour, kind, events)
+    SELECT time_bucket(INTERVAL '1 hour', ts), kind, count(*)
+    FROM new
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (hour, kind) DO UPDATE SET events = v.events + EXCLUDED.events
 ), seen AS (
     INSERT INTO unit_daily_credentials AS u
         (unit_id, day, credential_ref, first_seen, last_seen, events)

@@ -133,6 +133,9 @@ def test_manager_pages_on_a_village_with_traffic(village_db: str, page: str, exp
             (building,),
         )
         conn.execute(
+            "INSERT INTO village_hourly VALUES (date_trunc('hour', now()), 'access.unlock', 3)"
+        )
+        conn.execute(
             "INSERT INTO device_status_history VALUES (%s, now() - interval '1 minute', false)",
             (device,),
         )

@@ -31,7 +31,9 @@ from villagetwin.local import local_user
 from villagetwin.migrate import migrate
 
 DOWNTIME_S = float(os.environ.get("VT_TEST_INGESTER_DOWNTIME_S", "60"))
-DERIVED = "events, dead_letters, device_latest, building_hourly, unit_daily_credentials"
+DERIVED = (
+    "events, dead_letters, device_latest, building_hourly, village_hourly, unit_daily_credentials"
+)
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,11 @@ _RECOUNT = {
         "SELECT coalesce(building_id, ''), time_bucket(interval '1 hour', ts), kind, count(*)"
         " FROM events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
     ),
+    "village_hourly": (
+        "SELECT hour, kind, events FROM village_hourly ORDER BY 1, 2",
+        "SELECT time_bucket(interval '1 hour', ts), kind, count(*) FROM events"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+    ),
     "unit_daily_credentials": (
         "SELECT * FROM unit_daily_credentials ORDER BY 1, 2, 3",
         "SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts),"
