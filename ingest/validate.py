@@ -375,9 +375,10 @@ def _fast_path(message: Received, device: KnownDevice | None, limits: Limits) ->
             texts = [payload.decode()]
     except (ValidationError, UnicodeDecodeError):
         return None
+    bounds = _bounds(message.received_at, limits)
     try:
         rows = tuple(
-            _row(event, message, device, limits, text)
+            _row(event, message, device, limits, text, bounds)
             for event, text in zip(events, texts, strict=True)
         )
     except _Refuse:
@@ -420,8 +421,18 @@ def _event_row(
     return _row(event, message, device, limits, None)
 
 
+def _bounds(received_at: datetime, limits: Limits) -> tuple[datetime, datetime]:
+    """The device times accepted for a message received at ``received_at``."""
+    return received_at - limits.max_age, received_at + limits.max_future
+
+
 def _row(
-    event: EventModel, message: Received, device: KnownDevice, limits: Limits, text: str | None
+    event: EventModel,
+    message: Received,
+    device: KnownDevice,
+    limits: Limits,
+    text: str | None,
+    bounds: tuple[datetime, datetime] | None = None,
 ) -> EventRow:
     """The checks that need the parsed event, then the row; ``text`` is the event's JSON when
     it arrived alone (stored as received), else it is serialised."""
@@ -434,14 +445,15 @@ def _row(
             f"a {device.kind.value} device does not send {kind} events",
             device.device_id,
         )
-    if ts - limits.max_future > received_at:
+    earliest, latest = bounds if bounds is not None else _bounds(received_at, limits)
+    if ts > latest:
         raise _Refuse(
             Reason.TIMESTAMP_FUTURE,
             f"device time {ts.isoformat()} is more than {limits.max_future} ahead of"
             f" reception at {received_at.isoformat()}",
             device.device_id,
         )
-    if ts + limits.max_age < received_at:
+    if ts < earliest:
         raise _Refuse(
             Reason.TIMESTAMP_TOO_OLD,
             f"device time {ts.isoformat()} is more than {limits.max_age.days} days old",
