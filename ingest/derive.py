@@ -89,8 +89,8 @@ def columns(summary: Summary) -> dict[str, Sequence[object]]:
         village[(hour, kind)] = village.get((hour, kind), 0) + n
     by_hour = sorted(village.items())
     presence = sorted(summary.presence.items())
-    latest = list(summary.latest.values())
-    seen = list(summary.seen.items())
+    latest = [summary.latest[d] for d in sorted(summary.latest)]
+    seen = sorted(summary.seen.items())
     incidents = summary.incidents
     return {
         "h_building": [k[0] for k, _ in hourly],
