@@ -1,9 +1,8 @@
 """What a batch of new events adds to the derived tables, summed in Python.
 
-When none of a batch's events was stored before (the common case), the ingester copies them
-straight into the hypertable and sends the database these few summary rows instead of asking
-it to group thousands of returned rows. The rules are the same as the SQL path's in store.py,
-and tests/test_ingest_state.py checks both against a recount from the raw events.
+The ingester sends the database these few summary rows of the events a batch newly stored,
+instead of asking it to group thousands of rows. tests/test_ingest_state.py checks the derived
+tables against a recount from the raw events, through both of store.py's ways in.
 """
 
 from __future__ import annotations
@@ -83,41 +82,35 @@ def summarise(events: Sequence[EventRow]) -> Summary:
 def columns(summary: Summary) -> dict[str, Sequence[object]]:
     """The summary as one array per column: the parameters of store.py's ``_DERIVE``. Counter
     rows are sorted, so concurrent ingesters lock shared rows in the same order."""
-    hourly = sorted(summary.hourly.items())
+    hourly = sorted((*key, n) for key, n in summary.hourly.items())
     village: dict[tuple[datetime, str], int] = {}
-    for (_, hour, kind), n in hourly:
+    for _, hour, kind, n in hourly:
         village[(hour, kind)] = village.get((hour, kind), 0) + n
-    by_hour = sorted(village.items())
-    presence = sorted(summary.presence.items())
-    latest = [summary.latest[d] for d in sorted(summary.latest)]
-    seen = sorted(summary.seen.items())
-    incidents = summary.incidents
+    latest = [summary.latest[device] for device in sorted(summary.latest)]
     return {
-        "h_building": [k[0] for k, _ in hourly],
-        "h_hour": [k[1] for k, _ in hourly],
-        "h_kind": [k[2] for k, _ in hourly],
-        "h_events": [n for _, n in hourly],
-        "v_hour": [k[0] for k, _ in by_hour],
-        "v_kind": [k[1] for k, _ in by_hour],
-        "v_events": [n for _, n in by_hour],
-        "p_unit": [k[0] for k, _ in presence],
-        "p_day": [k[1] for k, _ in presence],
-        "p_credential": [k[2] for k, _ in presence],
-        "p_first": [v[0] for _, v in presence],
-        "p_last": [v[1] for _, v in presence],
-        "p_events": [v[2] for _, v in presence],
-        "l_device": [e.device_id for e in latest],
-        "l_ts": [e.ts for e in latest],
-        "l_received": [e.received_at for e in latest],
-        "l_kind": [e.kind for e in latest],
-        "l_seq": [e.seq for e in latest],
-        "l_payload": [e.payload for e in latest],
-        "s_device": [d for d, _ in seen],
-        "s_seen": [v[0] for _, v in seen],
-        "s_seq": [v[1] for _, v in seen],
-        "i_id": [e.event_id for e in incidents],
-        "i_ts": [e.ts for e in incidents],
-        "i_device": [e.device_id for e in incidents],
-        "i_building": [e.building_id for e in incidents],
-        "i_payload": [e.payload for e in incidents],
+        **_arrays("h", "building hour kind events", hourly),
+        **_arrays("v", "hour kind events", sorted((*key, n) for key, n in village.items())),
+        **_arrays(
+            "p",
+            "unit day credential first last events",
+            sorted((*key, *value) for key, value in summary.presence.items()),
+        ),
+        **_arrays(
+            "l",
+            "device ts received kind seq payload",
+            [(e.device_id, e.ts, e.received_at, e.kind, e.seq, e.payload) for e in latest],
+        ),
+        **_arrays("s", "device seen seq", sorted((d, *v) for d, v in summary.seen.items())),
+        **_arrays(
+            "i",
+            "id ts device building payload",
+            [(e.event_id, e.ts, e.device_id, e.building_id, e.payload) for e in summary.incidents],
+        ),
     }
+
+
+def _arrays(prefix: str, names: str, rows: Sequence[tuple[object, ...]]) -> dict[str, list[object]]:
+    """Rows as one list per column, named ``<prefix>_<name>``."""
+    keys = [f"{prefix}_{name}" for name in names.split()]
+    values = list(zip(*rows, strict=True)) or [()] * len(keys)
+    return {key: list(column) for key, column in zip(keys, values, strict=True)}

@@ -7,9 +7,11 @@ Two ways in, both storing a redelivered or retried event once and counting it as
   the common case, and the fastest way PostgreSQL takes rows.
 - staging: when the direct copy meets an event already stored (a redelivery after a crash or
   reconnect), the savepoint is rolled back and the batch goes through a per-connection staging
-  table and one ``INSERT … ON CONFLICT DO NOTHING`` whose new rows alone feed the derived
-  tables. The ingester stays on this path for a while after a conflict, since redeliveries
-  come in runs.
+  table and one ``INSERT … ON CONFLICT DO NOTHING`` that returns the keys it stored. The
+  ingester stays on this path for a while after a conflict, since redeliveries come in runs.
+
+Either way the derived tables are fed by one statement (``_DERIVE``) from the summary of the
+events stored by this batch alone, so a redelivery can never count twice.
 
 Dead letters, device last-seen times and availability changes commit in the same transaction,
 so an acknowledged message is always fully stored.
@@ -32,6 +34,7 @@ from ingest.validate import ConfigUpdate, EventRow, KnownDevice, Refusal, Status
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
+    position int,  -- in the batch: what the move returns for each event it stored
     ts timestamptz, received_at timestamptz, event_id uuid, device_id text, seq bigint,
     kind text, building_id text, unit_id text, credential_ref text, payload text
 ) ON COMMIT DELETE ROWS
@@ -112,70 +115,19 @@ FROM unnest(%(s_device)s::text[], %(s_seen)s::timestamptz[], %(s_seq)s::int8[])
      AS s(device_id, seen, seq)
 WHERE d.device_id = s.device_id
 """
-# One statement: new events go into the hypertable, and only those (not duplicates) update
-# the derived tables, so a redelivery can never count twice.
+# The staging path: events not stored before go into the hypertable, and their positions in
+# the batch come back, so that only they (not duplicates) feed the derived tables.
 _MOVE = f"""
 WITH new AS (
     INSERT INTO events ({_EVENT_COLUMNS})
     SELECT ts, received_at, event_id, device_id, seq, kind, building_id, unit_id,
            credential_ref, payload::jsonb
-    FROM staging_events
+    FROM staging_events ORDER BY position
     ON CONFLICT ON CONSTRAINT events_once DO NOTHING
-    RETURNING ts, received_at, event_id, device_id, seq, kind, building_id, unit_id,
-              credential_ref, payload
-), opened AS (
-    INSERT INTO incidents (incident_id, reported_at, device_id, building_id, category,
-                           description, lon, lat, photo_ref)
-    SELECT event_id, ts, device_id, coalesce(payload ->> 'building', building_id),
-           payload ->> 'category', coalesce(payload ->> 'text', ''),
-           (payload ->> 'lon')::double precision, (payload ->> 'lat')::double precision,
-           payload ->> 'photo'
-    FROM new WHERE kind = 'app.incident'
-    ON CONFLICT (incident_id) DO NOTHING
-), hourly AS (
-    -- Events with no building (gates, alley cameras, the app) count under ''.
-    INSERT INTO building_hourly AS h (building_id, hour, kind, events)
-    SELECT coalesce(building_id, ''), time_bucket(INTERVAL '1 hour', ts), kind, count(*)
-    FROM new
-    GROUP BY 1, 2, 3
-    ORDER BY 1, 2, 3  -- rows locked in one order by every ingester: no deadlocks
-    ON CONFLICT (building_id, hour, kind) DO UPDATE SET events = h.events + EXCLUDED.events
-), village AS (
-    INSERT INTO village_hourly AS v (hour, kind, events)
-    SELECT time_bucket(INTERVAL '1 hour', ts), kind, count(*)
-    FROM new
-    GROUP BY 1, 2
-    ORDER BY 1, 2
-    ON CONFLICT (hour, kind) DO UPDATE SET events = v.events + EXCLUDED.events
-), seen AS (
-    INSERT INTO unit_daily_credentials AS u
-        (unit_id, day, credential_ref, first_seen, last_seen, events)
-    SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts), max(ts),
-           count(*)
-    FROM new
-    WHERE unit_id IS NOT NULL AND credential_ref IS NOT NULL
-      AND kind IN ('access.unlock', 'app.checkin')
-      AND coalesce((payload ->> 'granted')::boolean, true)
-    GROUP BY 1, 2, 3
-    ON CONFLICT (unit_id, day, credential_ref) DO UPDATE SET
-        first_seen = least(u.first_seen, EXCLUDED.first_seen),
-        last_seen = greatest(u.last_seen, EXCLUDED.last_seen),
-        events = u.events + EXCLUDED.events
-), latest AS (
-    INSERT INTO device_latest AS l (device_id, ts, received_at, kind, seq, payload)
-    SELECT DISTINCT ON (device_id) device_id, ts, received_at, kind, seq, payload
-    FROM new ORDER BY device_id, ts DESC, seq DESC
-    ON CONFLICT (device_id) DO UPDATE SET
-        ts = EXCLUDED.ts, received_at = EXCLUDED.received_at, kind = EXCLUDED.kind,
-        seq = EXCLUDED.seq, payload = EXCLUDED.payload
-    WHERE EXCLUDED.ts >= l.ts
-), devices_seen AS (
-    UPDATE devices AS d
-    SET last_seen = greatest(d.last_seen, s.seen), last_seq = greatest(d.last_seq, s.seq)
-    FROM (SELECT device_id, max(received_at) AS seen, max(seq) AS seq FROM new GROUP BY 1) AS s
-    WHERE d.device_id = s.device_id
+    RETURNING event_id, ts
 )
-SELECT count(*) FROM new
+-- The first copy of an event the batch holds twice is the one stored.
+SELECT min(s.position) FROM new JOIN staging_events s USING (event_id, ts) GROUP BY event_id, ts
 """
 _STATUS = """
 UPDATE devices SET online = %(online)s, status_changed_at = %(at)s,
@@ -215,13 +167,31 @@ def _copy_direct(cur: psycopg.Cursor[Any], events: Sequence[EventRow]) -> None:
             copy.write_row(event[:_COPIED])
 
 
-def _copy_staged(cur: psycopg.Cursor[Any], events: Sequence[EventRow]) -> int:
-    with cur.copy(f"COPY staging_events ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(_EVENT_TYPES)
-        for event in events:
-            copy.write_row(event[:_COPIED])
-    row = cur.execute(_MOVE).fetchone()
-    return int(row[0]) if row else 0
+def _copy_staged(cur: psycopg.Cursor[Any], events: Sequence[EventRow]) -> list[EventRow]:
+    """Stores the events not stored before; returns them."""
+    with cur.copy(
+        f"COPY staging_events (position, {_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int4", *_EVENT_TYPES])
+        for position, event in enumerate(events):
+            copy.write_row((position, *event[:_COPIED]))
+    stored = sorted(position for (position,) in cur.execute(_MOVE))
+    return [events[position] for position in stored]
+
+
+def _store_events(
+    conn: psycopg.Connection, cur: psycopg.Cursor[Any], events: Sequence[EventRow], direct: bool
+) -> tuple[Sequence[EventRow], bool]:
+    """The events that were not stored before, now stored; and whether the direct copy met
+    one that was."""
+    if direct:
+        try:
+            with conn.transaction():  # a savepoint: a conflict undoes only the copy
+                _copy_direct(cur, events)
+            return events, False
+        except errors.UniqueViolation:
+            pass
+    return _copy_staged(cur, events), direct
 
 
 def store(
@@ -238,16 +208,11 @@ def store(
     inserted = 0
     conflicted = False
     with conn.transaction(), conn.cursor() as cur:
-        if events and direct:
-            try:
-                with conn.transaction():  # a savepoint: a conflict undoes only the copy
-                    _copy_direct(cur, events)
-                inserted = len(events)
-                cur.execute(_DERIVE, derive.columns(derive.summarise(events)))
-            except errors.UniqueViolation:
-                conflicted = True
-        if events and (conflicted or not direct):
-            inserted = _copy_staged(cur, events)
+        if events:
+            new, conflicted = _store_events(conn, cur, events, direct)
+            if new:
+                cur.execute(_DERIVE, derive.columns(derive.summarise(new)))
+            inserted = len(new)
         if refusals:
             with cur.copy(
                 "COPY dead_letters (received_at, topic, device_id, reason, detail, payload,"
