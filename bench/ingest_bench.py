@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -146,9 +148,6 @@ class Bench:
     def forget(self, *client_ids: str) -> None:
         """Ends finished consumers' persistent sessions: a dead session keeps queueing a copy
         of every later message, and the broker's periodic save of them stalls later runs."""
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
         for client_id in client_ids:
             client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
             client.connect("127.0.0.1", self.port)

@@ -296,17 +296,7 @@ class Ingester:
         while not self.stopping.is_set():
             wait = self._batcher.seconds_until_due(time.monotonic())
             self.inbox.wait(0.25 if wait is None else max(wait, 0.001))
-            # What is already here, until the batch is full (one message may hold many events).
-            taken = 0
-            while self._batcher.rows < self._batcher.max_rows:
-                message = self.inbox.pop()
-                if message is None:
-                    break
-                self._take(message)
-                taken += 1
-            if taken:
-                self.metrics.received.inc(taken)
-                self.totals["received"] += taken
+            self._take_waiting(until_full=True)
             if self._batcher.due(time.monotonic()):
                 # Blocks while the writer has a batch in hand and one waiting: backpressure.
                 self._writes.put(self._batcher.take())
@@ -314,16 +304,26 @@ class Ingester:
                 self._reload_registry()
             self.metrics.queue_depth.set(len(self.inbox) + len(self._batcher))
         # SIGTERM: what was delivered before now is judged, committed and acknowledged.
-        taken = 0
-        while (message := self.inbox.pop()) is not None:
-            self._take(message)
-            taken += 1
-            if self._batcher.rows >= self._batcher.max_rows:
-                self._writes.put(self._batcher.take())
-        self.metrics.received.inc(taken)
-        self.totals["received"] += taken
+        self._take_waiting(until_full=False)
         if len(self._batcher):
             self._writes.put(self._batcher.take())
+
+    def _take_waiting(self, until_full: bool) -> None:
+        """Judges what is in the inbox: until the batch is full, or all of it, handing each
+        full batch to the writer (one message may hold many events, so count rows)."""
+        taken = 0
+        while True:
+            if self._batcher.rows >= self._batcher.max_rows:
+                if until_full:
+                    break
+                self._writes.put(self._batcher.take())
+            message = self.inbox.pop()
+            if message is None:
+                break
+            self._take(message)
+            taken += 1
+        self.metrics.received.inc(taken)
+        self.totals["received"] += taken
 
     def _take(self, message: Received) -> None:
         device_id = device_of(message.topic)
