@@ -322,8 +322,9 @@ class Ingester:
                 break
             self._take(message)
             taken += 1
-        self.metrics.received.inc(taken)
-        self.totals["received"] += taken
+        if taken:
+            self.metrics.received.inc(taken)
+            self.totals["received"] += taken
 
     def _take(self, message: Received) -> None:
         device_id = device_of(message.topic)
