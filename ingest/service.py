@@ -2,10 +2,15 @@
 
 - The paho callback only turns a message into a ``Received`` value and queues it: a blocking
   callback would stall acks and keepalives.
-- The main thread judges, batches and commits. A message is acknowledged (QoS 1, paho's
-  ``manual_ack``) only after the transaction that holds it has committed, and only on the
-  broker connection that delivered it: after a reconnect the broker redelivers what was not
-  acknowledged, and the unique key on events makes the second copy a counted duplicate.
+- The main thread judges and batches; writer threads, each with its own database connection,
+  commit. A message is acknowledged (QoS 1, paho's ``manual_ack``) only after the transaction
+  that holds it has committed, and only on the broker connection that delivered it: after a
+  reconnect the broker redelivers what was not acknowledged, and the unique key on events
+  makes the second copy a counted duplicate.
+- Two writers by default: while PostgreSQL works through one batch's ``COPY`` (most of a
+  commit's time is the server's), the other batch is being sent. Batches may then commit out
+  of order, which MQTT acks allow and which the derived tables do not mind (every update is
+  a sum, a least/greatest or guarded by time).
 - When the database is down the batch is retried with backoff and nothing is acknowledged;
   the broker's inflight window then stops delivery, so memory stays bounded.
 """
@@ -99,6 +104,28 @@ class Inbox:
         return len(self._items)
 
 
+class _Connection:
+    """A database connection opened on first use and again after every failure."""
+
+    def __init__(self, dsn: str, prepare: bool) -> None:
+        self.dsn = dsn
+        self.prepare = prepare
+        self._conn: psycopg.Connection | None = None
+
+    def get(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.dsn, connect_timeout=5)
+            if self.prepare:
+                store.prepare(self._conn)
+        return self._conn
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = None
+
+
 class Ingester:
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
@@ -110,9 +137,10 @@ class Ingester:
         self._generation = 0
         self._connected = False
         self._subscribed = False
-        self._db: psycopg.Connection | None = None
-        self._read_db: psycopg.Connection | None = None
+        # The main thread's, for reading the device registry; the writers have their own.
+        self._reader = _Connection(settings.db_dsn, prepare=False)
         self._writes: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+        self._bookkeeping = threading.Lock()  # totals and times the writers update
         self._give_up_at: float | None = None
         self._last_commit_failed_at: float | None = None
         self._staging_until = 0.0
@@ -185,40 +213,15 @@ class Ingester:
         )
 
     # --- database edge ----------------------------------------------------------------------
-    # Two connections: the writer thread's, for batches and maintenance, and the main
-    # thread's, for reading the device registry.
-
-    def _database(self) -> psycopg.Connection:
-        if self._db is None or self._db.closed:
-            self._db = psycopg.connect(self.settings.db_dsn, connect_timeout=5)
-            store.prepare(self._db)
-        return self._db
-
-    def _drop_database(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._db.close()
-        self._db = None
-
-    def _reader(self) -> psycopg.Connection:
-        if self._read_db is None or self._read_db.closed:
-            self._read_db = psycopg.connect(self.settings.db_dsn, connect_timeout=5)
-        return self._read_db
-
-    def _drop_reader(self) -> None:
-        if self._read_db is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._read_db.close()
-        self._read_db = None
 
     def _reload_registry(self) -> None:
         try:
-            self._registry = store.load_registry(self._reader())
+            self._registry = store.load_registry(self._reader.get())
             self._registry_at = time.monotonic()
             if not self._db_ok and self._last_commit_failed_at is None:
                 self._db_ok = True  # reachable; healthy until a write says otherwise
         except psycopg.Error as exc:
-            self._drop_reader()
+            self._reader.drop()
             self._registry_at = time.monotonic()  # try again later, not on every message
             log.warning("could not reload the device registry: %s", exc)
 
@@ -252,8 +255,17 @@ class Ingester:
                 self.options.http_host,
                 self.options.http_port,
             )
-        writer = threading.Thread(target=self._write_loop, name="vt-writer", daemon=True)
-        writer.start()
+        writers = [
+            threading.Thread(
+                target=self._write_loop,
+                args=(_Connection(self.settings.db_dsn, prepare=True), n == 0),
+                name=f"vt-writer-{n}",
+                daemon=True,
+            )
+            for n in range(self.options.writers)
+        ]
+        for writer in writers:
+            writer.start()
         client = new_client(
             self.settings.mqtt,
             self.options.client_id,
@@ -278,12 +290,13 @@ class Ingester:
             # The last batch may wait for a database that is down; give it a while, then
             # leave it unacknowledged for the broker to redeliver.
             self._give_up_at = time.monotonic() + self.options.shutdown_grace_s
-            self._writes.put(None)
-            writer.join(self.options.shutdown_grace_s + 5)
+            for _ in writers:
+                self._writes.put(None)  # each writer stops at the first it takes
+            for writer in writers:
+                writer.join(self.options.shutdown_grace_s + 5)
             client.disconnect()
             client.loop_stop()
-            self._drop_database()
-            self._drop_reader()
+            self._reader.drop()
             if server is not None:
                 server.shutdown()
             log.info(
@@ -348,26 +361,32 @@ class Ingester:
 
     # --- writer thread ---------------------------------------------------------------------
 
-    def _write_loop(self) -> None:
-        """Commits batches in order, then acknowledges them; runs maintenance when idle."""
-        while True:
-            try:
-                batch = self._writes.get(timeout=1.0)
-            except queue.Empty:
-                if time.monotonic() - self._maintained_at > self.options.maintenance_interval_s:
-                    self._maintain()
-                continue
-            if batch is None:
-                return
-            self._commit(batch)
+    def _write_loop(self, db: _Connection, maintains: bool) -> None:
+        """Commits batches, then acknowledges them; one writer runs maintenance when idle."""
+        try:
+            while True:
+                try:
+                    batch = self._writes.get(timeout=1.0)
+                except queue.Empty:
+                    due = (
+                        time.monotonic() - self._maintained_at > self.options.maintenance_interval_s
+                    )
+                    if maintains and due:
+                        self._maintain(db)
+                    continue
+                if batch is None:
+                    return
+                self._commit(batch, db)
+        finally:
+            db.drop()
 
-    def _commit(self, batch: Batch) -> None:
+    def _commit(self, batch: Batch, db: _Connection) -> None:
         delay = 0.2
         while True:
             started = time.monotonic()
             try:
                 result = store.store(
-                    self._database(),
+                    db.get(),
                     batch.events,
                     batch.refusals,
                     batch.statuses,
@@ -378,7 +397,7 @@ class Ingester:
                 self._db_ok = False
                 self._last_commit_failed_at = time.monotonic()
                 self.metrics.db_errors.inc()
-                self._drop_database()
+                db.drop()
                 if self._give_up_at is not None and time.monotonic() > self._give_up_at:
                     log.error(
                         "giving up on a batch of %d messages, unacknowledged: the broker"
@@ -391,12 +410,16 @@ class Ingester:
                 delay = min(delay * 2, self.options.db_retry_max_s)
                 continue
             break
-        self._db_ok = True
-        self._last_commit_failed_at = None
-        if result.duplicates:
-            self._staging_until = time.monotonic() + self.options.staging_after_duplicates_s
+        with self._bookkeeping:
+            self._db_ok = True
+            self._last_commit_failed_at = None
+            if result.duplicates:
+                self._staging_until = time.monotonic() + self.options.staging_after_duplicates_s
+            self._last_commit = time.monotonic()
+            self.totals["stored"] += result.inserted
+            self.totals["duplicates"] += result.duplicates
+            self.totals["dead_letters"] += result.dead_letters
         self.metrics.commit_seconds.observe(time.monotonic() - started)
-        self._last_commit = time.monotonic()
         self.metrics.last_commit.set(time.time())
         committed = datetime.now(UTC)
         # A systematic sample of at most 100 events per batch: observing every event of a
@@ -408,9 +431,6 @@ class Ingester:
         self.metrics.duplicates.inc(result.duplicates)
         for refusal in batch.refusals:
             self.metrics.dead_letters.labels(refusal.reason.value).inc()
-        self.totals["stored"] += result.inserted
-        self.totals["duplicates"] += result.duplicates
-        self.totals["dead_letters"] += result.dead_letters
         self._acknowledge(batch)
 
     def _acknowledge(self, batch: Batch) -> None:
@@ -435,7 +455,7 @@ class Ingester:
     def _detect_edition(self) -> None:
         """Logs the TimescaleDB edition; on the Community edition, installs its policies."""
         try:
-            conn = self._reader()
+            conn = self._reader.get()
             row = conn.execute(
                 "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
             ).fetchone()
@@ -456,17 +476,15 @@ class Ingester:
                     conn, self.options.retention(), self.options.compress_after_days
                 )
         except psycopg.Error as exc:
-            self._drop_reader()
+            self._reader.drop()
             log.warning("database not reachable at start (%s); will keep retrying", exc)
 
-    def _maintain(self) -> None:
+    def _maintain(self, db: _Connection) -> None:
         self._maintained_at = time.monotonic()
         try:
-            removed = maintenance.run_retention(
-                self._database(), self.options.retention(), self._community
-            )
+            removed = maintenance.run_retention(db.get(), self.options.retention(), self._community)
         except psycopg.Error as exc:
-            self._drop_database()
+            db.drop()
             log.warning("retention pass failed (%s); will try again", exc)
             return
         if any(removed.values()):

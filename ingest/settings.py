@@ -18,8 +18,11 @@ class IngestOptions(BaseModel):
     client_id: str = "vt-ingester-1"
     # With a group, several ingesters split one stream ($share/<group>/...).
     share_group: str | None = None
-    batch_max_events: int = Field(default=2000, ge=1)
+    batch_max_events: int = Field(default=10_000, ge=1)
     batch_max_wait_ms: int = Field(default=50, ge=1)
+    # Threads committing batches, each on its own database connection: while the server
+    # works through one batch, the next is sent (bench/ingest_bench.py measures it).
+    writers: int = Field(default=2, ge=1, le=16)
     # Received but not yet committed; the broker's inflight window bounds it too.
     queue_max: int = Field(default=20_000, ge=1)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)

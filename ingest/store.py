@@ -129,9 +129,14 @@ WITH new AS (
 -- The first copy of an event the batch holds twice is the one stored.
 SELECT min(s.position) FROM new JOIN staging_events s USING (event_id, ts) GROUP BY event_id, ts
 """
+# Batches may commit out of order (several writers, several ingesters): an older change
+# never overwrites a newer one.
 _STATUS = """
-UPDATE devices SET online = %(online)s, status_changed_at = %(at)s,
-                   last_seen = GREATEST(last_seen, %(at)s)
+UPDATE devices SET
+    online = CASE WHEN status_changed_at IS NULL OR status_changed_at <= %(at)s
+                  THEN %(online)s ELSE online END,
+    status_changed_at = GREATEST(status_changed_at, %(at)s),
+    last_seen = GREATEST(last_seen, %(at)s)
 WHERE device_id = %(device_id)s
 """
 

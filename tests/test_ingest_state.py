@@ -16,7 +16,7 @@ from devices.payloads import AccessUnlock, DeviceKind, Heartbeat, Status, encode
 from devices.topics import status_topic
 from ingest import store
 from ingest.maintenance import RetentionPlan, run_retention
-from ingest.validate import EventRow, KnownDevice, Received, judge
+from ingest.validate import EventRow, KnownDevice, Received, StatusChange, judge
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -175,6 +175,25 @@ def test_both_store_paths_keep_derived_tables_equal_to_a_recount(db: str) -> Non
     assert [r.conflicted for r in direct] == [False] * 3
     assert (mixed.inserted, mixed.duplicates, mixed.conflicted) == (200, 200, True)
     assert (staged.inserted, staged.conflicted) == (400, False)
+
+
+def test_an_older_status_committed_later_does_not_win(db: str) -> None:
+    """Writers and ingesters commit batches out of order: the newest change stays."""
+    _access_db(db)
+    went_offline = StatusChange("acc-b1", False, NOW)
+    came_online = StatusChange("acc-b1", True, NOW - timedelta(seconds=5))
+    with psycopg.connect(db) as conn:
+        store.prepare(conn)
+        store.store(conn, [], [], [went_offline])
+        store.store(conn, [], [], [came_online])  # older, committed second
+        online, changed = conn.execute(
+            "SELECT online, status_changed_at FROM devices WHERE device_id = 'acc-b1'"
+        ).fetchone() or (None, None)
+        history = conn.execute(
+            "SELECT online FROM device_status_history WHERE device_id = 'acc-b1' ORDER BY at"
+        ).fetchall()
+    assert (online, changed) == (False, NOW)
+    assert [h[0] for h in history] == [True, False]
 
 
 def test_last_will_marks_a_vanished_device_offline(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
