@@ -33,13 +33,13 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from devices.mqtt import new_client
-from devices.topics import bridge_subscription, device_of, subscription
+from devices.topics import bridge_subscription, subscription
 from ingest import maintenance, store
 from ingest.batching import Batch, Batcher
 from ingest.metrics import IngestMetrics, serve
 from ingest.mqtt_client import BulkClient
 from ingest.settings import DEFAULT_CREDENTIAL_KEY, IngestSettings
-from ingest.validate import KnownDevice, Received, judge
+from ingest.validate import KnownDevice, Reason, Received, judge
 
 log = logging.getLogger("vt.ingest")
 
@@ -340,14 +340,14 @@ class Ingester:
             self.totals["received"] += taken
 
     def _take(self, message: Received) -> None:
-        device_id = device_of(message.topic)
+        verdict = judge(message, self._registry, self.limits)
         if (
-            device_id is not None
-            and device_id not in self._registry
+            verdict.refusals
+            and verdict.refusals[0].reason is Reason.UNKNOWN_DEVICE
             and time.monotonic() - self._registry_at > _UNKNOWN_DEVICE_RELOAD_S
         ):
             self._reload_registry()  # a device registered since the last reload
-        verdict = judge(message, self._registry, self.limits)
+            verdict = judge(message, self._registry, self.limits)
         for refusal in verdict.refusals:
             log.info(
                 "refused %s on %s: %s (%s); payload %r",

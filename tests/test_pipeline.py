@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -126,3 +127,24 @@ def test_mqtt_client_edge_reports_an_unreachable_broker() -> None:
     else:
         raise AssertionError("connecting to a closed port must fail")
     assert isinstance(client, mqtt.Client)
+
+
+def test_a_device_registered_while_running_is_accepted_without_a_restart(  # type: ignore[no-untyped-def]
+    db, broker, start_ingester
+) -> None:
+    """Its first event makes the ingester reload the registry (at most every few seconds),
+    long before the periodic reload."""
+    _village_db(db)
+    start_ingester(db, broker.settings, registry_refresh_s=3600)
+    device = "acc-newcomer"
+    with psycopg.connect(db) as conn:
+        conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, 'access')", (device,))
+    time.sleep(5.5)  # past the ingester's minimum interval between reloads
+    client = new_client(broker.settings, "test-newcomer")
+    connect(client, broker.settings)
+    client.loop_start()
+    client.publish(event_topic(device), _unlock(device, 1), qos=1).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+    assert wait_until(lambda: count(db, "SELECT count(*) FROM events") == 1, 15)
+    assert count(db, "SELECT count(*) FROM dead_letters") == 0
