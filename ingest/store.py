@@ -140,6 +140,14 @@ UPDATE devices SET
 WHERE device_id = %(device_id)s
 """
 
+# A building the registry does not know leaves the device where it was.
+_CONFIG = """
+UPDATE devices SET
+    floor = %(floor)s, door = %(door)s, config_at = %(at)s,
+    building_id = coalesce(
+        (SELECT building_id FROM buildings WHERE building_id = %(building)s), building_id)
+WHERE device_id = %(device_id)s AND (config_at IS NULL OR config_at <= %(at)s)
+"""
 
 _STATUS_HISTORY = """
 INSERT INTO device_status_history (device_id, at, online)
@@ -237,13 +245,10 @@ def store(
                         )
                     )
         for config in configs:
-            cur.execute(
-                "UPDATE devices SET floor = %(floor)s, door = %(door)s, building_id = coalesce("
-                " (SELECT building_id FROM buildings WHERE building_id = %(building)s),"
-                " building_id) WHERE device_id = %(device_id)s",
-                {"floor": config.floor, "door": config.door, "building": config.building_id,
-                 "device_id": config.device_id},
-            )  # fmt: skip
+            cur.execute(_CONFIG, {
+                "floor": config.floor, "door": config.door, "building": config.building_id,
+                "device_id": config.device_id, "at": config.at,
+            })  # fmt: skip
         for status in statuses:
             params = {"online": status.online, "at": status.at, "device_id": status.device_id}
             cur.execute(_STATUS, params)

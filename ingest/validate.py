@@ -134,6 +134,7 @@ class ConfigUpdate:
     building_id: str | None
     floor: int | None
     door: str | None
+    at: datetime  # received: a later commit of an older config does not overwrite a newer one
 
 
 class Verdict(NamedTuple):
@@ -323,7 +324,11 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
                 f"config says a {config.kind.value} device; the registry has a {device.kind.value}",
                 device_id,
             )
-        return Verdict(config=ConfigUpdate(device_id, config.building, config.floor, config.door))
+        return Verdict(
+            config=ConfigUpdate(
+                device_id, config.building, config.floor, config.door, message.received_at
+            )
+        )
 
     if data.get("type") == "batch":
         batch = _validated(Batch, data, device_id)

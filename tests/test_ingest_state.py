@@ -16,7 +16,14 @@ from devices.payloads import AccessUnlock, DeviceKind, Heartbeat, Status, encode
 from devices.topics import status_topic
 from ingest import store
 from ingest.maintenance import RetentionPlan, run_retention
-from ingest.validate import EventRow, KnownDevice, Received, StatusChange, judge
+from ingest.validate import (
+    ConfigUpdate,
+    EventRow,
+    KnownDevice,
+    Received,
+    StatusChange,
+    judge,
+)
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -194,6 +201,30 @@ def test_an_older_status_committed_later_does_not_win(db: str) -> None:
         ).fetchall()
     assert (online, changed) == (False, NOW)
     assert [h[0] for h in history] == [True, False]
+
+
+def test_a_config_places_a_device_and_an_older_one_committed_later_does_not_win(db: str) -> None:
+    _access_db(db)
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO buildings (building_id, address, grid_code, storeys, height_m, footprint,"
+            " lon, lat) VALUES ('B2', 'addr', 'G1', 5, 15, '{}', 113.45, 23.16)"
+        )
+        store.prepare(conn)
+        newer = ConfigUpdate("acc-b1", "B2", 3, "unit", NOW)
+        older = ConfigUpdate("acc-b1", "B1", 1, "building", NOW - timedelta(seconds=5))
+        unknown = ConfigUpdate("acc-b1", "B404", 4, "unit", NOW + timedelta(seconds=1))
+        store.store(conn, [], [], configs=[newer])
+        store.store(conn, [], [], configs=[older])  # older, committed second
+        placed = conn.execute(
+            "SELECT building_id, floor, door FROM devices WHERE device_id = 'acc-b1'"
+        ).fetchone()
+        store.store(conn, [], [], configs=[unknown])  # a building the registry lacks
+        kept = conn.execute(
+            "SELECT building_id, floor FROM devices WHERE device_id = 'acc-b1'"
+        ).fetchone()
+    assert placed == ("B2", 3, "unit")
+    assert kept == ("B2", 4)
 
 
 def test_last_will_marks_a_vanished_device_offline(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]

@@ -9,9 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devices.payloads import AccessUnlock, CameraDetection, DeviceKind, Heartbeat, encode
-from devices.topics import DeviceTopic, TopicError, event_topic, status_topic, subscription
+from devices.topics import (
+    DeviceTopic,
+    TopicError,
+    config_topic,
+    event_topic,
+    status_topic,
+    subscription,
+)
 from ingest.batching import Batcher
-from ingest.validate import KnownDevice, Limits, Reason, Received, judge
+from ingest.validate import ConfigUpdate, KnownDevice, Limits, Reason, Received, judge
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 REGISTRY = {
@@ -185,3 +192,35 @@ def test_batcher_flushes_on_size_and_on_age() -> None:
     batch = batcher.take()
     assert len(batch.messages) == 3 and len(batch.events) == 3
     assert len(batcher) == 0 and not batcher.due(100.0)
+
+
+def _config(**changes: object) -> dict[str, object]:
+    config: dict[str, object] = {
+        "v": 1, "device": "acc-lh00001", "kind": "access", "building": "LH00003", "floor": 2,
+        "door": "unit", "availability_topic": status_topic("acc-lh00001"),
+    }  # fmt: skip
+    return {**config, **changes}
+
+
+def test_a_config_message_says_where_a_registered_device_is() -> None:
+    verdict = judge(received(_config(), config_topic("acc-lh00001")), REGISTRY)
+    assert verdict.refusals == () and verdict.events == ()
+    assert verdict.config == ConfigUpdate("acc-lh00001", "LH00003", 2, "unit", NOW)
+
+
+@pytest.mark.parametrize(
+    ("changes", "topic_device", "reason"),
+    [
+        ({"device": "cam-001"}, "acc-lh00001", "device_mismatch"),  # names another device
+        ({"kind": "camera"}, "acc-lh00001", "device_mismatch"),  # not what the registry has
+        ({"device": "acc-nobody"}, "acc-nobody", "unknown_device"),  # never registers one
+        ({"floor": 999}, "acc-lh00001", "schema_invalid"),
+        ({"v": 2}, "acc-lh00001", "unknown_schema_version"),
+    ],
+)
+def test_a_bad_config_message_is_refused_with_its_reason(
+    changes: dict[str, object], topic_device: str, reason: str
+) -> None:
+    verdict = judge(received(_config(**changes), config_topic(topic_device)), REGISTRY)
+    assert verdict.config is None
+    assert [r.reason.value for r in verdict.refusals] == [reason]
