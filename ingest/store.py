@@ -116,13 +116,15 @@ FROM unnest(%(s_device)s::text[], %(s_seen)s::timestamptz[], %(s_seq)s::int8[])
 WHERE d.device_id = s.device_id
 """
 # The staging path: events not stored before go into the hypertable, and their positions in
-# the batch come back, so that only they (not duplicates) feed the derived tables.
+# the batch come back, so that only they (not duplicates) feed the derived tables. Rows go in
+# key order: two writers holding the same redelivered events then wait for each other in one
+# order, instead of deadlocking (the first copy of a key the batch holds twice still wins).
 _MOVE = f"""
 WITH new AS (
     INSERT INTO events ({_EVENT_COLUMNS})
     SELECT ts, received_at, event_id, device_id, seq, kind, building_id, unit_id,
            credential_ref, payload::jsonb
-    FROM staging_events ORDER BY position
+    FROM staging_events ORDER BY event_id, ts, position
     ON CONFLICT ON CONSTRAINT events_once DO NOTHING
     RETURNING event_id, ts
 )

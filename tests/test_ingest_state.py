@@ -184,6 +184,31 @@ def test_both_store_paths_keep_derived_tables_equal_to_a_recount(db: str) -> Non
     assert (staged.inserted, staged.conflicted) == (400, False)
 
 
+def test_a_batch_holding_an_event_twice_stores_its_first_copy_once(db: str) -> None:
+    _access_db(db)
+    registry = {"acc-b1": KnownDevice("acc-b1", DeviceKind.ACCESS, "B1")}
+    message = _unlock(1, "cred:aa", NOW)
+    others = [_unlock(seq, f"cred:{seq:02x}", NOW) for seq in range(2, 40)]
+    (first,) = judge(message, registry).events
+    later = first._replace(received_at=NOW + timedelta(seconds=9))  # the same event, redelivered
+    rows = [r for m in others[:20] for r in judge(m, registry).events]
+    rows += [first] + [r for m in others[20:] for r in judge(m, registry).events] + [later]
+    with psycopg.connect(db) as conn:
+        store.prepare(conn)
+        for direct in (True, False):
+            result = store.store(conn, rows, [], direct=direct)
+            received = conn.execute(
+                "SELECT received_at FROM events WHERE event_id = %s", (first.event_id,)
+            ).fetchall()
+            assert (result.inserted, result.duplicates) == (39, 1)
+            assert received == [(NOW,)]
+            hourly = conn.execute("SELECT sum(events) FROM building_hourly").fetchone()
+            assert hourly == (39,)
+            conn.execute("TRUNCATE events, building_hourly, village_hourly,"
+                         " unit_daily_credentials, device_latest")  # fmt: skip
+            conn.commit()
+
+
 def test_an_older_status_committed_later_does_not_win(db: str) -> None:
     """Writers and ingesters commit batches out of order: the newest change stays."""
     _access_db(db)
