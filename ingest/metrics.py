@@ -50,6 +50,11 @@ class IngestMetrics:
         self.db_errors = Counter(
             "vt_database_errors", "failed commit attempts (retried)", registry=r
         )
+        self.conflicts = Counter(
+            "vt_batch_conflicts",
+            "batches rolled back by a deadlock with another writer or ingester, retried at once",
+            registry=r,
+        )
         self.mqtt_connected = Gauge(
             "vt_mqtt_connected", "1 while connected to the broker", registry=r
         )

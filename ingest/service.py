@@ -393,6 +393,12 @@ class Ingester:
                     batch.configs,
                     direct=time.monotonic() >= self._staging_until,
                 )
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                # Another writer holds some of the same events (duplicates in flight): the
+                # database is fine and the batch was rolled back whole, so go again at once.
+                self.metrics.conflicts.inc()
+                log.info("batch rolled back by a conflict (%s); retrying", exc.diag.message_primary)
+                continue
             except psycopg.Error as exc:
                 self._db_ok = False
                 self._last_commit_failed_at = time.monotonic()

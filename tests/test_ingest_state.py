@@ -252,6 +252,45 @@ def test_a_config_places_a_device_and_an_older_one_committed_later_does_not_win(
     assert kept == ("B2", 4)
 
 
+def test_a_deadlock_with_another_writer_is_retried_at_once(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
+    """Another transaction holds one of a batch's events and then wants another the batch
+    holds: PostgreSQL rolls the ingester's batch back, which is a conflict, not an outage."""
+    import json
+
+    from devices.topics import event_topic
+
+    register_gates(db, ["gate-dl"])
+    running = start_ingester(db, broker.settings)
+    y, x = (json.loads(Fleet.payload("gate-dl", seq)) for seq in (1, 2))
+    other = psycopg.connect(db)
+    insert = (
+        "INSERT INTO events (ts, received_at, event_id, device_id, seq, kind, payload)"
+        " VALUES (%(ts)s, now(), %(id)s, %(device)s, %(seq)s, %(type)s, '{}')"
+    )
+    # Its deadlock check waits longer than the ingester's (1 s), so the batch is the one
+    # rolled back; and the chunk exists, so that nobody waits on its creation instead.
+    other.execute("SET deadlock_timeout = '10s'")
+    other.execute(insert, {**x, "id": uuid.uuid4()})
+    other.commit()
+    other.execute(insert, x)  # held, not committed
+    fleet = Fleet(broker.settings, ["gate-dl"], client_id="fleet-dl")
+    assert wait_until(fleet.client.is_connected, 10)
+    batch = {"v": 1, "type": "batch", "device": "gate-dl", "events": [y, x]}
+    fleet.client.publish(event_topic("gate-dl"), json.dumps(batch), qos=1).wait_for_publish(5)
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    assert wait_until(lambda: count(db, waiting) == 1, 10)  # the batch waits for x
+    other.execute(insert, y)  # waits for the batch's y: a deadlock, and the batch gives way
+    other.commit()
+    other.close()
+    fleet.close()
+    assert wait_until(lambda: running.ingester.totals["duplicates"] == 2, 15)
+    sample = running.ingester.metrics.registry.get_sample_value
+    assert sample("vt_batch_conflicts_total") == 1
+    assert sample("vt_database_errors_total") == 0
+    assert running.ingester.totals["stored"] == 0
+    assert count(db, "SELECT count(*) FROM events") == 3
+
+
 def test_last_will_marks_a_vanished_device_offline(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
     register_gates(db, ["gate-lwt"])
     start_ingester(db, broker.settings)
