@@ -10,7 +10,10 @@ keepalive, and changes three things through paho's own internal hooks:
   before the loop goes back to ``select()`` (which cannot see bytes already read);
 - acks: ``ack_many()`` queues a batch's PUBACKs as one write;
 - dispatch: every message goes to ``on_message``, without paho's per-topic callback matcher
-  (a tenth of the ingester's time under load), so per-topic callbacks are refused.
+  (a tenth of the ingester's time under load), so per-topic callbacks are refused;
+- PUBLISH at QoS 0 and 1 over MQTT 3.1.1 (all an ingester receives) is parsed in a few slices
+  into a message without paho's per-message ``MQTTMessageInfo`` (a ``Condition`` each, for
+  tracking outgoing messages); QoS 2, MQTT 5 and anything malformed go to paho's own code.
 
 These hooks are private to paho, so pyproject.toml pins paho-mqtt to the minor versions this
 was read against, and every ingester test (the fault tests included) runs through this class.
@@ -27,6 +30,8 @@ from paho.mqtt.enums import MQTTErrorCode
 
 _READ_SIZE = 64 * 1024
 _PUBACK = struct.Struct("!BBH")
+# Received messages never use MQTTMessage.info (it tracks messages this client publishes).
+_NO_INFO = mqtt.MQTTMessageInfo(0)
 
 
 class BulkClient(mqtt.Client):
@@ -74,6 +79,32 @@ class BulkClient(mqtt.Client):
                 self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
                 if not self.suppress_exceptions:
                     raise
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        packet = self._in_packet["packet"]
+        if qos == 2 or self._protocol == mqtt.MQTTv5 or len(packet) < 2:
+            return super()._handle_publish()
+        start = 2 + ((packet[0] << 8) | packet[1])  # after the topic
+        end = start + 2 if qos else start  # after the packet id
+        if start == 2 or end > len(packet):
+            return super()._handle_publish()  # an empty topic or a short packet: paho reports it
+        message = mqtt.MQTTMessage.__new__(mqtt.MQTTMessage)
+        message.timestamp = mqtt.time_func()
+        message.state = mqtt.mqtt_ms_invalid
+        message.dup = bool(header & 0x08)
+        message.mid = (packet[start] << 8) | packet[start + 1] if qos else 0
+        message._topic = bytes(packet[2:start])
+        message.payload = bytes(memoryview(packet)[end:])
+        message.qos = qos
+        message.retain = bool(header & 0x01)
+        message.info = _NO_INFO
+        message.properties = None
+        self._handle_on_message(message)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(message.mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def ack_many(self, mids: Iterable[int]) -> None:
         """Acknowledges QoS 1 messages (``manual_ack``) in one write."""

@@ -104,3 +104,43 @@ def test_acked_are_not_redelivered_and_unacked_are(broker: Broker) -> None:
     assert not wait_until(lambda: len(again.got) > 500, 1)  # and nothing more comes
     assert sorted(p for _, p in again.got) == sorted(p for _, p in first.got[1000:])
     again.close()
+
+
+def test_messages_read_the_same_as_stock_paho_reads_them(broker: Broker) -> None:
+    """Topic (UTF-8 too), payload, QoS and the retain flag, as paho's own parser gives them."""
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="same-pub")
+    pub.connect("127.0.0.1", broker.config.port)
+    pub.loop_start()
+    pub.publish("vt/same/retained", b"kept", qos=1, retain=True).wait_for_publish(10)
+    got: dict[str, list[tuple[str, bytes, int, bool]]] = {"stock": [], "bulk": []}
+    ready = threading.Semaphore(0)
+    clients = []
+    for name, cls in (("stock", mqtt.Client), ("bulk", BulkClient)):
+        client = cls(CallbackAPIVersion.VERSION2, client_id=f"same-{name}")
+        client.on_connect = lambda c, *_: c.subscribe("vt/same/#", qos=1)
+        client.on_subscribe = lambda *_: ready.release()
+        client.on_message = lambda c, u, m, name=name: got[name].append(
+            (m.topic, bytes(m.payload), m.qos, bool(m.retain))
+        )
+        client.connect("127.0.0.1", broker.config.port)
+        client.loop_start()
+        clients.append(client)
+    assert ready.acquire(timeout=10) and ready.acquire(timeout=10)
+    sent = [
+        ("vt/same/a", b"", 0),
+        ("vt/same/龙湖村/门禁", "通行".encode(), 1),
+        ("vt/same/" + "x" * 300, b"\x00" * 70_000, 1),
+        ("vt/same/b", b'{"v": 1}', 0),
+    ]
+    for topic, payload, qos in sent * 3:
+        pub.publish(topic, payload, qos=qos).wait_for_publish(10)
+    expected = 1 + len(sent) * 3
+    assert wait_until(lambda: min(len(v) for v in got.values()) >= expected, 15)
+    pub.loop_stop()
+    pub.disconnect()
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
+    assert got["bulk"] == got["stock"]
+    assert got["bulk"][0] == ("vt/same/retained", b"kept", 1, True)
+    assert sorted(set(got["bulk"][1:])) == sorted({(t, p, q, False) for t, p, q in sent})
