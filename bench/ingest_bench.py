@@ -449,6 +449,12 @@ def main() -> None:
         backlog_events = sum(len(v) for v in backlog.values())
         say(f"[memory] draining a backlog of {backlog_events} events …")
         rss = peak_rss_draining_backlog(b, backlog, backlog_events)
+        # Gateways' batch messages: the broker's inflight window (10,000 messages) then holds
+        # a million events, far more than the single-event backlog above.
+        batch_backlog = messages(100 if args.quick else 1000, 100)
+        batch_events = sum(len(v) for v in batch_backlog.values()) * 100
+        say(f"[memory] draining a backlog of {batch_events} events in 100-event batches …")
+        batch_rss = peak_rss_draining_backlog(b, batch_backlog, batch_events)
 
         print()
         print(
@@ -480,6 +486,10 @@ def main() -> None:
             f"memory: peak RSS {rss:.0f} MiB draining a backlog of {backlog_events:,} events"
             f" (the broker sends up to {bulk_single:,.0f}/s, {bulk_single / ours_single:.1f}x"
             " what one ingester commits)"
+        )
+        print(
+            f"memory: peak RSS {batch_rss:.0f} MiB draining a backlog of {batch_events:,} events"
+            " in 100-event batches"
         )
     finally:
         broker.kill()

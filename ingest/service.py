@@ -62,33 +62,45 @@ def tune_process() -> None:
 
 
 class Inbox:
-    """Messages from paho's thread to the main thread.
+    """Messages from paho's thread to the main thread, bounded in messages and in bytes.
 
     A deque and an event that is set only when the reader sleeps: the common case costs one
     append and one popleft, where ``queue.Queue`` took a lock and a condition per message
     (a sixth of the ingester's time). When full, the paho thread waits: it stops reading the
     socket, so a flood (QoS 0 has no broker inflight window to stop it) backs up in TCP and
-    the broker, not in memory here.
+    the broker, not in memory here. The byte bound matters for gateways' batch messages: ten
+    thousand 25 KB messages (the broker's inflight window) held 300 MB.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
         self._items: collections.deque[Received] = collections.deque()
         self._wake = threading.Event()
         self._sleeping = False
+        # Payload bytes put and popped: each counter has one writer thread, so no update
+        # is lost between threads, and their difference is what the inbox holds.
+        self._bytes_in = 0
+        self._bytes_out = 0
 
     def put(self, item: Received, stopping: threading.Event) -> None:
-        while len(self._items) >= self.limit and not stopping.is_set():
+        while self.full() and not stopping.is_set():
             time.sleep(0.001)
         self._items.append(item)
+        self._bytes_in += len(item.payload)
         if self._sleeping:
             self._wake.set()
 
+    def full(self) -> bool:
+        return len(self._items) >= self.limit or self._bytes_in - self._bytes_out >= self.max_bytes
+
     def pop(self) -> Received | None:
         try:
-            return self._items.popleft()
+            item = self._items.popleft()
         except IndexError:
             return None
+        self._bytes_out += len(item.payload)
+        return item
 
     def wait(self, timeout: float) -> None:
         """Returns when something is in the inbox, or after ``timeout``."""
@@ -133,7 +145,7 @@ class Ingester:
         self.limits = self.options.limits()
         self.metrics = IngestMetrics()
         self.stopping = threading.Event()
-        self.inbox = Inbox(self.options.queue_max)
+        self.inbox = Inbox(self.options.queue_max, self.options.queue_max_bytes)
         self._generation = 0
         self._connected = False
         self._subscribed = False

@@ -25,6 +25,7 @@ class IngestOptions(BaseModel):
     writers: int = Field(default=2, ge=1, le=16)
     # Received but not yet committed; the broker's inflight window bounds it too.
     queue_max: int = Field(default=20_000, ge=1)
+    queue_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     max_depth: int = Field(default=32, ge=2)
     max_future_s: int = Field(default=300, ge=0)
