@@ -323,7 +323,7 @@ class Ingester:
             self.inbox.wait(0.25 if wait is None else max(wait, 0.001))
             self._take_waiting(until_full=True)
             if self._batcher.due(time.monotonic()):
-                # Blocks while the writer has a batch in hand and one waiting: backpressure.
+                # Blocks while every writer has a batch in hand and one more waits: backpressure.
                 self._writes.put(self._batcher.take())
             if time.monotonic() - self._registry_at > self.options.registry_refresh_s:
                 self._reload_registry()
