@@ -46,24 +46,35 @@ def edition(conn: psycopg.Connection) -> str:
     return str(row[0]) if row and row[0] else "unknown"
 
 
+def policy_statements(
+    plan: RetentionPlan, compress_after_days: int
+) -> list[tuple[str, tuple[object, ...]]]:
+    """What the Community edition is asked to run, as (SQL, parameters)."""
+    return [
+        (
+            "ALTER TABLE events SET (timescaledb.compress,"
+            " timescaledb.compress_segmentby = 'device_id',"
+            " timescaledb.compress_orderby = 'ts DESC, event_id')",
+            (),
+        ),
+        (
+            "SELECT add_compression_policy('events', %s::interval, if_not_exists => true)",
+            (timedelta(days=compress_after_days),),
+        ),
+        (
+            "SELECT add_retention_policy('events', %s::interval, if_not_exists => true)",
+            (plan.longest,),
+        ),
+    ]
+
+
 def install_policies(
     conn: psycopg.Connection, plan: RetentionPlan, compress_after_days: int
 ) -> None:
     """Community edition only: hand retention and compression to TimescaleDB's own jobs."""
     with conn.transaction():
-        conn.execute(
-            "ALTER TABLE events SET (timescaledb.compress,"
-            " timescaledb.compress_segmentby = 'device_id',"
-            " timescaledb.compress_orderby = 'ts DESC, event_id')"
-        )
-        conn.execute(
-            "SELECT add_compression_policy('events', %s::interval, if_not_exists => true)",
-            (timedelta(days=compress_after_days),),
-        )
-        conn.execute(
-            "SELECT add_retention_policy('events', %s::interval, if_not_exists => true)",
-            (plan.longest,),
-        )
+        for statement, params in policy_statements(plan, compress_after_days):
+            conn.execute(statement, params)
 
 
 def run_retention(conn: psycopg.Connection, plan: RetentionPlan, community: bool) -> dict[str, int]:

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
+import pytest
 from support import ROOT, Fleet, count, register_gates, wait_until
 
 from devices.payloads import AccessUnlock, DeviceKind, Heartbeat, Status, encode
@@ -393,6 +394,23 @@ def test_retention_by_kind(db: str) -> None:
     assert removed["chunks"] >= 1  # the 400-day-old chunk was dropped whole
     assert left == [("gate.pass", 1), ("heartbeat", 1)]
     assert plan.shorter_kinds() == {"heartbeat": timedelta(days=30)}
+
+
+def test_community_policies_reach_timescaledbs_license_check(db: str) -> None:
+    """Only the Apache edition builds here, so the Community edition's policies cannot run.
+    PostgreSQL resolves a function's name, argument names and types before TimescaleDB checks
+    the license: a statement refused for the license alone is one the Community edition would
+    run. (The compression options of ALTER TABLE are checked after the license.)"""
+    from ingest.maintenance import edition, policy_statements
+
+    plan = RetentionPlan(default_days=1095, by_kind={"heartbeat": 30}, dead_letter_days=180)
+    with psycopg.connect(db) as conn:
+        assert edition(conn) == "apache"
+        for statement, params in policy_statements(plan, compress_after_days=7):
+            with pytest.raises(psycopg.Error) as refused:
+                conn.execute(statement, params)
+            conn.rollback()
+            assert 'not supported under the current "apache" license' in str(refused.value)
 
 
 def test_health_and_metrics_endpoints(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
