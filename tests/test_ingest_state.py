@@ -278,7 +278,10 @@ def test_a_deadlock_with_another_writer_is_retried_at_once(db: str, broker, star
     assert wait_until(fleet.client.is_connected, 10)
     batch = {"v": 1, "type": "batch", "device": "gate-dl", "events": [y, x]}
     fleet.client.publish(event_topic("gate-dl"), json.dumps(batch), qos=1).wait_for_publish(5)
-    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
     assert wait_until(lambda: count(db, waiting) == 1, 10)  # the batch waits for x
     other.execute(insert, y)  # waits for the batch's y: a deadlock, and the batch gives way
     other.commit()
