@@ -470,8 +470,6 @@ def main() -> None:
                 )
             print(
                 f"{shape:<18} {'2 ingesters / 1 ingester':<38} {base[two][0] / base[one][0]:>10.2f}"
-                f"   (one kept the machine {base[one][1]:.0%} busy: the CPU left for a second"
-                f" is at most {min(2.0, 1 / base[one][1]):.2f}x)"
             )
         print(
             "(CPU busy: the whole machine's, both cores, while that consumer drained; for ours"
