@@ -3,8 +3,12 @@ configured the same way by the simulator, the ingester and the tests."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from devices.settings import MqttSettings
 
@@ -36,6 +40,23 @@ def new_client(
         password = settings.password.get_secret_value() if settings.password else None
         client.username_pw_set(settings.username, password)
     return client
+
+
+# MQTT 5's largest session expiry interval, which means "never": a persistent session.
+_SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+
+
+def connect_options(settings: MqttSettings, *, persistent: bool) -> dict[str, Any]:
+    """Keyword arguments for ``connect``/``connect_async``. MQTT 3.1.1 keeps a session by the
+    client's clean_session flag (see ``new_client``). MQTT 5 has no such flag: a session
+    outlives its connection only with a session expiry interval, and is resumed only when
+    the client connects with clean_start off; without both, what is published while the
+    client is away is lost."""
+    if settings.protocol != "5" or not persistent:
+        return {}
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = _SESSION_NEVER_EXPIRES
+    return {"clean_start": False, "properties": properties}
 
 
 def connect(client: mqtt.Client, settings: MqttSettings) -> None:

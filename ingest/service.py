@@ -32,7 +32,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
-from devices.mqtt import new_client
+from devices.mqtt import connect_options, new_client
 from devices.topics import bridge_subscription, subscription
 from ingest import maintenance, store
 from ingest.batching import Batch, Batcher
@@ -293,7 +293,10 @@ class Ingester:
         client.reconnect_delay_set(1, 10)
         self._client = client
         client.connect_async(
-            self.settings.mqtt.host, self.settings.mqtt.port, self.settings.mqtt.keepalive_s
+            self.settings.mqtt.host,
+            self.settings.mqtt.port,
+            self.settings.mqtt.keepalive_s,
+            **connect_options(self.settings.mqtt, persistent=True),
         )
         client.loop_start()
         try:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import psycopg
-from support import count, wait_until
+from support import Fleet, count, register_gates, wait_until
 
 from devices.mqtt import connect, new_client
 from devices.payloads import AccessUnlock, encode
@@ -148,3 +148,25 @@ def test_a_device_registered_while_running_is_accepted_without_a_restart(  # typ
     client.disconnect()
     assert wait_until(lambda: count(db, "SELECT count(*) FROM events") == 1, 15)
     assert count(db, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_over_mqtt5_the_ingesters_session_outlives_it(db, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
+    """MQTT 5 has no clean_session flag: without a session expiry interval the broker drops
+    the session at disconnect, and what devices publish meanwhile is lost."""
+    devices = [f"gate-five{i}" for i in range(5)]
+    register_gates(db, devices)
+    v5 = broker.settings.model_copy(update={"protocol": "5"})
+    start_ingester(db, v5, client_id="vt-five").stop()  # subscribed, then gone
+    fleet = Fleet(broker.settings, devices, client_id="fleet-five")
+    assert wait_until(fleet.client.is_connected, 10)
+    fleet.publish(20)
+    fleet.wait_acknowledged()
+    fleet.close()
+    back = start_ingester(db, v5, client_id="vt-five")
+    assert wait_until(lambda: count(db, "SELECT count(*) FROM events") == 100, 20)
+    back.stop()  # everything committed and acknowledged: nothing comes again
+    again = start_ingester(db, v5, client_id="vt-five")
+    time.sleep(2)
+    again.stop()
+    assert again.ingester.totals["received"] == 0
+    assert count(db, "SELECT count(*) FROM events") == 100
