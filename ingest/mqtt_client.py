@@ -3,8 +3,8 @@
 Stock paho 2 handles one packet per pass of its network loop: a ``select()``, then two to four
 ``recv()`` calls for a single packet, and one wake-up of the loop plus one ``send()`` per
 acknowledgement. At tens of thousands of messages a second those system calls, not the
-parsing, are most of paho's time. This client keeps paho's parsing, callbacks, reconnects and
-keepalive, and changes three things through paho's own internal hooks:
+parsing, are most of paho's time. This client keeps paho's callbacks, reconnects, keepalive and
+its parsing of all but the common PUBLISH, and changes these things through paho's own hooks:
 
 - reads: the socket is read 64 KiB at a time, and every complete packet in hand is handled
   before the loop goes back to ``select()`` (which cannot see bytes already read); a packet
