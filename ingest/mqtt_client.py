@@ -24,16 +24,28 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 
+if TYPE_CHECKING:
+    from paho.mqtt.client import _InPacket
+
 _READ_SIZE = 64 * 1024
 _PUBACK = struct.Struct("!BBH")
 # Received messages never use MQTTMessage.info (it tracks messages this client publishes).
 _NO_INFO = mqtt.MQTTMessageInfo(0)
+
+
+def _in_packet(command: int, length: int, packet: bytearray) -> _InPacket:
+    """paho's record of the packet being read: whole (``command`` set) or none (0)."""
+    return {
+        "command": command, "have_remaining": 1 if command else 0, "remaining_count": [],
+        "remaining_mult": 1, "remaining_length": length, "packet": packet, "to_process": 0,
+        "pos": 0,
+    }  # fmt: skip
 
 
 class BulkClient(mqtt.Client):
@@ -71,21 +83,13 @@ class BulkClient(mqtt.Client):
         if end > len(buffer):
             return super()._packet_read()  # the packet continues in the next read
         self._read_pos = end
-        self._in_packet = {
-            "command": buffer[start], "have_remaining": 1, "remaining_count": [],
-            "remaining_mult": 1, "remaining_length": length,
-            "packet": bytearray(memoryview(buffer)[at:end]),
-            "to_process": 0, "pos": 0,
-        }  # fmt: skip
+        self._in_packet = _in_packet(buffer[start], length, bytearray(memoryview(buffer)[at:end]))
         try:
             rc = self._packet_handle()
         except MalformedPacket as exc:
             self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
             rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
-        self._in_packet = {
-            "command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
-            "remaining_length": 0, "packet": bytearray(), "to_process": 0, "pos": 0,
-        }  # fmt: skip
+        self._in_packet = _in_packet(0, 0, bytearray())  # as paho leaves it between packets
         with self._msgtime_mutex:
             self._last_bytes_received = mqtt.time_func()
         return rc

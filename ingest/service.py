@@ -383,10 +383,7 @@ class Ingester:
                 try:
                     batch = self._writes.get(timeout=1.0)
                 except queue.Empty:
-                    due = (
-                        time.monotonic() - self._maintained_at > self.options.maintenance_interval_s
-                    )
-                    if maintains and due:
+                    if maintains and self._maintenance_due():
                         self._maintain(db)
                     continue
                 if batch is None:
@@ -499,6 +496,9 @@ class Ingester:
         except psycopg.Error as exc:
             self._reader.drop()
             log.warning("database not reachable at start (%s); will keep retrying", exc)
+
+    def _maintenance_due(self) -> bool:
+        return time.monotonic() - self._maintained_at > self.options.maintenance_interval_s
 
     def _maintain(self, db: _Connection) -> None:
         self._maintained_at = time.monotonic()

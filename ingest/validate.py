@@ -440,8 +440,7 @@ def _row(
     it arrived alone (stored as received), else it is serialised."""
     fields = event.__dict__  # not getattr: a missing field costs pydantic an exception
     ts, kind, received_at = fields["ts"], fields["type"], message.received_at
-    if fields["device"] != device.device_id:
-        _same_device("event", fields["device"], device.device_id)
+    _same_device("event", fields["device"], device.device_id)
     if kind not in EVENT_TYPES_BY_KIND[device.kind]:
         raise _Refuse(
             Reason.WRONG_EVENT_FOR_KIND,
