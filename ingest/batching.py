@@ -44,6 +44,12 @@ class Batcher:
         if verdict.config is not None:
             self._configs.append(verdict.config)
 
+    def add_refusals(self, refusals: list[Refusal], now: float) -> None:
+        """Dead letters that no received message carries (the quota's summaries)."""
+        if self._opened_at is None:
+            self._opened_at = now
+        self._refusals.extend(refusals)
+
     @property
     def rows(self) -> int:
         return len(self._events) + len(self._refusals) + len(self._statuses) + len(self._configs)

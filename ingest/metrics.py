@@ -52,7 +52,30 @@ class IngestMetrics:
         )
         self.conflicts = Counter(
             "vt_batch_conflicts",
-            "batches rolled back by a deadlock with another writer or ingester, retried at once",
+            "batches rolled back by a deadlock with another writer or ingester, retried after a"
+            " short jittered pause",
+            registry=r,
+        )
+        self.stalls = Counter(
+            "vt_writer_stalls",
+            "times a batch waited longer than stall_after_s for its commit",
+            registry=r,
+        )
+        self.stalled = Gauge(
+            "vt_writer_stalled", "1 while a batch waits longer than stall_after_s", registry=r
+        )
+        self.writer_deaths = Counter(
+            "vt_writer_deaths", "writer threads that died (the ingester then stops)", registry=r
+        )
+        self.salvaged_batches = Counter(
+            "vt_batches_salvaged",
+            "batches the database refused for their data, bisected to dead-letter the bad rows",
+            registry=r,
+        )
+        self.dead_letters_suppressed = Counter(
+            "vt_dead_letters_suppressed",
+            "dead letters counted but not stored: their device was over its quota, by reason",
+            ["reason"],
             registry=r,
         )
         self.mqtt_connected = Gauge(

@@ -29,15 +29,30 @@ class IngestOptions(BaseModel):
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     max_depth: int = Field(default=32, ge=2)
     max_future_s: int = Field(default=300, ge=0)
-    max_age_days: int = Field(default=30, ge=1)
+    max_age_days: int = Field(default=30, ge=1, le=36_500)
     # After a batch meets events already stored (redeliveries come in runs), batches go the
     # staging way, which skips duplicates without a failed copy first, for this long.
     staging_after_duplicates_s: float = Field(default=10.0, ge=0)
     registry_refresh_s: float = Field(default=30.0, gt=0)
     db_retry_max_s: float = Field(default=10.0, gt=0)
     # On SIGTERM, how long the last batch may wait for the database before it is left
-    # unacknowledged for the broker to redeliver.
-    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # unacknowledged for the broker to redeliver; the process exits within this plus ~1 s
+    # (under Docker's and systemd's 10 s stop timeouts at the default).
+    shutdown_grace_s: float = Field(default=5.0, ge=0, le=60)
+    # Unhealthy (/healthz 503, vt_writer_stalls) when a batch has waited this long for its
+    # commit: a database that hangs, a lock held elsewhere, a writer stuck in a retry loop.
+    stall_after_s: float = Field(default=30.0, gt=0)
+    # A batch rolled back by a deadlock or serialisation failure is retried this many times,
+    # after a jittered pause from conflict_backoff_ms doubling, before it waits like an outage.
+    conflict_retries: int = Field(default=5, ge=0)
+    conflict_backoff_ms: float = Field(default=50.0, ge=0)
+    # What a dead letter keeps of a message over max_payload_bytes.
+    oversized_prefix_bytes: int = Field(default=4096, ge=0)
+    # Dead letters stored per device (one shared quota for unregistered senders) in each
+    # window; beyond it they are counted (vt_dead_letters_suppressed) and one summary dead
+    # letter with reason dead_letter_quota says how many, when the window ends.
+    dead_letter_quota: int = Field(default=1000, ge=1)
+    dead_letter_quota_window_s: float = Field(default=3600.0, gt=0)
     # Days to keep events, by kind; kinds not named keep retention_default_days.
     retention_days: dict[str, int] = {"heartbeat": 30}
     retention_default_days: int = Field(default=1095, ge=1)
@@ -61,6 +76,7 @@ class IngestOptions(BaseModel):
             max_depth=self.max_depth,
             max_future=timedelta(seconds=self.max_future_s),
             max_age=timedelta(days=self.max_age_days),
+            oversized_prefix_bytes=self.oversized_prefix_bytes,
             credential_key=self.credential_key.get_secret_value().encode(),
         )
 

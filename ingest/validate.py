@@ -8,6 +8,7 @@ batch refuses that event only; the rest of the batch is stored.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,16 @@ from devices.topics import BridgeTopic, Channel, DeviceTopic, TopicError, is_bri
 
 # JSON escapes PostgreSQL cannot store (NUL) or that may decode to a lone surrogate.
 _RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+# A number with a three-digit exponent (1e-20000, 5e-324): it may underflow to zero or be more
+# than PostgreSQL's numeric keeps (16,383 digits after the point). Such payloads go the slow
+# way, which reads every number as written. Only a number ends at , } ] or a space, so the
+# hex of a UUID (…1e234…) does not match.
+_BIG_EXPONENT = re.compile(rb"[eE][-+]?[0-9]{3,}[,}\]\s]")
+# Without such an exponent a number underflows only past ~300 zeros after the point.
+_ZERO_RUN = b"0" * 200
+# Up to this size a payload cannot hold a number with more digits than numeric keeps, so a
+# single event's JSON is stored as it arrived; a longer one is stored as re-serialised.
+_RAW_TEXT_MAX = 16_000
 
 
 class Reason(StrEnum):
@@ -57,6 +68,20 @@ class Reason(StrEnum):
     TIMESTAMP_FUTURE = "timestamp_future"
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
     VENDOR_FORMAT = "vendor_format"
+    # A number the database cannot keep as written: underflows to zero (1e-20000), overflows
+    # to infinity (1e400), NaN or Infinity, or an integer of more than 20 digits.
+    UNSTORABLE_NUMBER = "unstorable_number"
+    # A number outside its field's range, which is never wider than its column's (a seq
+    # beyond bigint, a confidence above 1, a count below 0).
+    OUT_OF_RANGE = "out_of_range"
+    # The judge itself failed on this message (a bug): kept, with the exception's text.
+    INTERNAL_ERROR = "internal_error"
+    # The database refused the row although the judge accepted it (found by bisecting the
+    # failed batch); the detail is the database's message.
+    UNSTORABLE_ROW = "unstorable_row"
+    # Not a refusal of its own: how many of a device's dead letters were counted but not kept
+    # because it exceeded its quota (VT_INGEST__DEAD_LETTER_QUOTA).
+    DEAD_LETTER_QUOTA = "dead_letter_quota"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +90,8 @@ class Limits:
     max_depth: int = 32
     max_future: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=30)
+    # What a dead letter keeps of a message over max_payload_bytes.
+    oversized_prefix_bytes: int = 4096
     # Key of the hashes that replace faces, cards and plates in bridged vendor payloads.
     credential_key: bytes = b""
 
@@ -181,6 +208,18 @@ def _unstorable(data: Any) -> str | None:
     return None
 
 
+# pydantic's error types for a number outside its bounds.
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+def _schema_reason(exc: ValidationError) -> Reason:
+    """OUT_OF_RANGE when every error is a number outside its bounds, else SCHEMA_INVALID."""
+    errors = exc.errors(include_url=False)
+    if errors and all(error["type"] in _RANGE_ERRORS for error in errors):
+        return Reason.OUT_OF_RANGE
+    return Reason.SCHEMA_INVALID
+
+
 def _first_error(exc: ValidationError) -> str:
     errors = exc.errors(include_url=False)
     parts = []
@@ -204,21 +243,39 @@ def judge(
     registry: Mapping[str, KnownDevice],
     limits: Limits = Limits(),
 ) -> Verdict:
-    """Everything the ingester decides about one message."""
+    """Everything the ingester decides about one message. Never raises: an exception in the
+    judge or an adapter becomes a dead letter with reason ``internal_error`` and its text."""
     try:
         return _judge(message, registry, limits)
     except _Refuse as refused:
         return Verdict(refusals=(_refusal(message, refused, message.payload, limits),))
+    except Exception as exc:  # a bug must cost one message, not the ingester
+        failed = _Refuse(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:1000])
+        return Verdict(refusals=(_refusal(message, failed, message.payload, limits),))
+
+
+def storable_text(text: str) -> str:
+    """``text`` as a PostgreSQL text column takes it: NUL and lone surrogates (which UTF-8
+    cannot encode) replaced by U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text
 
 
 def _refusal(message: Received, refused: _Refuse, raw: bytes, limits: Limits) -> Refusal:
+    # An oversized message keeps only a prefix: its body is what made it a dead letter.
+    keep = limits.oversized_prefix_bytes if len(raw) > limits.max_payload_bytes else len(raw)
     return Refusal(
         received_at=message.received_at,
-        topic=message.topic,
+        topic=storable_text(message.topic),
         device_id=refused.device_id,
         reason=refused.reason,
-        detail=refused.detail,
-        payload=raw[: limits.max_payload_bytes],
+        detail=storable_text(refused.detail),
+        payload=raw[:keep],
         payload_size=len(raw),
     )
 
@@ -256,7 +313,7 @@ def _validated(model: type[_M], data: dict[str, Any], device_id: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device_id) from None
+        raise _Refuse(_schema_reason(exc), _first_error(exc), device_id) from None
 
 
 def _same_device(what: str, named: str, device_id: str) -> None:
@@ -369,7 +426,13 @@ def _fast_path(message: Received, device: KnownDevice | None, limits: Limits) ->
     not pass goes the slow way, which finds the exact reason. Events have only flat fields, so
     a payload that validates can be neither too deep nor hold anything but the event."""
     payload = message.payload
-    if device is None or device.revoked or _RISKY_ESCAPE.search(payload):
+    if (
+        device is None
+        or device.revoked
+        or _RISKY_ESCAPE.search(payload)
+        or _BIG_EXPONENT.search(payload)
+        or _ZERO_RUN in payload
+    ):
         return None
     bounds = _bounds(message.received_at, limits)
     try:
@@ -383,7 +446,8 @@ def _fast_path(message: Received, device: KnownDevice | None, limits: Limits) ->
                 )
             )
         event: EventModel = _validate_event_json(payload)
-        return Verdict(events=(_row(event, message, device, limits, payload.decode(), bounds),))
+        text = payload.decode() if len(payload) <= _RAW_TEXT_MAX else None
+        return Verdict(events=(_row(event, message, device, limits, text, bounds),))
     except (ValidationError, UnicodeDecodeError, _Refuse):
         return None
 
@@ -394,7 +458,10 @@ def _decode(payload: bytes, limits: Limits, device_id: str) -> Any:
     except UnicodeDecodeError as exc:
         raise _Refuse(Reason.NOT_UTF8, f"not valid UTF-8 at byte {exc.start}", device_id) from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_float=_float, parse_int=_int, parse_constant=_not_a_number)
+    except _Refuse as refused:
+        refused.device_id = device_id
+        raise
     except RecursionError:
         raise _Refuse(Reason.TOO_DEEP, "nesting too deep to parse", device_id) from None
     except ValueError as exc:
@@ -405,6 +472,36 @@ def _decode(payload: bytes, limits: Limits, device_id: str) -> Any:
     if problem:
         raise _Refuse(Reason.UNSTORABLE_JSON, problem, device_id)
     return data
+
+
+def _float(literal: str) -> float:
+    """A JSON number with a fraction or exponent, as the database would keep it: refused
+    when it reads as zero though written non-zero (underflow) or as infinity (overflow)."""
+    value = float(literal)
+    if value == 0.0:
+        mantissa = literal.partition("e")[0].partition("E")[0]
+        if mantissa.strip("-+0.") != "":
+            raise _Refuse(
+                Reason.UNSTORABLE_NUMBER,
+                f"the number {literal[:40]!r} underflows to zero in a double",
+            )
+    elif math.isinf(value):
+        raise _Refuse(Reason.UNSTORABLE_NUMBER, f"the number {literal[:40]!r} overflows a double")
+    return value
+
+
+def _int(literal: str) -> int:
+    """A JSON integer: more than 20 digits is beyond every integer column (bigint)."""
+    if len(literal.lstrip("-")) > 20:
+        raise _Refuse(
+            Reason.UNSTORABLE_NUMBER,
+            f"the integer {literal[:24]!r}… has {len(literal)} digits, beyond bigint",
+        )
+    return int(literal)
+
+
+def _not_a_number(literal: str) -> float:
+    raise _Refuse(Reason.UNSTORABLE_NUMBER, f"{literal} is not a JSON number")
 
 
 def _event_row(
@@ -419,7 +516,7 @@ def _event_row(
     try:
         event: EventModel = parse_event(item)
     except ValidationError as exc:
-        raise _Refuse(Reason.SCHEMA_INVALID, _first_error(exc), device.device_id) from None
+        raise _Refuse(_schema_reason(exc), _first_error(exc), device.device_id) from None
     return _row(event, message, device, limits, None)
 
 

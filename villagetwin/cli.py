@@ -662,6 +662,8 @@ def ingest() -> None:
     ingester = Ingester(IngestSettings())
     tune_process()
     ingester.run()
+    if ingester.failed:  # a writer died: let the supervisor restart us
+        raise SystemExit(1)
 
 
 def _duration(text: str) -> timedelta:
