@@ -494,13 +494,12 @@ class Ingester:
                     self._commit(batch, db)
                 finally:
                     self._watch.idle(name)
-        except BaseException:
+        except BaseException:  # logged with its traceback, counted, and the process stops
             self._watch.died(name)
             self.metrics.writer_deaths.inc()
             self.failed = True
             log.critical("writer %s died; the ingester stops (exit status 1)", name, exc_info=True)
             self.stopping.set()
-            raise
         finally:
             db.drop()
 

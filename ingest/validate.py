@@ -362,7 +362,7 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
     if not isinstance(data, dict):
         raise _Refuse(Reason.SCHEMA_INVALID, "the message is not a JSON object", device_id)
     version = data.get("v")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+    if not isinstance(version, int) or version not in SUPPORTED_SCHEMA_VERSIONS:
         supported = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
         raise _Refuse(
             Reason.UNKNOWN_SCHEMA_VERSION,
@@ -507,7 +507,8 @@ def _not_a_number(literal: str) -> float:
 def _event_row(
     item: dict[str, Any], message: Received, device: KnownDevice, limits: Limits
 ) -> EventRow:
-    if isinstance(item, dict) and item.get("v", 1) not in SUPPORTED_SCHEMA_VERSIONS:
+    version = item.get("v", 1) if isinstance(item, dict) else 1
+    if not isinstance(version, int) or version not in SUPPORTED_SCHEMA_VERSIONS:
         raise _Refuse(
             Reason.UNKNOWN_SCHEMA_VERSION,
             f"schema version v={item.get('v')!r} is not supported",

@@ -214,7 +214,7 @@ def test_a_config_message_says_where_a_registered_device_is() -> None:
         ({"device": "cam-001"}, "acc-lh00001", "device_mismatch"),  # names another device
         ({"kind": "camera"}, "acc-lh00001", "device_mismatch"),  # not what the registry has
         ({"device": "acc-nobody"}, "acc-nobody", "unknown_device"),  # never registers one
-        ({"floor": 999}, "acc-lh00001", "schema_invalid"),
+        ({"floor": 999}, "acc-lh00001", "out_of_range"),
         ({"v": 2}, "acc-lh00001", "unknown_schema_version"),
     ],
 )
