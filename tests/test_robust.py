@@ -53,8 +53,9 @@ def raw(data: dict[str, Any], **literals: str) -> bytes:
     return text.encode()
 
 
-def verdict_of(payload: bytes, device: str = "gate-r1", limits: Limits = Limits()) -> Any:
-    return judge(Received(event_topic(device), payload, datetime.now(UTC)), REGISTRY, limits)
+def verdict_of(payload: bytes, device: str = "gate-r1", limits: Limits | None = None) -> Any:
+    message = Received(event_topic(device), payload, datetime.now(UTC))
+    return judge(message, REGISTRY, limits or Limits())
 
 
 def reason_of(payload: bytes, device: str = "gate-r1") -> str | None:
@@ -273,7 +274,7 @@ def test_healthz_answers_503_while_a_batch_waits_too_long_and_counts_the_stall(
     fleet.wait_acknowledged()
     assert wait_until(lambda: _healthz(port)[0] == 503, 10)
     status, report = _healthz(port)
-    assert report["stalled"] and report["database_ok"] and report["oldest_batch_waiting_s"] > 1
+    assert status == 503 and report["stalled"] and report["database_ok"] and report["oldest_batch_waiting_s"] > 1
     sample = running.ingester.metrics.registry.get_sample_value
     assert wait_until(lambda: sample("vt_writer_stalls_total") == 1, 5)
     assert count(db, "SELECT count(*) FROM events") == 0
