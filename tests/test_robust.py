@@ -274,7 +274,8 @@ def test_healthz_answers_503_while_a_batch_waits_too_long_and_counts_the_stall(
     fleet.wait_acknowledged()
     assert wait_until(lambda: _healthz(port)[0] == 503, 10)
     status, report = _healthz(port)
-    assert status == 503 and report["stalled"] and report["database_ok"] and report["oldest_batch_waiting_s"] > 1
+    assert status == 503 and report["stalled"] and report["database_ok"]
+    assert report["oldest_batch_waiting_s"] > 1
     sample = running.ingester.metrics.registry.get_sample_value
     assert wait_until(lambda: sample("vt_writer_stalls_total") == 1, 5)
     assert count(db, "SELECT count(*) FROM events") == 0
