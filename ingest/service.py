@@ -570,7 +570,12 @@ class Ingester:
                         len(batch.messages),
                     )
                     return
-                log.warning("database write failed (%s); retrying in %.1fs", exc, delay)
+                log.warning(
+                    "%s: database write failed (%s); retrying in %.1fs",
+                    threading.current_thread().name,
+                    str(exc).strip(),
+                    delay,
+                )
                 self._pause(delay)
                 delay = min(delay * 2, self.options.db_retry_max_s)
                 continue

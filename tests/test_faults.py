@@ -227,6 +227,48 @@ def test_sigterm_flushes_acknowledges_and_exits(
     )
 
 
+def test_sigterm_during_a_database_outage_exits_within_10s_and_loses_nothing(
+    private_pg: PrivatePostgres, pg_dsn: str, broker: Broker, tmp_path: Path
+) -> None:
+    """Both writers retrying a batch against a stopped database, a third batch waiting for
+    them and the main thread blocked handing over a fourth: SIGTERM still ends the process
+    within 10 s, and what was not committed was not acknowledged, so it comes back."""
+    devices = gates(5, "o")
+    register_gates(pg_dsn, devices)
+    log = tmp_path / "ingest.log"
+    ingester = IngesterProcess(pg_dsn, broker.settings, log, client_id="vt-term-outage")
+    ingester.start()
+    assert wait_until(ingester.connected, 20)
+    fleet = Fleet(broker.settings, devices)
+    fleet.publish(20)
+    fleet.wait_acknowledged()
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") == 100, 20)
+    private_pg.stop("immediate")
+    try:
+        fleet.publish(100, rate=250.0)  # 500 events over 2 s: many 50 ms batches
+        fleet.wait_acknowledged()
+
+        def both_writers_blocked() -> bool:
+            text = log.read_text()
+            return all(f"vt-writer-{n}: database write failed" in text for n in (0, 1))
+
+        assert wait_until(both_writers_blocked, 20)
+        time.sleep(1.0)
+        started = time.monotonic()
+        status = ingester.terminate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        private_pg.start()
+    assert status == 0 and took < 10, f"exit {status} after {took:.1f} s"
+    assert "left unacknowledged" in log.read_text() or "giving up" in log.read_text()
+    fleet.close()
+    ingester.start()  # the same session: the broker redelivers what was not acknowledged
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") >= 600, 60, 0.5)
+    time.sleep(1.0)
+    assert_exactly_once(pg_dsn, 600)
+    assert ingester.terminate() == 0
+
+
 def test_broker_crash_loss_is_reported_as_exact_missing_ranges(
     pg_dsn: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:

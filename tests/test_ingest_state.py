@@ -255,13 +255,19 @@ def test_a_config_places_a_device_and_an_older_one_committed_later_does_not_win(
 
 def test_a_deadlock_with_another_writer_is_retried_at_once(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
     """Another transaction holds one of a batch's events and then wants another the batch
-    holds: PostgreSQL rolls the ingester's batch back, which is a conflict, not an outage."""
+    holds: PostgreSQL rolls the ingester's batch back, which is a conflict, not an outage.
+
+    It once counted 2 conflicts on an idle machine: the batch was retried the instant it was
+    rolled back, took y again before the other backend (woken by the rollback) had inserted
+    it, and deadlocked with it a second time. Retries now wait a jittered pause first (at
+    least conflict_backoff_ms, here 500 ms, far more than the other backend needs to take y),
+    so the retry finds y taken, then committed, and stores the batch as duplicates."""
     import json
 
     from devices.topics import event_topic
 
     register_gates(db, ["gate-dl"])
-    running = start_ingester(db, broker.settings)
+    running = start_ingester(db, broker.settings, conflict_backoff_ms=500)
     y, x = (json.loads(Fleet.payload("gate-dl", seq)) for seq in (1, 2))
     other = psycopg.connect(db)
     insert = (
