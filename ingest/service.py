@@ -21,6 +21,7 @@ import collections
 import contextlib
 import gc
 import logging
+import os
 import queue
 import random
 import signal
@@ -320,8 +321,8 @@ class Ingester:
 
     def run(self, install_signal_handlers: bool = True) -> None:
         if install_signal_handlers:
-            signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-            signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGTERM, lambda *_: self._on_signal())
+            signal.signal(signal.SIGINT, lambda *_: self._on_signal())
         self._warn_about_defaults()
         self._detect_edition()
         self._reload_registry()
@@ -390,6 +391,26 @@ class Ingester:
                 " dead letters %(dead_letters)d",
                 self.totals,
             )
+
+    def _on_signal(self) -> None:
+        """SIGTERM or SIGINT: stop; and should the orderly stop hang (a database that
+        accepts connections but never answers), leave hard a little after the grace period.
+        Nothing is lost either way: only what was committed was acknowledged."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        limit = self.options.shutdown_grace_s + 3.0
+
+        def hard_exit() -> None:
+            log.error(
+                "stopping took over %.0f s: exiting now, unacknowledged work is redelivered", limit
+            )
+            logging.shutdown()
+            os._exit(1)
+
+        timer = threading.Timer(limit, hard_exit)
+        timer.daemon = True
+        timer.start()
 
     def _loop(self) -> None:
         while not self.stopping.is_set():

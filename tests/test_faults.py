@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -263,6 +265,52 @@ def test_sigterm_during_a_database_outage_exits_within_10s_and_loses_nothing(
     assert "left unacknowledged" in log.read_text() or "giving up" in log.read_text()
     fleet.close()
     ingester.start()  # the same session: the broker redelivers what was not acknowledged
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") >= 600, 60, 0.5)
+    time.sleep(1.0)
+    assert_exactly_once(pg_dsn, 600)
+    assert ingester.terminate() == 0
+
+
+def _postgres_processes(pg: PrivatePostgres) -> list[int]:
+    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(
+        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [postmaster, *map(int, children)]
+
+
+def test_sigterm_while_the_database_hangs_exits_within_10s_and_loses_nothing(
+    private_pg: PrivatePostgres, pg_dsn: str, broker: Broker, tmp_path: Path
+) -> None:
+    """A database that accepts nothing and answers nothing (every PostgreSQL process stopped
+    with SIGSTOP): writers block inside libpq, with no error to retry on. SIGTERM still ends
+    the ingester within 10 s, and nothing it did not commit was acknowledged."""
+    devices = gates(5, "h")
+    register_gates(pg_dsn, devices)
+    log = tmp_path / "ingest.log"
+    ingester = IngesterProcess(pg_dsn, broker.settings, log, client_id="vt-term-hang")
+    ingester.start()
+    assert wait_until(ingester.connected, 20)
+    fleet = Fleet(broker.settings, devices)
+    fleet.publish(20)
+    fleet.wait_acknowledged()
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") == 100, 20)
+    frozen = _postgres_processes(private_pg)
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        fleet.publish(100, rate=250.0)
+        fleet.wait_acknowledged()
+        time.sleep(2.0)
+        started = time.monotonic()
+        status = ingester.terminate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert took < 10, f"exit {status} after {took:.1f} s"
+    fleet.close()
+    ingester.start()
     assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") >= 600, 60, 0.5)
     time.sleep(1.0)
     assert_exactly_once(pg_dsn, 600)
