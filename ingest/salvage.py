@@ -73,6 +73,17 @@ def describe(exc: BaseException) -> str:
     return storable_text(text)[:1000]
 
 
+def describe_for_log(exc: BaseException) -> str:
+    """What a log may say of a data error: its SQLSTATE, class and constraint, never the
+    database's message, which can quote the value (``invalid input syntax …: "…"``)."""
+    constraint = getattr(getattr(exc, "diag", None), "constraint_name", None)
+    sqlstate = getattr(exc, "sqlstate", None)
+    parts = [p for p in (sqlstate, type(exc).__name__) if p]
+    if constraint:
+        parts.append(f"constraint {constraint}")
+    return " ".join(parts)
+
+
 @dataclass
 class _Todo:
     items: list[Item]
@@ -152,9 +163,8 @@ class Salvage:
                 ) from again
             letter = bare
         log.warning(
-            "the database refused a row on %s (%s): dead-lettered as unstorable_row, %d bytes",
+            "the database refused a row on %s: dead-lettered as unstorable_row (%d bytes)",
             letter.topic,
-            cause,
             letter.payload_size,
         )
         self.dead_letters += 1

@@ -41,7 +41,7 @@ from ingest.batching import Batch, Batcher
 from ingest.guard import DeadLetterQuota, WriterWatch
 from ingest.metrics import IngestMetrics, serve
 from ingest.mqtt_client import BulkClient
-from ingest.salvage import Salvage, describe, is_conflict, is_outage
+from ingest.salvage import Salvage, describe, describe_for_log, is_conflict, is_outage
 from ingest.settings import DEFAULT_CREDENTIAL_KEY, IngestSettings
 from ingest.validate import KnownDevice, Reason, Received, Verdict, judge
 
@@ -415,7 +415,8 @@ class Ingester:
     def _loop(self) -> None:
         while not self.stopping.is_set():
             wait = self._batcher.seconds_until_due(time.monotonic())
-            self.inbox.wait(0.25 if wait is None else max(wait, 0.001))
+            # At least four times a second, so that a SIGTERM is seen whatever the batch wait.
+            self.inbox.wait(0.25 if wait is None else min(max(wait, 0.001), 0.25))
             self._take_waiting(until_full=True)
             if self._batcher.due(time.monotonic()):
                 # Blocks while every writer has a batch in hand and one more waits: backpressure.
@@ -574,7 +575,7 @@ class Ingester:
                     log.warning(
                         "a batch of %d rows was refused for its data (%s); finding the rows",
                         len(batch.events) + len(batch.refusals),
-                        describe(exc),
+                        describe_for_log(exc),
                     )
                     self.metrics.salvaged_batches.inc()
                     salvage = Salvage(batch, exc, self.limits.max_payload_bytes)
