@@ -7,6 +7,7 @@ batch refuses that event only; the rest of the batch is stored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -252,7 +253,11 @@ def judge(
         return Verdict(refusals=(_refusal(message, refused, message.payload, limits),))
     except Exception as exc:  # a bug must cost one message, not the ingester
         failed = _Refuse(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:1000])
-        return Verdict(refusals=(_refusal(message, failed, message.payload, limits),))
+        refusal = _refusal(message, failed, message.payload, limits)
+        if is_bridge_topic(message.topic):
+            # A vendor's raw payload may hold names, card numbers and faces: not kept.
+            refusal = dataclasses.replace(refusal, payload=b"")
+        return Verdict(refusals=(refusal,))
 
 
 def storable_text(text: str) -> str:

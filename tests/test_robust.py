@@ -146,6 +146,13 @@ def test_judge_never_raises_an_exception_becomes_an_internal_error_dead_letter()
     assert refusal.payload == message.payload
 
 
+def test_an_internal_error_on_a_bridge_topic_keeps_no_vendor_bytes() -> None:
+    message = Received("vt/bridge/hikvision/acc-hik1", b'{"name": "\xe5\xbc\xa0"}', NOW)
+    [refusal] = judge(message, _BrokenRegistry()).refusals
+    assert refusal.reason is Reason.INTERNAL_ERROR
+    assert refusal.payload == b"" and refusal.payload_size == len(message.payload)
+
+
 def test_an_oversized_message_keeps_a_bounded_prefix() -> None:
     payload = raw(gate_pass(), pad=json.dumps("x" * 300_000))
     [refusal] = verdict_of(payload, limits=Limits(oversized_prefix_bytes=1000)).refusals
