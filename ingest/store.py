@@ -327,8 +327,10 @@ def store_tracked(cur: psycopg.Cursor[Any], rows: Sequence[EventRow]) -> int:
     """Upserts detections kept current (``Verdict.tracked``); returns how many were new. Only
     new ones feed the derived tables (a track is one detection); every one moves last seen."""
     latest: dict[tuple[object, object], EventRow] = {}
-    for row in rows:  # in arrival order: within a batch the later message wins
-        latest[(row.event_id, row.ts)] = row
+    for row in rows:  # several messages of one track in a batch: merged as the upsert would
+        key = (row.event_id, row.ts)
+        before = latest.get(key)
+        latest[key] = row if before is None else _merge_track(before, row)
     unique = list(latest.values())
     names = ("ts", "received", "id", "device", "seq", "kind", "building", "unit", "credential")
     params: dict[str, list[Any]] = {
@@ -344,6 +346,19 @@ def store_tracked(cur: psycopg.Cursor[Any], rows: Sequence[EventRow]) -> int:
         seen[row.device_id] = max(seen.get(row.device_id, row.received_at), row.received_at)
     cur.execute(_TRACKED_SEEN, {"device": list(seen), "seen": list(seen.values())})
     return len(new)
+
+
+def _merge_track(a: EventRow, b: EventRow) -> EventRow:
+    """Two messages of one track: the later one (by ``until``) wins field by field, and what
+    only the other knows (a plate, a face) stays."""
+    pa, pb = json.loads(a.payload), json.loads(b.payload)
+    if str(pb.get("until") or "") < str(pa.get("until") or ""):
+        a, b, pa, pb = b, a, pb, pa
+    return b._replace(
+        payload=json.dumps({**pa, **pb}, ensure_ascii=False),
+        credential_ref=b.credential_ref or a.credential_ref,
+        received_at=max(a.received_at, b.received_at),
+    )
 
 
 def store_liveness(cur: psycopg.Cursor[Any], sightings: Sequence[Liveness]) -> None:
