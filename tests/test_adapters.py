@@ -543,3 +543,53 @@ def test_retained_replays_are_marked_and_an_empty_retained_publish_is_no_dead_le
     # A live empty event is still a refusal (a device sending nothing is a fault).
     empty = judge(Received("vt/v1/acc-hik1/event", b"", now()), LIVE, ZONE_LIMITS)
     assert [r.reason.value for r in empty.refusals] == ["not_json"]
+
+
+# --- the shared field samples (one instance of each kind; read by path, never copied) --------
+
+FIELD = SHARED_DATA / "field"
+FIELD_NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+FIELD_LIMITS = Limits(max_age=timedelta(days=3650), credential_key=KEY)
+FIELD_REGISTRY = {
+    "acc-lh00001": KnownDevice("acc-lh00001", DeviceKind.ACCESS),
+    "gate-west1": KnownDevice("gate-west1", DeviceKind.GATE),
+    **REGISTRY,
+}
+
+
+def field_verdicts(name: str, topic: str) -> list[Verdict]:
+    raw = (FIELD / name).read_bytes()
+    lines = [line for line in raw.splitlines() if line.strip()] if name.endswith("l") else [raw]
+    return [judge(Received(topic, line, FIELD_NOW), FIELD_REGISTRY, FIELD_LIMITS) for line in lines]
+
+
+def test_the_field_samples_read_as_a_user_expects() -> None:
+    (h01,) = field_verdicts("H01-hikvision-multipart-json-plus-picture.bin",
+                            "vt/bridge/hikvision/acc-hik1")  # fmt: skip
+    got = json.loads(h01.events[0].payload)
+    assert (got["method"], got["granted"], got["pictures"]) == ("face", True, 1)
+    (h02,) = field_verdicts(
+        "H02-hikvision-fingerprint-minor38.json", "vt/bridge/hikvision/acc-hik1"
+    )
+    assert json.loads(h02.events[0].payload)["method"] == "fingerprint" and h02.refusals == ()
+    h04 = field_verdicts(
+        "H04-hikvision-heartbeat-and-videoloss.jsonl", "vt/bridge/hikvision/acc-hik1"
+    )
+    assert all(v.sightings and not v.refusals and not v.events for v in h04)
+    (d01,) = field_verdicts("D01-dahua-doorstatus-beside-accesscontrol.json",
+                            "vt/bridge/dahua/acc-dahua1")  # fmt: skip
+    assert [e.kind for e in d01.events] == ["access.door", "access.unlock"] and not d01.refusals
+    a01 = field_verdicts("A01-plate-unlicensed-vehicles.jsonl", "vt/bridge/alphadigi/gate-plate1")
+    assert all(v.events[0].credential_ref is None for v in a01)
+    assert all(json.loads(v.events[0].payload)["unlicensed"] for v in a01)
+    f01 = field_verdicts("F01-frigate-one-person-new-update-end.jsonl",
+                         "vt/bridge/frigate/cam-frigate1")  # fmt: skip
+    assert len({(r.event_id, r.ts) for v in f01 for r in v.tracked}) == 1
+    f03 = field_verdicts("F03-frigate-car-recognized-license-plate.jsonl",
+                         "vt/bridge/frigate/cam-frigate1")  # fmt: skip
+    assert [v.tracked[0].credential_ref for v in f03] == [
+        reference("plate", KEY, "粤A88K21"),
+        reference("plate", KEY, "粤A12345"),
+    ]
+    (v01,) = field_verdicts("V01-native-event-utf8-bom.json", "vt/v1/acc-lh00001/event")
+    assert len(v01.events) == 1 and v01.refusals == ()
