@@ -207,11 +207,27 @@ UPDATE devices AS d SET last_seen = greatest(d.last_seen, s.seen)
 FROM unnest(%(device)s::text[], %(seen)s::timestamptz[]) AS s(device_id, seen)
 WHERE d.device_id = s.device_id
 """
-# A vendor heartbeat or status message: the device is alive, and its flags are recorded.
+# A vendor heartbeat or status message: the device is alive (online, unless a newer status
+# says otherwise; a history row only when that is a change), and its flags are recorded.
 _LIVENESS = """
-UPDATE devices SET last_seen = greatest(last_seen, %(at)s),
-    vendor_status = vendor_status || %(status)s::jsonb
-WHERE device_id = %(device_id)s
+WITH before AS (
+    SELECT device_id, online FROM devices WHERE device_id = %(device_id)s FOR UPDATE
+), updated AS (
+    UPDATE devices AS d SET
+        last_seen = greatest(d.last_seen, %(at)s),
+        vendor_status = d.vendor_status || %(status)s::jsonb,
+        online = CASE WHEN d.status_changed_at IS NULL OR d.status_changed_at <= %(at)s
+                      THEN true ELSE d.online END,
+        status_changed_at = CASE
+            WHEN d.online IS DISTINCT FROM true
+             AND (d.status_changed_at IS NULL OR d.status_changed_at <= %(at)s)
+            THEN %(at)s ELSE d.status_changed_at END
+    FROM before AS b WHERE d.device_id = b.device_id
+    RETURNING d.device_id, b.online AS was, d.online AS is_online
+)
+INSERT INTO device_status_history (device_id, at, online)
+SELECT device_id, %(at)s, true FROM updated WHERE is_online AND was IS DISTINCT FROM true
+ON CONFLICT DO NOTHING
 """
 
 

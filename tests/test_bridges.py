@@ -156,8 +156,13 @@ def test_vendor_heartbeats_move_last_seen_and_are_not_dead_letters(
     assert seen["acc-hik7"] > yesterday + timedelta(hours=23)
     assert seen["acc-dahua7"] > yesterday + timedelta(hours=23)
     assert seen["cam-frigate7"] == yesterday  # not heard from
-    status = rows(db, "SELECT vendor_status FROM devices WHERE device_id = 'acc-hik7'")[0][0]
-    assert status["videoloss"]["active"] is False
+    status, online = rows(
+        db, "SELECT vendor_status, online FROM devices WHERE device_id = 'acc-hik7'"
+    )[0]
+    assert status["videoloss"]["active"] is False and online is True
+    # Heard from again: online once, one status change in the history (not one per heartbeat).
+    history = rows(db, "SELECT device_id, online FROM device_status_history ORDER BY device_id")
+    assert history == [("acc-dahua7", True), ("acc-hik7", True)]
     assert count(db, "SELECT count(*) FROM dead_letters") == 0
     assert count(db, "SELECT count(*) FROM events WHERE device_id <> %s", SENTINEL) == 0
 
