@@ -364,7 +364,7 @@ def redacted_payload(payload: bytes, key: bytes, encoding: str | None = None) ->
     kept = {"redacted": redact(data, key)}
     if pictures:
         kept["pictures_dropped"] = pictures
-    return json.dumps(kept, ensure_ascii=False).encode()
+    return json.dumps(kept, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 # --- Hikvision --------------------------------------------------------------------------------

@@ -308,12 +308,14 @@ def _bridge_refusal(
             kept = redacted_payload(message.payload, limits.credential_key, encoding)
         except Exception:  # keep nothing rather than the raw bytes
             kept = b'{"unreadable": true}'
+    # The detail may quote vendor text: PostgreSQL's text holds neither NUL nor surrogates.
+    detail = refused.detail.replace("\x00", "\\x00").encode("utf-8", "backslashreplace")
     return Refusal(
         received_at=message.received_at,
         topic=message.topic,
         device_id=refused.device_id,
         reason=refused.reason,
-        detail=refused.detail,
+        detail=detail.decode(),
         payload=kept[: limits.max_payload_bytes],
         payload_size=len(message.payload),
     )
@@ -366,6 +368,9 @@ def _adapt_bridged(
     for item in items:
         if isinstance(item, Adapted):
             try:
+                problem = _unstorable(item.event)  # vendor text may hold NUL or surrogates
+                if problem:
+                    raise _Refuse(Reason.UNSTORABLE_JSON, problem, device_id)
                 row = _event_row(item.event, message, device, limits)
             except _Refuse as refused:
                 if item.local_time and refused.reason in (
@@ -377,7 +382,9 @@ def _adapt_bridged(
                         f" {zone_name}: if its clock keeps another zone,"
                         f" {_set_zone_hint(device_id)}"
                     )
-                kept = json.dumps(item.event, ensure_ascii=False, default=str).encode()
+                kept = json.dumps(item.event, ensure_ascii=False, default=str).encode(
+                    "utf-8", "backslashreplace"
+                )
                 refusals.append(_bridge_refusal(message, refused, device, limits, kept))
                 continue
             if row.kind == "access.vendor":
@@ -398,7 +405,7 @@ def _adapt_bridged(
                 {"redacted": redact(item.item, limits.credential_key)},
                 ensure_ascii=False,
                 default=str,
-            ).encode()
+            ).encode("utf-8", "backslashreplace")
             refusals.append(_bridge_refusal(message, rejected, device, limits, kept))
         else:
             raise AdapterError(f"{topic.vendor}: the adapter returned {type(item).__name__}")

@@ -593,3 +593,15 @@ def test_the_field_samples_read_as_a_user_expects() -> None:
     ]
     (v01,) = field_verdicts("V01-native-event-utf8-bom.json", "vt/v1/acc-lh00001/event")
     assert len(v01.events) == 1 and v01.refusals == ()
+
+
+def test_vendor_text_postgresql_cannot_hold_is_refused_by_name() -> None:
+    start = now().timestamp()
+    body = {"id": f"{start:.3f}-n1", "label": "person", "start_time": start,
+            "frame_time": start, "current_zones": ["lane\u0000x"]}  # fmt: skip
+    verdict = bridged("frigate", "cam-frigate1", json.dumps({"type": "new", "after": body}))
+    assert [r.reason.value for r in verdict.refusals] == ["unstorable_json"]
+    bad_code = bridged("dahua", "acc-dahua1", json.dumps({"Events": [{"Code": "X\u0000\udc00"}]}))
+    detail = bad_code.refusals[0].detail
+    assert "\x00" not in detail and detail.encode("utf-8")
+    assert bad_code.refusals[0].payload.decode("utf-8")  # storable, the surrogate escaped
