@@ -277,3 +277,24 @@ def test_the_bulk_client_carries_the_retain_flag(broker: Any, publisher: mqtt.Cl
         client.loop_stop()
         client.disconnect()
     assert got == [("vt/v1/gate-x1/status", True), ("vt/v1/gate-x1/status", False)]
+
+
+def test_a_devices_zone_and_encoding_are_set_in_the_registry(db: str) -> None:
+    from ingest.store import load_registry
+    from villagetwin.provision import ProvisioningError, set_bridge
+
+    register(db)
+    with psycopg.connect(db) as conn:
+        set_bridge(conn, "acc-dahua7", "Europe/Berlin", "gbk")
+        set_bridge(conn, "acc-hik7", "UTC", None)
+        set_bridge(conn, "acc-hik7", "", None)  # back to the village's zone
+        for zone, encoding in [("Mars/Olympus", None), (None, "klingon-8")]:
+            with pytest.raises(ProvisioningError):
+                set_bridge(conn, "acc-dahua7", zone, encoding)
+        with pytest.raises(ProvisioningError, match="no device"):
+            set_bridge(conn, "acc-nobody", "UTC", None)
+        conn.commit()
+        registry = load_registry(conn)
+    assert (registry["acc-dahua7"].time_zone, registry["acc-dahua7"].text_encoding) == (
+        "Europe/Berlin", "gbk")  # fmt: skip
+    assert (registry["acc-hik7"].time_zone, registry["acc-hik7"].text_encoding) == (None, None)
