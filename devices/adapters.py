@@ -687,7 +687,8 @@ def _frigate_start(object_id: object, fallback: object) -> float:
 def frigate(message: VendorMessage) -> list[Item]:
     """Frigate's ``frigate/events`` (new/update/end) and its tracked-object updates (face,
     plate). One tracked object is ONE detection: its id and time come from Frigate's object id,
-    so ``update`` and ``end`` replace the row ``new`` made (``track``, ``until``). False
+    so ``update`` and ``end`` replace the row ``new`` made (``track``, ``until``), and a face or
+    plate update adds its credential to that same row. False
     positives are not detections. On a vehicle, ``recognized_license_plate`` or a
     ``sub_label`` is a plate credential (never a face); on a person a ``sub_label`` is a face.
     The camera's zone becomes the detection's zone; images stay in Frigate."""
@@ -742,14 +743,20 @@ def frigate(message: VendorMessage) -> list[Item]:
         value = data.get("name") if kind == "face" else data.get("plate")
         if not value:
             raise AdapterError(f"a {kind} update with nothing recognised")
+        # The same tracked object as frigate/events: the same detection, whose credential
+        # this adds (a partial update: it has no ``until``, so it changes nothing else).
+        object_id = str(data.get("id") or "")
+        if not object_id:
+            raise AdapterError(f"a {kind} update without the tracked object's id")
+        start = _frigate_start(object_id, data.get("timestamp"))
         event = {
             "v": 1,
             "type": "camera.detection",
-            "id": event_id("frigate", message.device_id, data.get("id"), kind,
-                           data.get("timestamp")),
+            "id": event_id("frigate", message.device_id, object_id),
             "device": message.device_id,
             "seq": UNNUMBERED,
-            "ts": device_time(data.get("timestamp"), message.zone)[0],
+            "ts": device_time(start, message.zone)[0],
+            "track": _track_reference(object_id),
             "cls": "person" if kind == "face" else "vehicle",
             "count": 1,
             "confidence": _score(data.get("score")),

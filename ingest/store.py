@@ -195,10 +195,15 @@ FROM unnest(%(ts)s::timestamptz[], %(received)s::timestamptz[], %(id)s::uuid[],
           credential_ref, payload)
 ORDER BY event_id, ts
 ON CONFLICT ON CONSTRAINT events_once DO UPDATE SET
-    payload = e.payload || EXCLUDED.payload,
+    payload = CASE WHEN EXCLUDED.payload ? 'until' THEN e.payload || EXCLUDED.payload
+                   ELSE e.payload || jsonb_strip_nulls(jsonb_build_object(
+                       'credential', EXCLUDED.payload -> 'credential',
+                       'unlicensed', EXCLUDED.payload -> 'unlicensed')) END,
     received_at = greatest(e.received_at, EXCLUDED.received_at),
     credential_ref = coalesce(EXCLUDED.credential_ref, e.credential_ref)
-WHERE coalesce((EXCLUDED.payload ->> 'until')::timestamptz, EXCLUDED.ts)
+-- A partial update (a face or plate recognised later: no ``until``) adds its credential only.
+WHERE NOT EXCLUDED.payload ? 'until'
+   OR coalesce((EXCLUDED.payload ->> 'until')::timestamptz, EXCLUDED.ts)
    >= coalesce((e.payload ->> 'until')::timestamptz, e.ts)
 RETURNING event_id, ts, (xmax = 0) AS inserted
 """
@@ -368,7 +373,14 @@ def _merge_track(a: EventRow, b: EventRow) -> EventRow:
     """Two messages of one track: the later one (by ``until``) wins field by field, and what
     only the other knows (a plate, a face) stays."""
     pa, pb = json.loads(a.payload), json.loads(b.payload)
-    if str(pb.get("until") or "") < str(pa.get("until") or ""):
+    if "until" in pa and "until" not in pb:  # b adds a credential to a's detection
+        learnt = {k: pb[k] for k in ("credential", "unlicensed") if k in pb}
+        return a._replace(
+            payload=json.dumps({**pa, **learnt}, ensure_ascii=False),
+            credential_ref=b.credential_ref or a.credential_ref,
+            received_at=max(a.received_at, b.received_at),
+        )
+    if "until" in pa and str(pb.get("until") or "") < str(pa.get("until") or ""):
         a, b, pa, pb = b, a, pb, pa
     return b._replace(
         payload=json.dumps({**pa, **pb}, ensure_ascii=False),

@@ -193,12 +193,17 @@ def test_one_frigate_track_is_one_detection_kept_current(
                                       recognized_license_plate="粤B·7C123"))  # fmt: skip
     publish(publisher, topic, frigate("update", car, start + 1, start + 4, label="car"))
     publish(publisher, topic, frigate("new", ghost, start + 2, start + 3, false_positive=True))
+    # frigate/tracked_object_update: a face recognised on the person's track, after its end.
+    face = {"type": "face", "id": person, "name": "Wang Wu", "score": 0.91, "camera": "west_gate",
+            "timestamp": start + 20}  # fmt: skip
+    publish(publisher, topic, json.dumps(face).encode())
     stored_after(db, publisher, 100)
     got = rows(db, "SELECT payload, credential_ref FROM events WHERE device_id = 'cam-frigate7'"
                    " ORDER BY ts")  # fmt: skip
     assert len(got) == 2
-    (track, no_face), (vehicle, plate) = got
-    assert track["track"] == f"frigate/{person}" and no_face is None
+    (track, face_ref), (vehicle, plate) = got
+    assert track["track"] == f"frigate/{person}"
+    assert face_ref == track["credential"] == reference("face", KEY.encode(), "Wang Wu")
     assert track["confidence"] == 0.9
     assert datetime.fromisoformat(track["until"]).timestamp() == pytest.approx(start + 14)
     assert plate == reference("plate", KEY.encode(), "粤B7C123")  # what a plate gate gives
