@@ -257,7 +257,7 @@ def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
     boundary = match.group(1).rstrip(b" \t").decode("latin-1")
     head = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'.encode("latin-1")
     message = BytesParser(policy=HTTP).parsebytes(head + payload[match.start(1) - 2 :])
-    text: str | None = None
+    texts: list[str] = []
     pictures = 0
     parts = message.iter_parts() if message.is_multipart() else ()
     for part in parts:
@@ -265,11 +265,13 @@ def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
             pictures += 1
             continue
         body = part.get_payload(decode=True)
-        if text is None and isinstance(body, bytes) and body.strip():
-            text = decode_text(body, part.get_content_charset() or encoding)
-    if text is None:
+        if isinstance(body, bytes) and body.strip():
+            texts.append(decode_text(body, part.get_content_charset() or encoding))
+    if not texts:
         raise AdapterError(f"a multipart body with no text part ({pictures} pictures)")
-    return text, pictures
+    if all(text.lstrip().startswith("Code=") for text in texts):
+        return "\n".join(text.strip() for text in texts), pictures  # Dahua: one event a part
+    return texts[0], pictures
 
 
 def parse_json(text: str) -> Any:
@@ -534,6 +536,8 @@ DAHUA_METHODS: dict[int, tuple[str, str | None]] = {
 }  # fmt: skip
 DAHUA_DOOR_STATES = {"open": "open", "close": "closed", "closed": "closed"}
 DAHUA_HEARTBEATS = frozenset({"heartbeat", "keepalive"})
+# Dahua ITC plate cameras' events (a plate in Data.TrafficCar.PlateNumber or Data.Object.Text).
+DAHUA_PLATE_EVENTS = frozenset({"TrafficJunction", "TrafficParkingSpaceParking", "TrafficGate"})
 DAHUA_VIDEO_STATUS = frozenset({"videoloss", "videoblind", "storagefailure", "netabort"})
 
 
@@ -552,6 +556,8 @@ def dahua(message: VendorMessage) -> list[Item]:
     credential use (or a door event for remote and exit-button openings), ``DoorStatus`` the
     door contact, heartbeats and video status are liveness."""
     text = message.text.strip()
+    if text.lower() in DAHUA_HEARTBEATS:  # eventManager's keep-alive part is the bare word
+        return [Sighting(text)]
     if text.startswith("Code="):
         items: Any = [_dahua_line(line) for line in text.splitlines() if line.strip()]
     else:
@@ -597,6 +603,17 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
         ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"))
         return Adapted({**base, "id": ident, "type": "access.door", "door": door,
                         "state": state}, local)  # fmt: skip
+    if code in DAHUA_PLATE_EVENTS:
+        car = d.get("TrafficCar") if isinstance(d.get("TrafficCar"), dict) else {}
+        obj = d.get("Object") if isinstance(d.get("Object"), dict) else {}
+        raw = car.get("PlateNumber") if "PlateNumber" in car else obj.get("Text")
+        credential, unlicensed = message.plate(raw)
+        ident = event_id("dahua", message.device_id, code, seconds or ts, d.get("EventID"), raw)
+        base["id"] = ident
+        if isinstance(d.get("EventID"), int) and 0 < d["EventID"] < 2**63:
+            base["seq"] = d["EventID"]
+        direction = car.get("Direction") or d.get("Direction")
+        return Adapted(_vehicle(message, base, credential, unlicensed, direction), local)
     if code != "AccessControl":
         raise AdapterError(f"event code {code!r} is not mapped")
     person = d.get("UserID") or d.get("CardNo")

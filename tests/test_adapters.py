@@ -606,3 +606,26 @@ def test_vendor_text_postgresql_cannot_hold_is_refused_by_name() -> None:
     detail = bad_code.refusals[0].detail
     assert "\x00" not in detail and detail.encode("utf-8")
     assert bad_code.refusals[0].payload.decode("utf-8")  # storable, the surrogate escaped
+
+
+def test_dahua_event_stream_parts_keepalives_and_plate_cameras() -> None:
+    t = int(now().timestamp())
+    data = json.dumps({"UserID": "77", "UTC": t, "Method": 6})
+    line = f"Code=AccessControl;action=Pulse;index=0;data={data}"
+    stream = (
+        f"--myboundary\r\nContent-Type: text/plain\r\n\r\n{line}\r\n"
+        f"--myboundary\r\nContent-Type: text/plain\r\n\r\n{line.replace('77', '78')}\r\n"
+        "--myboundary--\r\n"
+    )
+    verdict = bridged("dahua", "acc-dahua1", stream)
+    assert [json.loads(e.payload)["method"] for e in verdict.events] == ["fingerprint"] * 2
+    assert len(bridged("dahua", "acc-dahua1", b"Heartbeat\r\n").sightings) == 1
+    junction = {"Events": [{"Code": "TrafficJunction", "Action": "Pulse", "Data": {
+        "UTC": t, "EventID": 516, "TrafficCar": {"PlateNumber": "粤A·88K21"}}}]}  # fmt: skip
+    got = one(bridged("dahua", "gate-plate1", json.dumps(junction, ensure_ascii=False)))
+    assert (got["kind"], got["method"]) == ("gate.pass", "plate")
+    assert got["credential_ref"] == reference("plate", KEY, "粤A88K21")
+    nothing = {"Events": [{"Code": "TrafficJunction", "Data": {
+        "UTC": t, "EventID": 517, "TrafficCar": {"PlateNumber": "无车牌"}}}]}  # fmt: skip
+    got = one(bridged("dahua", "gate-plate1", json.dumps(nothing, ensure_ascii=False)))
+    assert got["credential_ref"] is None and got["unlicensed"] is True
