@@ -610,12 +610,14 @@ def test_vendor_text_postgresql_cannot_hold_is_refused_by_name() -> None:
 
 def test_dahua_event_stream_parts_keepalives_and_plate_cameras() -> None:
     t = int(now().timestamp())
-    data = json.dumps({"UserID": "77", "UTC": t, "Method": 6})
-    line = f"Code=AccessControl;action=Pulse;index=0;data={data}"
+    lines = [
+        "Code=AccessControl;action=Pulse;index=0;data="
+        + json.dumps({"UserID": user, "UTC": t, "Method": 6})
+        for user in ("77", "78")
+    ]
     stream = (
-        f"--myboundary\r\nContent-Type: text/plain\r\n\r\n{line}\r\n"
-        f"--myboundary\r\nContent-Type: text/plain\r\n\r\n{line.replace('77', '78')}\r\n"
-        "--myboundary--\r\n"
+        "".join(f"--myboundary\r\nContent-Type: text/plain\r\n\r\n{line}\r\n" for line in lines)
+        + "--myboundary--\r\n"
     )
     verdict = bridged("dahua", "acc-dahua1", stream)
     assert [json.loads(e.payload)["method"] for e in verdict.events] == ["fingerprint"] * 2
