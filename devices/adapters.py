@@ -324,7 +324,10 @@ PERSONAL_KEYS: dict[str, str] = {
     "platenumber": "plate", "plateno": "plate", "recognized_license_plate": "plate",
     "originallicenseplate": "plate", "facedata": "face", "picdata": "face", "image": "face",
     "imagedata": "face", "picture": "face", "facepicture": "face", "snappicture": "face",
+    "pictureurl": "face", "faceurl": "face", "picurl": "face",
 }  # fmt: skip
+# The digest is HMAC(key, value) as in accepted events; the prefix may differ where only the
+# event's method tells (an employee number is ``face:`` on a face unlock, ``cred:`` here).
 
 
 def redact(data: Any, key: bytes) -> Any:
@@ -339,6 +342,8 @@ def redact(data: Any, key: bytes) -> Any:
             elif prefix == "plate":
                 text = plate_text(value) if isinstance(value, str | int) else None
                 out[name] = value if text is None else reference("plate", key, text)
+            elif isinstance(value, list) and value and isinstance(value[0], str):
+                out[name] = reference(prefix, key, value[0])  # Frigate's [name, score]
             elif isinstance(value, list | dict):
                 out[name] = reference(prefix, key, json.dumps(value, sort_keys=True))
             else:
