@@ -609,8 +609,8 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
         return Adapted({**base, "id": ident, "type": "access.door", "door": door,
                         "state": state}, local)  # fmt: skip
     if code in DAHUA_PLATE_EVENTS:
-        car = d.get("TrafficCar") if isinstance(d.get("TrafficCar"), dict) else {}
-        obj = d.get("Object") if isinstance(d.get("Object"), dict) else {}
+        car: dict[str, Any] = d["TrafficCar"] if isinstance(d.get("TrafficCar"), dict) else {}
+        obj: dict[str, Any] = d["Object"] if isinstance(d.get("Object"), dict) else {}
         raw = car.get("PlateNumber") if "PlateNumber" in car else obj.get("Text")
         credential, unlicensed = message.plate(raw)
         ident = event_id("dahua", message.device_id, code, seconds or ts, d.get("EventID"), raw)
