@@ -113,7 +113,7 @@ def test_a_mixed_dahua_upload_stores_each_event_as_what_it_is(
     db: str, broker: Any, start_ingester: Any, publisher: mqtt.Client
 ) -> None:
     register(db)
-    start_ingester(db, broker.settings, credential_key=KEY, writers=1)
+    running = start_ingester(db, broker.settings, credential_key=KEY, writers=1)
     t = int(now().timestamp())
     upload = {"Events": [
         {"Code": "DoorStatus", "Action": "Pulse", "Index": 0, "Data": {"Status": "Open", "UTC": t}},
@@ -121,6 +121,8 @@ def test_a_mixed_dahua_upload_stores_each_event_as_what_it_is(
          "Data": {"CardNo": "5D00FF12", "Method": 1, "Status": 1, "ErrorCode": 0, "UTC": t,
                   "RecNo": 12, "ReaderID": "1", "Door": 0}},
         {"Code": "SomethingNew", "Action": "Pulse", "Index": 0, "Data": {"UTC": t}},
+        {"Code": "AccessControl", "Action": "Pulse", "Index": 0,
+         "Data": {"UserID": "U5", "Method": 99, "Status": 1, "UTC": t, "RecNo": 13}},
     ]}  # fmt: skip
     publish(publisher, "vt/bridge/dahua/acc-dahua7", json.dumps(upload).encode())
     stored_after(db, publisher, 1)
@@ -129,7 +131,10 @@ def test_a_mixed_dahua_upload_stores_each_event_as_what_it_is(
     assert got == [
         ("access.door", "open", None, 0),
         ("access.unlock", None, reference("cred", KEY.encode(), "5D00FF12"), 12),
+        ("access.vendor", None, reference("cred", KEY.encode(), "U5"), 13),
     ]
+    note = {"note": "dahua unmapped AccessControl/Method=99"}
+    assert running.ingester.metrics.registry.get_sample_value("vt_bridge_notes_total", note) == 1
     letters = rows(db, "SELECT reason, detail FROM dead_letters")
     assert len(letters) == 1 and letters[0][0] == "vendor_format"
     assert "SomethingNew" in letters[0][1]
