@@ -174,7 +174,7 @@ def reference(prefix: str, key: bytes, value: object) -> str:
 # What plate readers put in the plate field when they read none (Chinese and English forms).
 NO_PLATE_WORDS = frozenset(
     {"无牌", "无牌车", "无车牌", "无", "未识别", "未知", "识别失败", "车牌", "NOPLATE", "NONE",
-     "NULL", "UNKNOWN", "NA", "N/A"}
+     "NULL", "UNKNOWN", "NA", "N/A", "NOTAVAILABLE", "UNREAD", "UNRECOGNIZED"}
 )  # fmt: skip
 _PLATE_SEPARATORS = re.compile(r"[\s·•・.\-_]+")
 
@@ -186,10 +186,10 @@ def plate_text(value: object) -> str | None:
     if not isinstance(value, str | int):
         return None
     text = unicodedata.normalize("NFKC", str(value)).strip().upper()
-    if text.strip("_*?#- ") in NO_PLATE_WORDS or "无" in text or "未" in text:
+    if "无" in text or "未" in text:
         return None
     text = _PLATE_SEPARATORS.sub("", text)
-    if not text or not any(ch.isalnum() for ch in text):
+    if not text or not any(ch.isalnum() for ch in text) or text.strip("*?#") in NO_PLATE_WORDS:
         return None
     tail = text[1:] if not text[0].isascii() else text
     if tail and set(tail) <= {"0"}:
@@ -246,25 +246,37 @@ def decode_text(data: bytes, encoding: str | None = None) -> str:
 
 
 _BOUNDARY = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*--([^\r\n]{1,200})\r?\n")
+_HEADED = re.compile(rb"\A\s*content-type:\s*multipart/", re.IGNORECASE)
+_PICTURE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 
 
 def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
     """(text, pictures): a ``multipart/form-data`` body gives its first non-image part, and
     the number of image parts (whose bytes are dropped); anything else is decoded whole."""
-    match = _BOUNDARY.match(payload)
-    if match is None:
-        return decode_text(payload, encoding), 0
-    boundary = match.group(1).rstrip(b" \t").decode("latin-1")
-    head = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'.encode("latin-1")
-    message = BytesParser(policy=HTTP).parsebytes(head + payload[match.start(1) - 2 :])
+    if _HEADED.match(payload):  # the bridge kept the HTTP Content-Type header
+        message = BytesParser(policy=HTTP).parsebytes(payload.lstrip())
+    else:
+        match = _BOUNDARY.match(payload)
+        if match is None:
+            return decode_text(payload, encoding), 0
+        boundary = match.group(1).rstrip(b" \t").decode("latin-1")
+        head = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'
+        message = BytesParser(policy=HTTP).parsebytes(
+            head.encode("latin-1") + payload[match.start(1) - 2 :]
+        )
     texts: list[str] = []
     pictures = 0
     parts = message.iter_parts() if message.is_multipart() else ()
     for part in parts:
-        if part.get_content_maintype() == "image" or part.get_filename():
+        body = part.get_payload(decode=True)
+        if (
+            part.get_content_maintype() == "image"
+            or part.get_content_type() == "application/octet-stream"
+            or part.get_filename()
+            or (isinstance(body, bytes) and body.startswith(_PICTURE_MAGIC))
+        ):
             pictures += 1
             continue
-        body = part.get_payload(decode=True)
         if isinstance(body, bytes) and body.strip():
             texts.append(decode_text(body, part.get_content_charset() or encoding))
     if not texts:
@@ -286,6 +298,8 @@ def parse_xml(text: str) -> dict[str, Any]:
     dropped; a DOCTYPE (entities) is refused outright."""
     if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
         raise AdapterError("XML with a DOCTYPE or entities is not accepted")
+    # The text is decoded already: an encoding="GB2312" declaration would mislead the parser.
+    text = re.sub(r"\A\s*<\?xml[^>]*\?>", "", text)
     try:
         root = ET.fromstring(text.encode())
     except ET.ParseError as exc:
@@ -441,14 +455,15 @@ def hikvision(message: VendorMessage) -> list[Item]:
             f"event type {event_type or '(none)'!r} is neither an AccessControllerEvent,"
             " an AcsEvent item, a heartBeat, a video status nor ANPR"
         )
-    if not isinstance(major, int) or not isinstance(minor, int):
+    major, minor, serial = _int(major), _int(minor), _int(serial)  # XML gives digit strings
+    if major is None or minor is None:
         raise AdapterError("majorEventType and subEventType must be integers")
     ts, local = device_time(when, message.zone)
     seq = serial if isinstance(serial, int) and 0 <= serial < 2**63 else UNNUMBERED
     person = event.get("employeeNoString") or event.get("employeeNo") or event.get("cardNo")
-    door_no = event.get("doorNo", 1)
-    door = "unit" if isinstance(door_no, int) and door_no > 1 else "building"
-    pictures = message.pictures or _count(event.get("picturesNumber"))
+    door_no = _int(event.get("doorNo", 1))
+    door = "unit" if door_no is not None and door_no > 1 else "building"
+    pictures = message.pictures or _count(_int(event.get("picturesNumber")))
     base: dict[str, Any] = {
         "v": 1,
         "id": event_id("hikvision", message.device_id, serial if serial is not None else when,
@@ -487,6 +502,14 @@ def hikvision(message: VendorMessage) -> list[Item]:
     if pictures:
         other["pictures"] = pictures
     return [Adapted(other, local)]
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 19:
+        return int(value)
+    return None
 
 
 def _count(value: object) -> int:
@@ -628,7 +651,8 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
     base["id"] = event_id("dahua", message.device_id, seconds, person, d.get("ReaderID"), rec)
     granted = d.get("Status", 1) == 1 and not d.get("ErrorCode")
     method_code = d.get("Method", 1)
-    known = DAHUA_METHODS.get(method_code) if isinstance(method_code, int) else None
+    number = _int(method_code)
+    known = DAHUA_METHODS.get(number) if number is not None else None
     if known is None:
         other: dict[str, Any] = {**base, "type": "access.vendor", "vendor": "dahua",
                                  "code": f"AccessControl/Method={method_code}", "door": door,
@@ -693,6 +717,8 @@ FRIGATE_CLASSES = {
     "fire": "fire",
     "smoke": "smoke",
 }
+# Objects Frigate reads plates on (docs.frigate.video, License Plate Recognition).
+FRIGATE_PLATE_LABELS = frozenset({"car", "truck", "bus", "motorcycle", "license_plate"})
 _FRIGATE_ID_START = re.compile(r"^(\d{9,11}(?:\.\d+)?)-")
 
 
@@ -725,7 +751,7 @@ def frigate(message: VendorMessage) -> list[Item]:
         label = after.get("label")
         cls = FRIGATE_CLASSES.get(str(label))
         if cls is None:
-            raise AdapterError(f"label {label!r} is not a class this platform records")
+            return [Skipped(f"label {str(label)[:32]}")]  # a dog, a cat: not recorded here
         object_id = str(after.get("id") or "")
         if not object_id:
             raise AdapterError("a tracked object without an id")
@@ -750,7 +776,7 @@ def frigate(message: VendorMessage) -> list[Item]:
         }
         if after.get("has_snapshot"):
             event["snapshot"] = event["track"]
-        if cls == "vehicle" or label == "license_plate":
+        if label in FRIGATE_PLATE_LABELS:
             plate = after.get("recognized_license_plate") or name
             if plate:
                 credential, unlicensed = message.plate(plate)

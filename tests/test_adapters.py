@@ -106,7 +106,6 @@ def test_a_bridged_event_is_idempotent_and_keeps_its_device_time() -> None:
     [
         ("vt/bridge/hikvision/acc-hik1", b'{"eventType": "VMD", "dateTime": "x"}', "vendor_format"),
         ("vt/bridge/dahua/acc-dahua1", b"Code=VideoMotion;action=Start;index=0", "vendor_format"),
-        ("vt/bridge/frigate/cam-frigate1", b'{"type": "new", "after": {"label": "dog"}}', "vendor_format"),  # noqa: E501
         ("vt/bridge/alphadigi/gate-plate1", b"not json", "vendor_format"),
         ("vt/bridge/acme/acc-hik1", b"{}", "bad_topic"),
         ("vt/bridge/hikvision/acc-nobody", b"{}", "unknown_device"),
@@ -444,6 +443,9 @@ def test_a_frigate_track_is_one_detection_and_false_positives_none() -> None:
     fp = bridged("frigate", "cam-frigate1", false_positive)
     assert fp.events == fp.tracked == fp.refusals == ()
     assert fp.notes == ("frigate skipped false_positive",)
+    dog = bridged("frigate", "cam-frigate1", frigate_message("new", oid, start, start, label="dog"))
+    assert dog.events == dog.tracked == dog.refusals == ()
+    assert dog.notes == ("frigate skipped label dog",)
 
 
 JPEG = b"\xff\xd8\xff\xe0JFIF-SECRET-FACE-PIXELS\xff\xd9"
@@ -631,3 +633,43 @@ def test_dahua_event_stream_parts_keepalives_and_plate_cameras() -> None:
         "UTC": t, "EventID": 517, "TrafficCar": {"PlateNumber": "无车牌"}}}]}  # fmt: skip
     got = one(bridged("dahua", "gate-plate1", json.dumps(nothing, ensure_ascii=False)))
     assert got["credential_ref"] is None and got["unlicensed"] is True
+
+
+def test_more_transport_variants_of_the_same_kinds() -> None:
+    when = now().astimezone(timezone(timedelta(hours=8))).isoformat()
+    xml = (
+        '<?xml version="1.0" encoding="GB2312"?>'
+        '<EventNotificationAlert xmlns="http://www.isapi.org/ver20/XMLSchema">'
+        f"<dateTime>{when}</dateTime><eventType>AccessControllerEvent</eventType>"
+        "<AccessControllerEvent><majorEventType>5</majorEventType>"
+        "<subEventType>38</subEventType><serialNo>77</serialNo>"
+        "<employeeNoString>工号9</employeeNoString></AccessControllerEvent>"
+        "</EventNotificationAlert>"
+    ).encode("gb2312")
+    got = one(bridged("hikvision", "acc-hik1", xml))
+    assert (got["method"], got["seq"]) == ("fingerprint", 77)
+    assert got["credential_ref"] == reference("cred", KEY, "工号9")
+    # A picture part with no filename and a generic type, and the HTTP header kept in front.
+    json_part = hik_event(0x01, cardNo="C3")
+    body = (
+        b"Content-Type: multipart/form-data; boundary=xYz\r\n\r\n--xYz\r\n"
+        b"Content-Type: application/json\r\n\r\n" + json_part + b"\r\n--xYz\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n" + JPEG + b"\r\n--xYz--\r\n"
+    )
+    got = one(bridged("hikvision", "acc-hik1", body))
+    assert (got["method"], got["pictures"]) == ("card", 1)
+    # A Dahua Method as a string, and "no plate" words with separators.
+    upload = {"Events": [dahua_access(1, int(now().timestamp()), CardNo="C8")]}
+    upload["Events"][0]["Data"]["Method"] = "6"
+    assert one(bridged("dahua", "acc-dahua1", json.dumps(upload)))["method"] == "fingerprint"
+    sec = int(now().timestamp())
+    for word in ("NO PLATE", "n/a", "Unknown", "— —"):
+        assert one(bridged("alphadigi", "gate-plate1", plate_push(word, sec)))["unlicensed"]
+
+
+def test_a_motorcycles_plate_is_a_plate_credential() -> None:
+    start = now().timestamp()
+    bike = frigate_message("update", f"{start:.3f}-m1", start, start, label="motorcycle",
+                           sub_label=["粤A·D1234", 0.9])  # fmt: skip
+    got = one(bridged("frigate", "cam-frigate1", bike))
+    assert got["cls"] == "ebike" and got["credential_ref"] == reference("plate", KEY, "粤AD1234")
