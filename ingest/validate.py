@@ -302,6 +302,8 @@ def _bridge_refusal(
     limits: Limits,
     kept: bytes | None = None,
 ) -> Refusal:
+    if kept is None and len(message.payload) > limits.max_payload_bytes:
+        kept = b'{"oversized": true}'  # not parsed: its size is the problem
     if kept is None:
         encoding = device.text_encoding if device else None
         try:

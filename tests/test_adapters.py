@@ -673,3 +673,12 @@ def test_a_motorcycles_plate_is_a_plate_credential() -> None:
                            sub_label=["粤A·D1234", 0.9])  # fmt: skip
     got = one(bridged("frigate", "cam-frigate1", bike))
     assert got["cls"] == "ebike" and got["credential_ref"] == reference("plate", KEY, "粤AD1234")
+
+
+def test_an_oversized_or_deep_bridged_message_keeps_no_bytes() -> None:
+    big = b'{"cardNo": "C1", "pad": "' + b"x" * 300_000 + b'"}'
+    refusal = bridged("hikvision", "acc-hik1", big).refusals[0]
+    assert refusal.reason.value == "oversized" and b"C1" not in refusal.payload
+    deep = b'{"cardNo": "C2", "a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    refusal = bridged("hikvision", "acc-hik1", deep).refusals[0]
+    assert refusal.reason.value == "vendor_format" and b"C2" not in refusal.payload
