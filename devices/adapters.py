@@ -759,7 +759,9 @@ def frigate(message: VendorMessage) -> list[Item]:
         last = after.get("end_time") or after.get("frame_time") or start
         sub = after.get("sub_label")
         name = sub[0] if isinstance(sub, list) and sub else sub
-        zones = after.get("current_zones") or [after.get("camera") or "none"]
+        zones = after.get("current_zones")
+        if not isinstance(zones, list) or not zones:
+            zones = [after.get("camera") or "none"]
         event: dict[str, Any] = {
             "v": 1,
             "type": "camera.detection",
@@ -767,7 +769,7 @@ def frigate(message: VendorMessage) -> list[Item]:
             "device": message.device_id,
             "seq": UNNUMBERED,
             "ts": device_time(start, message.zone)[0],
-            "until": device_time(float(last), message.zone)[0],
+            "until": device_time(last, message.zone)[0],
             "track": _track_reference(object_id),
             "cls": cls,
             "count": 1,

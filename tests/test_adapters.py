@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import SHARED_DATA, count, wait_until
 
 from devices.adapters import (
@@ -682,3 +684,48 @@ def test_an_oversized_or_deep_bridged_message_keeps_no_bytes() -> None:
     deep = b'{"cardNo": "C2", "a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     refusal = bridged("hikvision", "acc-hik1", deep).refusals[0]
     assert refusal.reason.value == "vendor_format" and b"C2" not in refusal.payload
+
+
+# --- totality, by property: whatever a bridge sends, judge() returns ------------------------
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12)
+)
+_keys = st.sampled_from(
+    ["AccessControllerEvent", "majorEventType", "subEventType", "dateTime", "eventType",
+     "serialNo", "employeeNoString", "cardNo", "doorNo", "picturesNumber", "major", "minor",
+     "time", "Events", "Code", "Data", "Method", "UTC", "RealUTC", "Status", "UserID", "RecNo",
+     "TrafficCar", "PlateNumber", "AlarmInfoPlate", "result", "PlateResult", "license",
+     "timeStamp", "Timeval", "sec", "heartbeat", "type", "after", "id", "label", "start_time",
+     "frame_time", "end_time", "sub_label", "recognized_license_plate", "false_positive",
+     "current_zones", "top_score", "name", "plate", "timestamp", "ANPR", "licensePlate"]
+)  # fmt: skip
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=6),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    vendor=st.sampled_from(["hikvision", "dahua", "alphadigi", "frigate"]),
+    payload=st.one_of(
+        _json.map(lambda d: json.dumps(d, allow_nan=True).encode()),
+        st.binary(max_size=200),
+        _json.map(lambda d: ("Code=AccessControl;action=Pulse;data=" + json.dumps(d)).encode()),
+    ),
+    retain=st.booleans(),
+)
+def test_judge_returns_for_anything_on_a_bridge_topic(
+    vendor: str, payload: bytes, retain: bool
+) -> None:
+    device = {"alphadigi": "gate-plate1", "frigate": "cam-frigate1"}.get(vendor, "acc-hik1")
+    verdict = bridged(vendor, device, payload, retain=retain)
+    for refusal in verdict.refusals:
+        assert refusal.reason.value and refusal.detail.encode("utf-8")
+        assert "\x00" not in refusal.detail
+        refusal.payload.decode("utf-8")  # storable
+    for row in verdict.events + verdict.tracked:
+        json.loads(row.payload)
+        assert "\x00" not in row.payload
