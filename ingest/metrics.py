@@ -78,6 +78,12 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        self.bridge_notes = Counter(
+            "vt_bridge_notes",
+            "bridged vendor messages stored or skipped with a note (unmapped code, skipped)",
+            ["note"],
+            registry=r,
+        )
         self.mqtt_connected = Gauge(
             "vt_mqtt_connected", "1 while connected to the broker", registry=r
         )

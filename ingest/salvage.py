@@ -26,6 +26,7 @@ from ingest.batching import Batch
 from ingest.validate import (
     ConfigUpdate,
     EventRow,
+    Liveness,
     Reason,
     Received,
     Refusal,
@@ -35,7 +36,15 @@ from ingest.validate import (
 
 log = logging.getLogger("vt.ingest")
 
-Item = EventRow | Refusal | StatusChange | ConfigUpdate
+Item = EventRow | Refusal | StatusChange | ConfigUpdate | Liveness
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    """A detection kept current (``Batch.tracked``): upserted, not inserted, so kept apart."""
+
+    row: EventRow
+
 
 # SQLSTATE classes no single row can cause: invalid transaction state (a read-only replica),
 # authorisation, syntax or access rule (a missing table or privilege).
@@ -86,7 +95,7 @@ def describe_for_log(exc: BaseException) -> str:
 
 @dataclass
 class _Todo:
-    items: list[Item]
+    items: list[Item | _Tracked]
     cause: str | None = None  # set: one item the database refused, to dead-letter
 
 
@@ -98,7 +107,14 @@ class Salvage:
     def __init__(self, batch: Batch, cause: BaseException, max_payload_bytes: int) -> None:
         self._messages = batch.messages
         self._max_payload = max_payload_bytes
-        items: list[Item] = [*batch.events, *batch.refusals, *batch.statuses, *batch.configs]
+        items: list[Item | _Tracked] = [
+            *batch.events,
+            *(_Tracked(row) for row in batch.tracked),
+            *batch.refusals,
+            *batch.statuses,
+            *batch.configs,
+            *batch.sightings,
+        ]
         self._todo: list[_Todo] = []
         self._push_failed(items, describe(cause))
         self.inserted = 0
@@ -107,7 +123,7 @@ class Salvage:
         self.unstorable: list[Refusal] = []  # dead letters written here, for the metrics
         self.attempts = 0
 
-    def _push_failed(self, items: list[Item], cause: str) -> None:
+    def _push_failed(self, items: list[Item | _Tracked], cause: str) -> None:
         if len(items) == 1:
             self._todo.append(_Todo(items, cause))
         else:
@@ -137,7 +153,7 @@ class Salvage:
             self.dead_letters += result.dead_letters
         return store.StoreResult(self.inserted, self.duplicates, self.dead_letters)
 
-    def _dead_letter(self, conn: psycopg.Connection, item: Item, cause: str) -> None:
+    def _dead_letter(self, conn: psycopg.Connection, item: Item | _Tracked, cause: str) -> None:
         letter = self._letter(item, cause)
         try:
             store.store(conn, (), (letter,))
@@ -177,8 +193,10 @@ class Salvage:
                 return message.topic, message
         return f"vt/v1/{device_id}/{channel}", None
 
-    def _letter(self, item: Item, cause: str) -> Refusal:
+    def _letter(self, item: Item | _Tracked, cause: str) -> Refusal:
         """The dead letter for one row the database refused; the detail says why."""
+        if isinstance(item, _Tracked):
+            item = item.row
         if isinstance(item, Refusal):
             return Refusal(
                 item.received_at,
@@ -194,7 +212,7 @@ class Salvage:
             raw = item.payload.encode("utf-8", "surrogatepass")
             received_at, device_id = item.received_at, item.device_id
         else:
-            channel = "status" if isinstance(item, StatusChange) else "config"
+            channel = "config" if isinstance(item, ConfigUpdate) else "status"
             topic, message = self._topic(item.device_id, channel)
             body = {k: str(v) for k, v in dataclasses.asdict(item).items()}
             raw = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -211,9 +229,13 @@ class Salvage:
         )
 
 
-def _store_items(conn: psycopg.Connection, items: Sequence[Item]) -> store.StoreResult:
+def _store_items(conn: psycopg.Connection, items: Sequence[Item | _Tracked]) -> store.StoreResult:
     events = [i for i in items if isinstance(i, EventRow)]
     refusals = [i for i in items if isinstance(i, Refusal)]
     statuses = [i for i in items if isinstance(i, StatusChange)]
     configs = [i for i in items if isinstance(i, ConfigUpdate)]
-    return store.store(conn, events, refusals, statuses, configs)
+    tracked = [i.row for i in items if isinstance(i, _Tracked)]
+    sightings = [i for i in items if isinstance(i, Liveness)]
+    return store.store(
+        conn, events, refusals, statuses, configs, tracked=tracked, sightings=sightings
+    )

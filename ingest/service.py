@@ -236,6 +236,7 @@ class Ingester:
                 message.mid,
                 message.qos,
                 self._generation,
+                message.retain,
             ),
             self.stopping,
         )
@@ -463,6 +464,8 @@ class Ingester:
             verdict = judge(message, self._registry, self.limits)
         if verdict.refusals:
             verdict = self._refused(verdict)
+        for note in verdict.notes:  # bridged only: unmapped vendor codes, skipped messages
+            self.metrics.bridge_notes.labels(note).inc()
         self._batcher.add(message, verdict, time.monotonic())
 
     def _refused(self, verdict: Verdict) -> Verdict:
@@ -550,6 +553,8 @@ class Ingester:
                         batch.statuses,
                         batch.configs,
                         direct=time.monotonic() >= self._staging_until,
+                        tracked=batch.tracked,
+                        sightings=batch.sightings,
                     )
             except Exception as exc:
                 if is_conflict(exc) and conflicts < self.options.conflict_retries:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from support import SHARED_DATA
 
 from devices.adapters import ADAPTERS
-from devices.payloads import DeviceKind
+from devices.payloads import DeviceKind, EventModel
 from devices.topics import config_topic, event_topic, status_topic
 from ingest import store
 from ingest.validate import KnownDevice, Limits, Reason, Received, Verdict, judge
@@ -67,6 +67,9 @@ DATES = [
     "2026-02-30T00:00:00Z", "2026-11-29T21:00:00", "1970-01-01T00:00:00Z",
     "-0001-01-01T00:00:00Z", "2026-11-29T21:00:00+25:00", "294277-01-01T00:00:00Z",
 ]  # fmt: skip
+
+
+EVENT_MODELS = {m.model_fields["type"].default: m for m in EventModel.__args__}
 
 
 def _base(kind: str, device: str) -> dict[str, Any]:
@@ -136,7 +139,10 @@ def native_message(draw: st.DrawFn) -> tuple[str, bytes]:
     else:
         data = _base(draw(st.sampled_from(KINDS[device])), device)
         topic = event_topic(device)
-    keys = draw(st.lists(st.sampled_from(sorted(data)), max_size=3, unique=True))
+    # Any field of the message's model, present or optional (new contract fields included).
+    model = EVENT_MODELS.get(data.get("type", ""))
+    fields = sorted({*data, *(model.model_fields if model else ())})
+    keys = draw(st.lists(st.sampled_from(fields), max_size=3, unique=True))
     extra = draw(st.lists(st.text(min_size=1, max_size=8), max_size=1))
     changes = {key: draw(replacement) for key in [*keys, *extra]}
     payload = _render(data, changes)
