@@ -23,7 +23,7 @@ from devices.topics import event_topic
 from ingest import store
 from ingest.batching import Batch
 from ingest.salvage import Salvage, is_outage
-from ingest.validate import EventRow, KnownDevice, Limits, Reason, Received, judge
+from ingest.validate import EventRow, KnownDevice, Limits, Liveness, Reason, Received, judge
 
 NOW = datetime.now(UTC)
 REGISTRY = {
@@ -146,11 +146,14 @@ def test_judge_never_raises_an_exception_becomes_an_internal_error_dead_letter()
     assert refusal.payload == message.payload
 
 
-def test_an_internal_error_on_a_bridge_topic_keeps_no_vendor_bytes() -> None:
-    message = Received("vt/bridge/hikvision/acc-hik1", b'{"name": "\xe5\xbc\xa0"}', NOW)
+def test_a_failure_on_a_bridge_topic_keeps_no_vendor_bytes() -> None:
+    """The bridged path is total by itself (vendor_format, with personal values redacted);
+    the outermost catch-all would keep no vendor bytes either."""
+    message = Received("vt/bridge/hikvision/acc-hik1", '{"name": "张三"}'.encode(), NOW)
     [refusal] = judge(message, _BrokenRegistry()).refusals
-    assert refusal.reason is Reason.INTERNAL_ERROR
-    assert refusal.payload == b"" and refusal.payload_size == len(message.payload)
+    assert refusal.reason in (Reason.VENDOR_FORMAT, Reason.INTERNAL_ERROR)
+    assert "张三".encode() not in refusal.payload
+    assert refusal.payload_size == len(message.payload)
 
 
 def test_an_oversized_message_keeps_a_bounded_prefix() -> None:
@@ -425,3 +428,29 @@ def test_a_read_only_database_is_an_outage_not_bad_data(db: str) -> None:
     with pytest.raises(psycopg.OperationalError) as refused:
         psycopg.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/x", connect_timeout=2)
     assert is_outage(refused.value)
+
+
+def test_salvage_keeps_tracked_detections_and_vendor_liveness_apart_from_the_bad_row(
+    db: str,
+) -> None:
+    """Bridged batches carry detections kept current (upserted) and vendor liveness: bisecting
+    must store them the way the whole batch would have, beside the row it dead-letters."""
+    with psycopg.connect(db) as conn:
+        conn.execute("INSERT INTO devices (device_id, kind) VALUES ('cam-r1', 'camera')")
+    detected = detection(1)
+    tracked = EventRow(
+        datetime.fromisoformat(detected["ts"]), datetime.now(UTC), uuid.UUID(detected["id"]),
+        "cam-r1", 1, "camera.detection", None, None, None,
+        json.dumps({**detected, "track": "t1", "until": detected["ts"]}), None,
+    )  # fmt: skip
+    seen = Liveness("cam-r1", datetime.now(UTC), {"videoloss": False})
+    message = Received("vt/bridge/frigate/cam-r1", b"{}", datetime.now(UTC))
+    batch = Batch((message,), (_row(2**63, "cam-r1"),), (), (), (), (tracked,), (seen,))
+    with psycopg.connect(db) as conn:
+        store.prepare(conn)
+        salvage = Salvage(batch, OverflowError("int too big to convert"), 256 * 1024)
+        result = salvage.run(conn)
+    assert (result.inserted, result.dead_letters) == (1, 1)
+    assert salvage.unstorable[0].topic == "vt/bridge/frigate/cam-r1"
+    assert count(db, "SELECT count(*) FROM events WHERE payload ->> 'track' = 't1'") == 1
+    assert count(db, "SELECT count(*) FROM devices WHERE online AND last_seen IS NOT NULL") == 1
