@@ -34,6 +34,7 @@ from devices.payloads import (
     parse_event,
 )
 from devices.topics import BridgeTopic, Channel, DeviceTopic, TopicError, is_bridge_topic
+from ingest.keys import with_key_id
 
 # JSON escapes PostgreSQL cannot store (NUL) or that may decode to a lone surrogate.
 _RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
@@ -57,6 +58,7 @@ class Reason(StrEnum):
     TIMESTAMP_FUTURE = "timestamp_future"
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
     VENDOR_FORMAT = "vendor_format"
+    UNIT_OUTSIDE_DEVICE_SCOPE = "unit_outside_device_scope"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +67,10 @@ class Limits:
     max_depth: int = 32
     max_future: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=30)
-    # Key of the hashes that replace faces, cards and plates in bridged vendor payloads.
+    # Key of the hashes that replace faces, cards and plates in bridged vendor payloads, and
+    # its id, which the references it makes carry (ingest/keys.py).
     credential_key: bytes = b""
+    credential_key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,10 @@ class KnownDevice:
     kind: DeviceKind
     building_id: str | None = None
     revoked: bool = False
+    # The units this device may write events for: its building's, or the village's for gates
+    # and devices without a building (ingest/store.py load_registry). None: not checked (a
+    # village with no units loaded).
+    units: frozenset[str] | None = None
 
 
 class Received(NamedTuple):
@@ -238,6 +246,10 @@ def _judge_bridged(
         items = ADAPTERS[topic.vendor](device_id, message.payload, limits.credential_key)
     except AdapterError as exc:
         raise _Refuse(Reason.VENDOR_FORMAT, f"{topic.vendor}: {exc}", device_id) from None
+    if limits.credential_key_id:
+        for item in items:
+            if item.get("credential"):
+                item["credential"] = with_key_id(item["credential"], limits.credential_key_id)
     return _judge_items(items, message, device, limits, keep_item=False)
 
 
@@ -445,6 +457,14 @@ def _row(
         raise _Refuse(
             Reason.WRONG_EVENT_FOR_KIND,
             f"a {device.kind.value} device does not send {kind} events",
+            device.device_id,
+        )
+    unit, units = fields.get("unit"), device.units
+    if unit is not None and units is not None and unit not in units:
+        raise _Refuse(
+            Reason.UNIT_OUTSIDE_DEVICE_SCOPE,
+            f"unit {unit!r} is outside device {device.device_id!r}'s scope"
+            f" (building {device.building_id!r}; gates: the village)",
             device.device_id,
         )
     earliest, latest = bounds if bounds is not None else _bounds(received_at, limits)
