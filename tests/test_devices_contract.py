@@ -215,8 +215,7 @@ def test_the_ingester_account_ingests_from_the_secured_broker(
     assert pub(port, "gate-a", a.password, config_topic("gate-a"), json.dumps(config).encode()) == 0
     # The device's place is the operator's: its claim waits as a pending change.
     assert wait_until(
-        lambda: count(db, "SELECT count(*) FROM device_place_changes WHERE door = 'entrance'")
-        == 1,
+        lambda: count(db, "SELECT count(*) FROM device_place_changes WHERE door = 'entrance'") == 1,
         15,
     )
     assert count(db, "SELECT count(*) FROM devices WHERE door = 'entrance'") == 0
