@@ -342,6 +342,8 @@ class Ingester:
                 self._writes.put(None)  # each writer stops at the first it takes
             for writer in writers:
                 writer.join(self.options.shutdown_grace_s + 5)
+            # QoS 0 $SYS messages for a session that is away count as dropped: leave none.
+            client.unsubscribe(list(BROKER_SYS_TOPICS))
             client.disconnect()
             client.loop_stop()
             self._reader.drop()
