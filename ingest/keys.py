@@ -15,6 +15,7 @@ hold as a line with the id ``-``.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 from devices.adapters import reference
 
 LEGACY_KEY_ID = "-"
+_DIGEST = re.compile(r"[0-9a-f]{20}")  # devices/adapters.py reference()
 
 
 class KeyFileError(ValueError):
@@ -43,9 +45,9 @@ class KeyRing:
 
 def with_key_id(ref: str, key_id: str) -> str:
     """``plate:<digest>`` made under key ``key_id`` as the stored reference."""
-    if key_id in ("", LEGACY_KEY_ID):
-        return ref
     prefix, _, digest = ref.partition(":")
+    if key_id in ("", LEGACY_KEY_ID) or not _DIGEST.fullmatch(digest):
+        return ref  # no key made it (e.g. "face:unmatched")
     return f"{prefix}:{key_id}.{digest}"
 
 
