@@ -267,7 +267,10 @@ def _sys_value(s: Secured, topic: str) -> int:
             values.append(int(r.stdout.strip()))
         return bool(values)
 
-    assert wait_until(read, 60, 0.5), f"no {topic} from the broker"
+    if not wait_until(read, 60, 0.5):
+        d = subprocess.run(["mosquitto_sub", "-d", "-p", str(s.broker.config.port), "-u", "vt-ingester-2", "-P", s.accounts["vt-ingester-2"].password, "-i", "vt-ingester-2", "-C", "1", "-W", "5", "-t", topic, "-t", "$SYS/#"], capture_output=True, text=True)
+        print("DEBUG", d.stdout[-3000:], d.stderr)
+    assert values, f"no {topic} from the broker"
     return values[0]
 
 

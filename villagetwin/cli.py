@@ -737,10 +737,14 @@ def ingest() -> None:
 
     Settings: VT_DB_DSN, VT_MQTT__HOST/PORT/USERNAME/PASSWORD, VT_INGEST__* (client id,
     share group, batch size and wait, limits, metrics port)."""
+    from ingest.keys import KeyFileError
     from ingest.service import Ingester, tune_process
     from ingest.settings import IngestSettings
 
-    ingester = Ingester(IngestSettings())
+    try:
+        ingester = Ingester(IngestSettings())
+    except KeyFileError as exc:
+        _fail(f"the credential key file cannot be used: {exc}")
     tune_process()
     ingester.run()
 
