@@ -9,9 +9,10 @@ committing, one waiting, one filling): at 2,000 the broker stopped sending while
 committed, and the ingester idled half the time.
 
 What one client can make the broker hold is bounded too (docs/security.md): a packet may not
-exceed ``max_packet_bytes`` (the ingester refuses payloads over 256 KiB anyway; a bigger
-packet disconnects its sender), and each client's queue is bounded in messages and in payload
-bytes (``max_queued_bytes``, sized to the host by ``queued_bytes_for_host``). What the broker
+exceed ``max_packet_bytes`` (twice the ingester's 256 KiB payload limit: between the two the
+ingester dead-letters it as oversized; a bigger packet disconnects its sender), and each
+client's queue is bounded in messages and in payload bytes (``max_queued_bytes``, sized to
+the host by ``queued_bytes_for_host``). What the broker
 drops past those bounds is counted in ``$SYS/broker/publish/messages/dropped``, which the
 ingester exports as a metric.
 
@@ -79,8 +80,10 @@ class BrokerConfig:
     max_queued_messages: int = 1_000_000
     # Payload bytes queued per client; 0 is no bound (tests of other things only).
     max_queued_bytes: int = 2 * 1024**3
-    # 256 KiB of payload (the ingester's own limit) plus room for the topic and header.
-    max_packet_bytes: int = 256 * 1024 + 4096
+    # Twice the ingester's payload limit (256 KiB): a message up to here reaches the ingester,
+    # which dead-letters it as oversized where an operator sees it; a bigger packet costs its
+    # sender the connection (the broker's log names the client) and is never stored.
+    max_packet_bytes: int = 512 * 1024
     autosave_interval_s: int = 30
     sys_interval_s: int = 10  # how often $SYS counters are published
     # Mosquitto started as root switches to this user (its default: "mosquitto"). Local runs

@@ -110,13 +110,18 @@ BROKER_SYS_TOPICS = {
 
 
 class BrokerMetrics:
-    """Gauges fed by the broker's $SYS messages (the ingester subscribes to them)."""
+    """Gauges fed by the broker's $SYS messages (the ingester subscribes to them). Mosquitto
+    publishes a counter only when it changes, and keeps it for 60 s (its $SYS messages carry
+    that expiry): a gauge reads NaN (unknown) until the broker has sent a value since the
+    ingester connected; every change after that is delivered."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.gauges = {
             topic: Gauge(name, text, registry=registry)
             for topic, (name, text) in BROKER_SYS_TOPICS.items()
         }
+        for gauge in self.gauges.values():
+            gauge.set(float("nan"))
         self.values: dict[str, float] = {}
 
     def update(self, topic: str, payload: bytes | bytearray) -> None:
