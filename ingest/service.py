@@ -40,7 +40,7 @@ from ingest.batching import Batch, Batcher
 from ingest.metrics import BROKER_SYS_TOPICS, BrokerMetrics, IngestMetrics, serve
 from ingest.mqtt_client import BulkClient
 from ingest.settings import DEFAULT_CREDENTIAL_KEY, IngestOptions, IngestSettings
-from ingest.validate import KnownDevice, Reason, Received, judge
+from ingest.validate import KnownDevice, Limits, Reason, Received, judge
 
 log = logging.getLogger("vt.ingest")
 
@@ -117,7 +117,7 @@ class Inbox:
         return len(self._items)
 
 
-def _credential_limits(options: IngestOptions) -> tuple[Any, bool]:
+def _credential_limits(options: IngestOptions) -> tuple[Limits, bool]:
     """The limits with the credential key to use, and whether vendor bridges may be ingested:
     only with a key that is not the public development one, unless in demo mode."""
     limits = options.limits()
