@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
@@ -57,8 +58,20 @@ class IngestOptions(BaseModel):
     credential_key_file: Path = Path(".state/credential.key")
     # Explicit demo mode: the public development key is accepted for vendor bridges.
     demo: bool = False
+    # The village's time zone (IANA name): vendor times sent without a UTC offset are read in
+    # it, unless the device's registry row names its own (`villagetwin devices bridge`).
+    time_zone: str = "Asia/Shanghai"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9108, ge=0, description="0 turns /metrics and /healthz off")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+        return value
 
     def retention(self) -> RetentionPlan:
         return RetentionPlan(
@@ -75,6 +88,7 @@ class IngestOptions(BaseModel):
                 self.credential_key.get_secret_value().encode() if self.credential_key else b""
             ),
             credential_key_id=self.credential_key_id,
+            time_zone=self.time_zone,
         )
 
 
