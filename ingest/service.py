@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -36,14 +37,14 @@ import psycopg
 
 from devices.mqtt import connect_options, new_client
 from devices.topics import bridge_subscription, subscription
-from ingest import maintenance, store
+from ingest import keys, maintenance, store
 from ingest.batching import Batch, Batcher
 from ingest.guard import DeadLetterQuota, WriterWatch
-from ingest.metrics import IngestMetrics, serve
+from ingest.metrics import BROKER_SYS_TOPICS, BrokerMetrics, IngestMetrics, serve
 from ingest.mqtt_client import BulkClient
 from ingest.salvage import Salvage, describe, describe_for_log, is_conflict, is_outage
-from ingest.settings import DEFAULT_CREDENTIAL_KEY, IngestSettings
-from ingest.validate import KnownDevice, Reason, Received, Verdict, judge
+from ingest.settings import DEFAULT_CREDENTIAL_KEY, IngestOptions, IngestSettings
+from ingest.validate import KnownDevice, Limits, Reason, Received, Verdict, judge
 
 log = logging.getLogger("vt.ingest")
 
@@ -120,6 +121,22 @@ class Inbox:
         return len(self._items)
 
 
+def _credential_limits(options: IngestOptions) -> tuple[Limits, bool]:
+    """The limits with the credential key to use, and whether vendor bridges may be ingested:
+    only with a key that is not the public development one, unless in demo mode."""
+    limits = options.limits()
+    key, key_id = limits.credential_key, limits.credential_key_id
+    if not key and options.credential_key_file.exists():
+        key_id, key = keys.load(options.credential_key_file).current
+        key_id = "" if key_id == keys.LEGACY_KEY_ID else key_id
+    if key and key != DEFAULT_CREDENTIAL_KEY.encode():
+        return dataclasses.replace(limits, credential_key=key, credential_key_id=key_id), True
+    if options.demo:
+        demo_key = DEFAULT_CREDENTIAL_KEY.encode()
+        return dataclasses.replace(limits, credential_key=demo_key, credential_key_id=""), True
+    return dataclasses.replace(limits, credential_key=b"", credential_key_id=""), False
+
+
 class _Connection:
     """A database connection opened on first use and again after every failure."""
 
@@ -146,11 +163,14 @@ class Ingester:
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
         self.options = settings.ingest
-        self.limits = self.options.limits()
+        self.client_id = settings.client_id
+        self.limits, self.bridges = _credential_limits(self.options)
         self.metrics = IngestMetrics()
+        self.broker_metrics = BrokerMetrics(self.metrics.registry)
         self.stopping = threading.Event()
         self.inbox = Inbox(self.options.queue_max, self.options.queue_max_bytes)
         self._generation = 0
+        self._wanted = 1  # subscriptions that must succeed (the device topics)
         self._connected = False
         self._subscribed = False
         # The main thread's, for reading the device registry; the writers have their own.
@@ -199,12 +219,19 @@ class Ingester:
         self.metrics.mqtt_connected.set(1)
         group = self.options.share_group
         topic_filter = subscription(share_group=group)
-        client.subscribe([(topic_filter, 1), (bridge_subscription(group), 1)])
+        filters = [(topic_filter, 1)]
+        if self.bridges:
+            filters.append((bridge_subscription(group), 1))
+        else:  # a persistent session may still hold it from a run that had a key
+            client.unsubscribe(bridge_subscription(group))
+        self._wanted = len(filters)
+        # The broker's own counters (dropped messages, stored bytes), not shared, QoS 0.
+        client.subscribe(filters + [(topic, 0) for topic in BROKER_SYS_TOPICS])
         log.info(
             "connected to %s:%s as %s (session present: %s), subscribing to %s",
             self.settings.mqtt.host,
             self.settings.mqtt.port,
-            self.options.client_id,
+            self.client_id,
             getattr(flags, "session_present", "?"),
             topic_filter,
         )
@@ -212,9 +239,11 @@ class Ingester:
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
     ) -> None:
-        if any(r.is_failure for r in reasons):
+        if any(r.is_failure for r in reasons[: self._wanted]):
             log.error("the broker refused the subscription: %s", reasons)
             return
+        if any(r.is_failure for r in reasons[self._wanted :]):
+            log.warning("the broker refused the $SYS counters: no vt_broker_* metrics")
         self._subscribed = True
         log.info("subscription active")
 
@@ -228,9 +257,13 @@ class Ingester:
             log.warning("disconnected from the broker (%s); paho reconnects", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        topic = message.topic
+        if topic[0] == "$":  # $SYS/broker/…: the broker's counters, for /metrics
+            self.broker_metrics.update(topic, message.payload)
+            return
         self.inbox.put(
             Received(
-                message.topic,
+                topic,
                 bytes(message.payload),  # paho hands out a slice of its bytearray
                 datetime.now(UTC),
                 message.mid,
@@ -350,7 +383,7 @@ class Ingester:
             writer.start()
         client = new_client(
             self.settings.mqtt,
-            self.options.client_id,
+            self.client_id,
             clean_session=False,
             manual_ack=True,
             client_class=BulkClient,
@@ -382,6 +415,8 @@ class Ingester:
                 writer.join(max(0.0, self._give_up_at + 0.5 - time.monotonic()))
             if any(writer.is_alive() for writer in writers):
                 log.error("stopping with a batch not committed: left unacknowledged")
+            # QoS 0 $SYS messages for a session that is away count as dropped: leave none.
+            client.unsubscribe(list(BROKER_SYS_TOPICS))
             client.disconnect()
             client.loop_stop()
             self._reader.drop()
@@ -646,10 +681,16 @@ class Ingester:
                 client.ack(message.mid, message.qos)
 
     def _warn_about_defaults(self) -> None:
-        if self.options.credential_key.get_secret_value() == DEFAULT_CREDENTIAL_KEY:
+        if not self.bridges:
+            log.error(
+                "vendor bridges are NOT ingested: no credential key other than the public"
+                " development one (run `villagetwin setup`, or set VT_INGEST__CREDENTIAL_KEY;"
+                " VT_INGEST__DEMO=true accepts the development key for demos)"
+            )
+        elif self.limits.credential_key == DEFAULT_CREDENTIAL_KEY.encode():
             log.warning(
-                "VT_INGEST__CREDENTIAL_KEY is the development default: set a secret key before"
-                " bridging real faces, cards or plates"
+                "demo mode: vendor bridges use the public development credential key; never"
+                " bridge real faces, cards or plates like this"
             )
 
     def _detect_edition(self) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
@@ -16,7 +17,10 @@ DEFAULT_CREDENTIAL_KEY = "villagetwin-development-key"
 
 
 class IngestOptions(BaseModel):
-    client_id: str = "vt-ingester-1"
+    # The persistent session's MQTT client id. With broker credentials it is the username
+    # (the broker binds each account to the client id equal to its name); set it only to the
+    # same value. Without credentials (development), "vt-ingester-1" unless set.
+    client_id: str | None = None
     # With a group, several ingesters split one stream ($share/<group>/...).
     share_group: str | None = None
     batch_max_events: int = Field(default=10_000, ge=1)
@@ -60,9 +64,15 @@ class IngestOptions(BaseModel):
     dead_letter_retention_days: int = Field(default=180, ge=1)
     compress_after_days: int = Field(default=7, ge=1)
     maintenance_interval_s: float = Field(default=3600.0, gt=0)
-    # Key for the keyed hashes that replace faces, cards and plates from vendor bridges;
-    # set your own, and keep it: changing it makes everyone look new.
-    credential_key: SecretStr = SecretStr(DEFAULT_CREDENTIAL_KEY)
+    # Key for the keyed hashes that replace faces, cards and plates from vendor bridges: this
+    # secret (references then carry credential_key_id), else the key file `villagetwin setup`
+    # made (ingest/keys.py). Without a key other than the development one, bridges are not
+    # ingested unless demo is on. Keep the key: a new one makes everyone look new.
+    credential_key: SecretStr | None = None
+    credential_key_id: str = ""
+    credential_key_file: Path = Path(".state/credential.key")
+    # Explicit demo mode: the public development key is accepted for vendor bridges.
+    demo: bool = False
     # The village's time zone (IANA name): vendor times sent without a UTC offset are read in
     # it, unless the device's registry row names its own (`villagetwin devices bridge`).
     time_zone: str = "Asia/Shanghai"
@@ -90,7 +100,10 @@ class IngestOptions(BaseModel):
             max_future=timedelta(seconds=self.max_future_s),
             max_age=timedelta(days=self.max_age_days),
             oversized_prefix_bytes=self.oversized_prefix_bytes,
-            credential_key=self.credential_key.get_secret_value().encode(),
+            credential_key=(
+                self.credential_key.get_secret_value().encode() if self.credential_key else b""
+            ),
+            credential_key_id=self.credential_key_id,
             time_zone=self.time_zone,
         )
 
@@ -101,3 +114,18 @@ class IngestSettings(BaseSettings):
     db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestOptions = IngestOptions()
+
+    @model_validator(mode="after")
+    def _client_id_is_the_username(self) -> IngestSettings:
+        username, chosen = self.mqtt.username, self.ingest.client_id
+        if username and chosen and chosen != username:
+            raise ValueError(
+                f"VT_INGEST__CLIENT_ID={chosen!r} differs from VT_MQTT__USERNAME={username!r}:"
+                " the broker binds each account to the client id equal to its username"
+            )
+        return self
+
+    @property
+    def client_id(self) -> str:
+        """The ingester's MQTT client id (see IngestOptions.client_id)."""
+        return self.ingest.client_id or self.mqtt.username or "vt-ingester-1"

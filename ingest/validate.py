@@ -49,6 +49,7 @@ from devices.payloads import (
     parse_event,
 )
 from devices.topics import BridgeTopic, Channel, DeviceTopic, TopicError, is_bridge_topic
+from ingest.keys import with_key_id
 
 # JSON escapes PostgreSQL cannot store (NUL) or that may decode to a lone surrogate.
 _RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
@@ -97,6 +98,7 @@ class Reason(StrEnum):
     # Not a refusal of its own: how many of a device's dead letters were counted but not kept
     # because it exceeded its quota (VT_INGEST__DEAD_LETTER_QUOTA).
     DEAD_LETTER_QUOTA = "dead_letter_quota"
+    UNIT_OUTSIDE_DEVICE_SCOPE = "unit_outside_device_scope"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +109,10 @@ class Limits:
     max_age: timedelta = timedelta(days=30)
     # What a dead letter keeps of a message over max_payload_bytes.
     oversized_prefix_bytes: int = 4096
-    # Key of the hashes that replace faces, cards and plates in bridged vendor payloads.
+    # Key of the hashes that replace faces, cards and plates in bridged vendor payloads, and
+    # its id, which the references it makes carry (ingest/keys.py).
     credential_key: bytes = b""
+    credential_key_id: str = ""
     # The village's zone: vendor times without a UTC offset are read in it, unless the
     # device's registry row names its own (devices.time_zone).
     time_zone: str = "Asia/Shanghai"
@@ -124,6 +128,10 @@ class KnownDevice:
     # and the payload's text encoding (None: UTF-8, else GB18030, detected).
     time_zone: str | None = None
     text_encoding: str | None = None
+    # The units this device may write events for: its building's, or the village's for gates
+    # and devices without a building (ingest/store.py load_registry). None: not checked (a
+    # village with no units loaded).
+    units: frozenset[str] | None = None
 
 
 class Received(NamedTuple):
@@ -194,15 +202,16 @@ class Liveness:
 
 @dataclass(frozen=True, slots=True)
 class ConfigUpdate:
-    """Where a registered device says it is (its retained config message)."""
+    """Where a registered device claims to be (its retained config message); the registry's
+    place is the operator's, so a differing claim waits for one (ingest/store.py)."""
 
     device_id: str
     building_id: str | None
     floor: int | None
     door: str | None
     at: datetime  # received: a later commit of an older config does not overwrite a newer one
-    # A retained config replayed at (re)subscription: applies only to a device never configured,
-    # so it cannot undo an operator's correction.
+    # A retained config replayed at (re)subscription. Like a live one it never moves the
+    # device (issue 12): a differing place is recorded once as a pending change.
     replayed: bool = False
 
 
@@ -432,6 +441,11 @@ def _adapt_bridged(
     notes: list[str] = []
     for item in items:
         if isinstance(item, Adapted):
+            if limits.credential_key_id and item.event.get("credential"):
+                # References name the key that made them (ingest/keys.py).
+                item.event["credential"] = with_key_id(
+                    item.event["credential"], limits.credential_key_id
+                )
             try:
                 problem = _unstorable(item.event)  # vendor text may hold NUL or surrogates
                 if problem:
@@ -768,6 +782,14 @@ def _row(
         raise _Refuse(
             Reason.WRONG_EVENT_FOR_KIND,
             f"a {device.kind.value} device does not send {kind} events",
+            device.device_id,
+        )
+    unit, units = fields.get("unit"), device.units
+    if unit is not None and units is not None and unit not in units:
+        raise _Refuse(
+            Reason.UNIT_OUTSIDE_DEVICE_SCOPE,
+            f"unit {unit!r} is outside device {device.device_id!r}'s scope"
+            f" (building {device.building_id!r}; gates: the village)",
             device.device_id,
         )
     earliest, latest = bounds if bounds is not None else _bounds(received_at, limits)

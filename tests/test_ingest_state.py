@@ -229,7 +229,10 @@ def test_an_older_status_committed_later_does_not_win(db: str) -> None:
     assert [h[0] for h in history] == [True, False]
 
 
-def test_a_config_places_a_device_and_an_older_one_committed_later_does_not_win(db: str) -> None:
+def test_a_config_claiming_another_place_waits_for_an_operator(db: str) -> None:
+    """Issue 12: the device's place is the operator's. A differing claim is recorded once as a
+    pending change (also when the retained config comes again, or a writer commits an older
+    one later); the device stays where the registry has it."""
     _access_db(db)
     with psycopg.connect(db) as conn:
         conn.execute(
@@ -237,20 +240,25 @@ def test_a_config_places_a_device_and_an_older_one_committed_later_does_not_win(
             " lon, lat) VALUES ('B2', 'addr', 'G1', 5, 15, '{}', 113.45, 23.16)"
         )
         store.prepare(conn)
-        newer = ConfigUpdate("acc-b1", "B2", 3, "unit", NOW)
-        older = ConfigUpdate("acc-b1", "B1", 1, "building", NOW - timedelta(seconds=5))
-        unknown = ConfigUpdate("acc-b1", "B404", 4, "unit", NOW + timedelta(seconds=1))
-        store.store(conn, [], [], configs=[newer])
-        store.store(conn, [], [], configs=[older])  # older, committed second
-        placed = conn.execute(
+        before = conn.execute(
             "SELECT building_id, floor, door FROM devices WHERE device_id = 'acc-b1'"
         ).fetchone()
-        store.store(conn, [], [], configs=[unknown])  # a building the registry lacks
-        kept = conn.execute(
-            "SELECT building_id, floor FROM devices WHERE device_id = 'acc-b1'"
+        newer = ConfigUpdate("acc-b1", "B2", 3, "unit", NOW)
+        older = ConfigUpdate("acc-b1", "B2", 3, "unit", NOW - timedelta(seconds=5))
+        unknown = ConfigUpdate("acc-b1", "B404", None, None, NOW + timedelta(seconds=1))
+        same = ConfigUpdate("acc-b1", None, None, None, NOW)  # says nothing of its place
+        for config in (newer, older, unknown, same):
+            store.store(conn, [], [], configs=[config])
+        after = conn.execute(
+            "SELECT building_id, floor, door, config_at FROM devices WHERE device_id = 'acc-b1'"
         ).fetchone()
-    assert placed == ("B2", 3, "unit")
-    assert kept == ("B2", 4)
+        claims = conn.execute(
+            "SELECT building_id, floor, door FROM device_place_changes"
+            " WHERE status = 'pending' ORDER BY change_id"
+        ).fetchall()
+    assert after is not None and after[:3] == before and after[3] == NOW + timedelta(seconds=1)
+    assert before is not None
+    assert claims == [("B2", 3, "unit"), ("B404", before[1], before[2])]
 
 
 def test_a_deadlock_with_another_writer_is_retried_at_once(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]

@@ -74,11 +74,20 @@ def setup(settings: AppSettings, broker: bool) -> None:
         local.ensure_timescaledb_preloaded(local.admin_dsn_for(settings.db_dsn), _echo)
         local.ensure_database(settings.db_dsn, _echo)
         apply(settings.db_dsn, _echo)
+        _ensure_credential_key(settings)
         if broker:
             _start_broker(settings)
-    except (local.SetupError, psycopg.Error) as exc:
+    except (local.SetupError, psycopg.Error, OSError) as exc:
         _fail(str(exc))
     _echo("setup done: database and broker ready")
+
+
+def _ensure_credential_key(settings: AppSettings) -> None:
+    from ingest.keys import ensure_key_file
+
+    path = settings.state_dir / "credential.key"
+    if ensure_key_file(path):
+        _echo(f"made the credential key {path} (readable by you only; keep it and back it up)")
 
 
 @cli.command()
@@ -112,14 +121,25 @@ def broker() -> None:
 
 def _start_broker(settings: AppSettings) -> None:
     from villagetwin import local
+    from villagetwin.tls import CertificateError, ensure_local_certificate
 
-    auth = None
+    directory = local.broker_paths(settings.state_dir)["dir"]
+    dynsec = None
     if settings.broker_auth:
         from villagetwin.provision import write_auth_files
 
         with psycopg.connect(settings.db_dsn) as conn:
-            auth = write_auth_files(conn, local.broker_paths(settings.state_dir)["dir"])
-    local.start_broker(settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo, auth)
+            dynsec = write_auth_files(conn, directory)
+    tls = None
+    if settings.broker_tls_port:
+        try:
+            cert, key = ensure_local_certificate(directory / "tls")
+        except CertificateError as exc:
+            raise local.SetupError(str(exc)) from exc
+        tls = (settings.broker_tls_port, cert, key)
+    local.start_broker(
+        settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo, dynsec, tls
+    )
 
 
 @broker.command("start")
@@ -168,20 +188,31 @@ def devices() -> None:
 
 
 def _registry_change(settings: AppSettings, change: Any) -> Any:
-    """Runs a registry change, then regenerates the broker's files and reloads it."""
+    """Runs a registry change, tells a running broker (its dynamic-security plugin), then
+    regenerates the plugin's file from the registry for the broker's next start."""
     from villagetwin import local
-    from villagetwin.provision import ProvisioningError, reload_broker, write_auth_files
+    from villagetwin.provision import (
+        BrokerUnreachable,
+        ProvisioningError,
+        apply_live,
+        write_auth_files,
+    )
 
+    directory = local.broker_paths(settings.state_dir)["dir"]
     try:
         with psycopg.connect(settings.db_dsn) as conn:
             result = change(conn)
             conn.commit()
-            paths = local.broker_paths(settings.state_dir)
-            write_auth_files(conn, paths["dir"])
+            if settings.broker_auth:
+                try:
+                    for error in apply_live(settings.mqtt, directory, result.commands):
+                        log.debug("broker: %s", error)  # e.g. renewing an existing account
+                    _echo("the running broker applied the change")
+                except BrokerUnreachable as exc:
+                    _echo(f"no running broker took the change ({exc}); it applies at its start")
+            write_auth_files(conn, directory)
     except (ProvisioningError, psycopg.Error) as exc:
         _fail(str(exc))
-    if settings.broker_auth and reload_broker(paths["pid"]):
-        _echo("the local broker reloaded its password and ACL files")
     return result
 
 
@@ -263,7 +294,8 @@ def devices_bridge(
 @click.argument("username")
 @click.pass_obj
 def devices_service_account(settings: AppSettings, username: str) -> None:
-    """Issue broker credentials for an ingester (reads every device's topics)."""
+    """Issue broker credentials for an ingester (reads every device's topics). One account per
+    ingester: its MQTT client id is its username. Names are shared with device ids."""
     from villagetwin.provision import add_service_account
 
     issued = _registry_change(settings, lambda c: add_service_account(c, username))
@@ -287,6 +319,55 @@ def devices_list(settings: AppSettings) -> None:
     click.echo("device\tkind\tbuilding\tstate\tlast_seen\tcredentials")
     for row in rows:
         click.echo("\t".join(str(x) for x in row[:5]) + ("\tyes" if row[5] else "\tno"))
+
+
+@devices.command("changes")
+@click.argument("action", type=click.Choice(["list", "accept", "reject"]), default="list")
+@click.argument("change_id", type=int, required=False)
+@click.option("--by", "operator", default=None, help="Who decides [default: $USER].")
+@click.pass_obj
+def devices_changes(
+    settings: AppSettings, action: str, change_id: int | None, operator: str | None
+) -> None:
+    """A device's place (building, floor, door) is the operator's: what devices claim in their
+    config, where it differs, waits here. `list` the pending ones; `accept ID` moves the device
+    there; `reject ID` keeps it where it is (the same claim is not asked again)."""
+    from villagetwin.places import PlaceChangeError, decide, pending
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            if action == "list":
+                click.echo("change\tdevice\tnow\tclaimed\tclaimed_at")
+                for row in pending(conn):
+                    click.echo("\t".join(str(x) for x in row))
+                return
+            if change_id is None:
+                _fail(f"`devices changes {action}` needs a change id (see `devices changes`)")
+            who = operator or os.environ.get("USER") or "operator"
+            decide(conn, change_id, accept=action == "accept", operator=who)
+    except (PlaceChangeError, psycopg.Error) as exc:
+        _fail(str(exc))
+    _echo(f"change {change_id} {action}ed")
+
+
+@cli.group("credential-key")
+def credential_key() -> None:
+    """The key of the hashes that replace faces, cards and plates (docs/security.md)."""
+
+
+@credential_key.command("rotate")
+@click.pass_obj
+def credential_key_rotate(settings: AppSettings) -> None:
+    """Add a new current key; references under the old ones stay matchable by their key id.
+    Restart the ingesters to use it."""
+    from ingest.keys import KeyFileError, rotate
+
+    path = settings.state_dir / "credential.key"
+    try:
+        kid = rotate(path)
+    except (KeyFileError, OSError) as exc:
+        _fail(f"cannot rotate {path}: {exc}")
+    _echo(f"new current credential key {kid} in {path}; restart the ingesters")
 
 
 @devices.command("docs")
@@ -681,10 +762,14 @@ def ingest() -> None:
 
     Settings: VT_DB_DSN, VT_MQTT__HOST/PORT/USERNAME/PASSWORD, VT_INGEST__* (client id,
     share group, batch size and wait, limits, metrics port)."""
+    from ingest.keys import KeyFileError
     from ingest.service import Ingester, tune_process
     from ingest.settings import IngestSettings
 
-    ingester = Ingester(IngestSettings())
+    try:
+        ingester = Ingester(IngestSettings())
+    except KeyFileError as exc:
+        _fail(f"the credential key file cannot be used: {exc}")
     tune_process()
     ingester.run()
     if ingester.failed:  # a writer died: let the supervisor restart us
@@ -768,8 +853,10 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
             for name, (role, grids) in accounts.items()
         }
     me = [sys.executable, "-m", "villagetwin.cli"]
+    # Explicit demo mode: vendor bridges may run on the public development key here only.
+    demo_env = {**os.environ, "VT_INGEST__DEMO": "true"}
     children = [
-        subprocess.Popen([*me, "ingest"]),
+        subprocess.Popen([*me, "ingest"], env=demo_env),
         subprocess.Popen(_dashboard_command(host, port)),
         subprocess.Popen(
             [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]
