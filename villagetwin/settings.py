@@ -8,6 +8,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
+from villagetwin.access import AccessSettings
 
 
 class AppSettings(BaseSettings):
@@ -21,3 +22,5 @@ class AppSettings(BaseSettings):
     broker_auth: bool = False
     # Set by `migrate` as the password of the dashboard's database role, where needed.
     dashboard_db_password: SecretStr | None = None
+    # Sign-in throttling, reveal limits, password policy and retention (villagetwin/access.py).
+    access: AccessSettings = AccessSettings()
