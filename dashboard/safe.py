@@ -35,7 +35,7 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     """A data frame as UTF-8 CSV (with BOM, for Excel), every text cell neutralised."""
     safe = frame.copy()
     for column in safe.columns:
-        if safe[column].dtype == object:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
             safe[column] = safe[column].map(csv_cell)
     safe.columns = [str(csv_cell(str(c))) for c in safe.columns]
     return safe.to_csv(index=False).encode("utf-8-sig")
