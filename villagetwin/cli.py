@@ -750,7 +750,8 @@ def dashboard(host: str, port: int) -> None:
 
 
 def _dashboard_command(host: str, port: int) -> list[str]:
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    # serve.py: app.py behind middleware that adds the security headers (issue 14, item 9).
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "serve.py"
     return [
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
