@@ -12,14 +12,21 @@ import re
 import pandas as pd
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&:\"'])")
+# GitHub-flavoured Markdown links bare URLs, www. names and e-mail addresses even when every
+# punctuation mark is escaped (the autolink pass runs on the parsed text): an invisible WORD
+# JOINER (U+2060) after "http", "www" and "@" stops it without changing what is seen.
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|www|mailto|xmpp)(?=[:.])|(@)")
+WORD_JOINER = "\u2060"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def md(value: object) -> str:
     """``value`` as text that Markdown shows literally: every ASCII punctuation character
     that Markdown (or Streamlit's extensions: $ math, :emoji:, ~ strike) reads is escaped, and
-    newlines become spaces. HTML is never enabled where this is used."""
+    newlines become spaces; bare URLs and e-mail addresses get a WORD JOINER so that they are
+    not turned into links. HTML is never enabled where this is used."""
     text = "" if value is None else str(value)
+    text = _AUTOLINK.sub(lambda m: m.group(0) + WORD_JOINER, text)
     return _MD_SPECIAL.sub(r"\\\1", text.replace("\r", " ").replace("\n", " "))
 
 

@@ -19,7 +19,7 @@ from support import ROOT, wait_until
 
 from dashboard import actions, inspection
 from dashboard.auth import password_problems
-from dashboard.safe import csv_bytes, md
+from dashboard.safe import WORD_JOINER, csv_bytes, md
 from mapping import layers
 from mapping.db import load_village
 from mapping.generate import generate
@@ -512,9 +512,10 @@ def test_markdown_escaping_keeps_links_and_html_as_text() -> None:
     # Every character Markdown could read as syntax is escaped: no link, tag, emphasis, math.
     assert re.search(r"(?<!\\)[\[\]()<>*$]", escaped) is None
     assert (
-        escaped.replace("\\", "")
+        escaped.replace("\\", "").replace(WORD_JOINER, "")
         == "[x](https://example.invalid) <img src=x onerror=alert(1)> **b** $x$"
     )
+    assert "https" + WORD_JOINER + "\\:" in escaped  # and no bare-URL autolink
     assert layers.TOOLTIP.get("text") == "{tip}" and "html" not in layers.TOOLTIP
 
 
