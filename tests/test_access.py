@@ -519,6 +519,48 @@ def test_markdown_escaping_keeps_links_and_html_as_text() -> None:
     assert layers.TOOLTIP.get("text") == "{tip}" and "html" not in layers.TOOLTIP
 
 
+# --- item 10: the audit page ------------------------------------------------------------------
+
+
+def audit_script(dsn: str, username: str, password: str) -> None:
+    import streamlit as st
+
+    from dashboard.app import audit_page, start_session
+    from dashboard.auth import User
+    from dashboard.settings import DashboardSettings
+
+    settings = DashboardSettings(db_dsn=dsn)
+    if "user" not in st.session_state:
+        start_session(settings, username, password)
+    user = st.session_state["user"]
+    assert isinstance(user, User), user
+    audit_page(settings, user)
+
+
+def test_the_audit_page_filters_the_full_log_for_admins_only(village_db: str) -> None:
+    mine = _tenant(village_db, True)
+    with session(village_db, "insp") as conn:
+        actions.reveal_person(conn, mine, "care_visit", "独居老人走访 care visit")
+    with as_dashboard(village_db) as conn:
+        _sign_in(conn, "[x](https://example.invalid)", "guess", "10.3.0.1")
+    app = AppTest.from_function(audit_script, args=(village_db, "admin", PASSWORD))
+    app.run()
+    assert not app.exception, app.exception
+    log = app.dataframe[0].value
+    assert {"reveal_person", "sign_in", "sign_in_failed"} <= set(log.action)
+    # The attempted username stays text in the table (a data frame never renders Markdown).
+    assert "[x](https://example.invalid)" in set(log.username)
+    app.text_input(key="audit-person").input(mine).run()
+    assert list(app.dataframe[0].value.action) == ["reveal_person"]
+    app.text_input(key="audit-person").input("").run()
+    app.text_input(key="audit-user").input("insp").run()
+    assert set(app.dataframe[0].value.username) == {"insp"}
+    assert app.get("download_button")  # the export
+    refused = AppTest.from_function(audit_script, args=(village_db, "insp", PASSWORD))
+    refused.run()
+    assert "Admins only" in refused.error[0].value and not refused.dataframe
+
+
 # --- item 11: retention -------------------------------------------------------------------------
 
 

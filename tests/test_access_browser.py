@@ -113,7 +113,11 @@ def test_an_inspector_never_receives_another_grids_building_on_any_page(
     ARTIFACTS.mkdir(exist_ok=True)
     page = chromium.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
     frames = _frames(page)
-    page.goto(site["url"])
+    response = page.goto(site["url"])
+    # Item 9: the page may not be framed by another site.
+    assert response is not None
+    assert response.headers.get("x-frame-options") == "DENY"
+    assert "frame-ancestors 'none'" in response.headers.get("content-security-policy", "")
     sign_in(page, "inspector")
     expect(page.get_by_text("今日事件 Events today")).to_be_visible(timeout=60_000)
 
