@@ -18,17 +18,30 @@ CREATE FUNCTION vt_protect(tbl regclass, scope text, col text DEFAULT NULL) RETU
 LANGUAGE plpgsql AS $$
 DECLARE
     everyone constant text := '(SELECT vt_sees_all())';
+    -- the column qualified by its table: the sub-selects below have such columns too
+    own text := CASE WHEN col IS NOT NULL THEN format('%s.%I', tbl, col) END;
     rule text;
 BEGIN
+    -- unit, device and person: a correlated EXISTS on the referenced table's key (an index
+    -- lookup per row); an IN (sub-select) would hash every visible row of it on every query.
     rule := CASE scope
-        WHEN 'grid' THEN format('%s OR %I = ANY ((SELECT vt_my_grids())::text[])', everyone, col)
-        WHEN 'building' THEN format('%s OR %I = ANY ((SELECT vt_my_buildings())::text[])', everyone, col)
-        WHEN 'unit' THEN format('%s OR %I IN (SELECT u.unit_id FROM public.units u)', everyone, col)
-        WHEN 'device' THEN format('%s OR %I IN (SELECT d.device_id FROM public.devices d)',
-                                  everyone, col)
-        WHEN 'person' THEN format('%s OR %I IN (SELECT t.person_id FROM public.tenancies t)'
-                                  ' OR %I IN (SELECT b.landlord_id FROM public.buildings b)',
-                                  everyone, col, col)
+        WHEN 'grid' THEN format('%s OR %s = ANY ((SELECT vt_my_grids())::text[])', everyone, own)
+        WHEN 'building' THEN format('%s OR %s = ANY ((SELECT vt_my_buildings())::text[])',
+                                    everyone, own)
+        WHEN 'unit' THEN format('%s OR EXISTS (SELECT 1 FROM public.units u WHERE u.unit_id = %s'
+                                ' AND u.building_id = ANY ((SELECT vt_my_buildings())::text[]))',
+                                everyone, own)
+        WHEN 'device' THEN format('%s OR EXISTS (SELECT 1 FROM public.devices d'
+                                  ' WHERE d.device_id = %s'
+                                  ' AND d.grid_code = ANY ((SELECT vt_my_grids())::text[]))',
+                                  everyone, own)
+        WHEN 'person' THEN format('%s OR EXISTS (SELECT 1 FROM public.tenancies t'
+                                  ' JOIN public.units u USING (unit_id) WHERE t.person_id = %s'
+                                  ' AND u.building_id = ANY ((SELECT vt_my_buildings())::text[]))'
+                                  ' OR EXISTS (SELECT 1 FROM public.buildings b'
+                                  ' WHERE b.landlord_id = %s'
+                                  ' AND b.building_id = ANY ((SELECT vt_my_buildings())::text[]))',
+                                  everyone, own, own)
         WHEN 'managers' THEN everyone
         WHEN 'admins' THEN '(SELECT vt_is_admin())'
     END;
