@@ -121,6 +121,36 @@ def generate_events(dsn: str, units: int, events: int, say: Callable[[str], None
     say(f"generated and derived in {time.monotonic() - started:.0f}s")
 
 
+def _sessions(dsn: str) -> dict[str, Any]:
+    """An admin's and a one-grid inspector's connections as the dashboard's role."""
+    password = "bench password 1"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT grid_code FROM buildings GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()
+        grid = str(row[0]) if row else ""
+        for name, role, grids in (
+            ("bench-admin", "admin", []),
+            ("bench-insp", "inspector", [grid]),
+        ):
+            conn.execute(
+                "INSERT INTO app_users (username, role, grids) VALUES (%s, %s, %s)"
+                " ON CONFLICT (username) DO UPDATE SET grids = EXCLUDED.grids",
+                (name, role, grids),
+            )
+            conn.execute("SELECT vt_set_password(%s, %s)", (name, password))
+    found: dict[str, Any] = {"grid": grid}
+    for who, name in (("admin", "bench-admin"), ("inspector", "bench-insp")):
+        c = psycopg.connect(make_conninfo(dsn, user="vt_dashboard"), autocommit=True)
+        row = c.execute(
+            "SELECT token FROM vt_sign_in(%s, %s, 'bench', '30 minutes')", (name, password)
+        ).fetchone()
+        assert row and row[0], f"{name} could not sign in"
+        c.execute("SELECT set_config('vt.session', %s, false)", (row[0],))
+        found[who] = c
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000_000)
@@ -253,7 +283,31 @@ def main() -> None:
             ("devices: latest per device", "device_latest", timed(latest, args.repeat), 100),
             ("devices: latest per device", "raw events (baseline)", timed(latest_raw, 3), None),
         ]
+        # Row-level security (issue 14): the same pages as the dashboard's role, signed in as
+        # an admin (policies short-circuit) and as an inspector of one grid, beside the owner.
+        owner = conn
+        sessions = _sessions(dsn)
+        grid_buildings = [r[0] for r in owner.execute(
+            "SELECT building_id FROM buildings WHERE grid_code = %s", (sessions["grid"],)
+        )]  # fmt: skip
+        all_buildings = buildings
+        rls_rows = []
+        for who in ("owner", "admin", "inspector"):
+            conn = owner if who == "owner" else sessions[who]
+            buildings = grid_buildings if who == "inspector" else all_buildings
+            rls_rows.append((who, "live overview", timed(overview, args.repeat)))
+            rls_rows.append((who, "building inspector", timed(inspector, args.repeat)))
+        conn = owner
+        buildings = all_buildings
+        for c in (sessions["admin"], sessions["inspector"]):
+            c.close()
         conn.close()
+        print()
+        print("row-level security: each page's queries as the table owner (no policies) and as")
+        print("the dashboard's role signed in; p50 / p95 ms and p50 ratio to the owner's")
+        base = {page: p50 for who, page, (p50, _) in rls_rows if who == "owner"}
+        for who, page, (p50, p95) in rls_rows:
+            print(f"{who:<10} {page:<20} {p50:8.1f} {p95:8.1f}   x{p50 / base[page]:.2f}")
         print()
         print(f"{args.events:,} events, large village; each page's queries, milliseconds")
         print(f"{'page':<28} {'answered from':<24} {'p50':>8} {'p95':>8} {'target':>8}")

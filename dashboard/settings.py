@@ -14,7 +14,7 @@ class DashboardSettings(BaseSettings):
     # The dashboard's own database role, which reads personal data only through masked views;
     # by default the same server and database as db_dsn, as user vt_dashboard.
     dashboard_dsn: str | None = None
-    session_timeout_minutes: int = Field(default=30, ge=1)
+    session_timeout_minutes: float = Field(default=30, gt=0)
     observation_days: int = Field(default=7, ge=1)
     # A map style served on the intranet; none by default, so nothing is fetched from outside.
     base_map_url: str | None = None

@@ -228,8 +228,10 @@ def existing_ids(conn: psycopg.Connection, table: str) -> set[str]:
 
 def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
     rows = conn.execute(
-        "SELECT building_id, address, grid_code, storeys, height_m, landlord, use, lon, lat,"
-        " footprint FROM buildings ORDER BY building_id"
+        # The landlord is a person (migration 0061): their masked name, and their id for a reveal.
+        "SELECT b.building_id, b.address, b.grid_code, b.storeys, b.height_m,"
+        " (SELECT p.name FROM people_masked p WHERE p.person_id = b.landlord_id), b.use,"
+        " b.lon, b.lat, b.landlord_id, b.footprint FROM buildings b ORDER BY b.building_id"
     ).fetchall()
     columns = [
         "building_id",
@@ -241,6 +243,7 @@ def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
         "use",
         "lon",
         "lat",
+        "landlord_id",
     ]
     frame = pd.DataFrame([row[:-1] for row in rows], columns=columns)
     return gpd.GeoDataFrame(frame, geometry=[shape(row[-1]) for row in rows], crs=WGS84)

@@ -102,8 +102,8 @@ def building_records(
                     "value": value,
                     "polygon": ring,
                     "colour": list(colour),
-                    "tip": f"<b>{row.address}</b><br/>{row.building_id} · {int(row.storeys)} 层"
-                    f" storeys<br/>指标 metric: {value:g}",
+                    "tip": f"{row.address}\n{row.building_id} · {int(row.storeys)} 层"
+                    f" storeys\n指标 metric: {value:g}",
                 }
             )
     return records
@@ -142,7 +142,7 @@ def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
                 "kind": row.kind,
                 "device_id": row.device_id,
                 "ts": str(row.ts),
-                "tip": f"{row.kind}<br/>{row.device_id}<br/>{row.ts}",
+                "tip": f"{row.kind}\n{row.device_id}\n{row.ts}",
                 "colour": list(EVENT_COLOURS.get(family, (90, 90, 90))),
             }
         )
@@ -278,7 +278,7 @@ def device_records(devices: pd.DataFrame) -> list[dict[str, Any]]:
                     online
                 ],
                 "colour": list(DEVICE_COLOURS[online]),
-                "tip": f"{row.device_id} · {row.kind}<br/>"
+                "tip": f"{row.device_id} · {row.kind}\n"
                 + {True: "在线 online", False: "离线 offline", None: "未上报 silent"}[online],
             }
         )
@@ -323,7 +323,7 @@ def object_records(objects: pd.DataFrame) -> list[dict[str, Any]]:
         {
             "position": [round(float(r.lon), 7), round(float(r.lat), 7), 0.5],
             "colour": list(OBJECT_COLOURS.get(r.kind, (90, 90, 90))),
-            "tip": f"{OBJECT_NAMES.get(r.kind, r.kind)}<br/>{r.object_id}",
+            "tip": f"{OBJECT_NAMES.get(r.kind, r.kind)}\n{r.object_id}",
         }
         for r in objects.itertuples()
     ]
@@ -343,7 +343,7 @@ def organisation_records(organisations: pd.DataFrame) -> list[dict[str, Any]]:
         {
             "position": [round(float(r.lon), 7), round(float(r.lat), 7), float(r.height_m) + 2],
             "name": r.name,
-            "tip": f"{r.name}<br/>{r.kind} · {r.building_id}",
+            "tip": f"{r.name}\n{r.kind} · {r.building_id}",
         }
         for r in organisations.itertuples()
     ]
@@ -428,7 +428,7 @@ def floor_records(
                         "colour": list(
                             UNIT_STATUS_COLOURS.get(state, UNIT_STATUS_COLOURS["unknown"])
                         ),
-                        "tip": f"{unit_id} · {floor} 层 floor<br/>{state}",
+                        "tip": f"{unit_id} · {floor} 层 floor\n{state}",
                     }
                 )
     return records
@@ -442,7 +442,8 @@ def floors_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
     )  # fmt: skip
 
 
-TOOLTIP = {"html": "{tip}", "style": {"fontSize": "12px"}}
+# A text tooltip: deck.gl sets it as text, so names and addresses never render as HTML.
+TOOLTIP = {"text": "{tip}", "style": {"fontSize": "12px"}}
 
 
 class CompactDeck(pdk.Deck):  # type: ignore[misc]

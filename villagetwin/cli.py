@@ -109,6 +109,10 @@ def migrate(settings: AppSettings) -> None:
                         psycopg.sql.Literal(secret)
                     )
                 )
+        from villagetwin.access import write_access_settings
+
+        with psycopg.connect(settings.db_dsn, autocommit=True) as conn:
+            write_access_settings(conn, settings.access)
     except (MigrationError, psycopg.Error) as exc:
         _fail(str(exc))
     _echo(f"schema up to date ({len(applied)} migration(s) applied now)")
@@ -394,16 +398,23 @@ def users() -> None:
 def _add_user(
     conn: psycopg.Connection, username: str, role: str, grids: list[str], password: str | None
 ) -> str:
-    from dashboard.auth import hash_password
+    """Add or reset a user; the password is checked against the policy (length, the common
+    password list) and hashed by the database (vt_set_password, bcrypt)."""
+    from dashboard.auth import password_problems
     from devices.provisioning import new_password
 
     password = password or new_password()
+    row = conn.execute("SELECT password_min_length FROM access_settings").fetchone()
+    problems = password_problems(password, username, int(row[0]) if row else 12)
+    if problems:
+        raise click.ClickException(f"password refused: {', '.join(problems)}")
     conn.execute(
-        "INSERT INTO app_users (username, role, password_hash, grids) VALUES (%s, %s, %s, %s)"
+        "INSERT INTO app_users (username, role, grids) VALUES (%s, %s, %s)"
         " ON CONFLICT (username) DO UPDATE SET role = EXCLUDED.role,"
-        " password_hash = EXCLUDED.password_hash, grids = EXCLUDED.grids, disabled_at = NULL",
-        (username, role, hash_password(password), grids),
+        " grids = EXCLUDED.grids, disabled_at = NULL",
+        (username, role, grids),
     )
+    conn.execute("SELECT vt_set_password(%s, %s)", (username, password))
     return password
 
 
@@ -442,6 +453,44 @@ def users_disable(settings: AppSettings, username: str) -> None:
     if not done:
         _fail(f"no user {username!r}")
     _echo(f"disabled {username}")
+
+
+@users.command("unlock")
+@click.argument("username", required=False)
+@click.option("--address", default=None, help="Also lift the block on this client address.")
+@click.pass_obj
+def users_unlock(settings: AppSettings, username: str | None, address: str | None) -> None:
+    """Lift a sign-in lockout (an account locked after failures, or a blocked address)."""
+    with psycopg.connect(settings.db_dsn) as conn:
+        done = conn.execute(
+            "UPDATE app_users SET locked_at = NULL, unlocked_at = now() WHERE username = %s",
+            (username,),
+        ).rowcount
+        done += conn.execute(
+            "UPDATE sign_in_blocks SET lifted_at = now() WHERE address = %s AND lifted_at IS NULL",
+            (address,),
+        ).rowcount
+        conn.execute(
+            "INSERT INTO audit_log (username, action, subject, reason)"
+            " VALUES ('(cli)', 'lockout_lifted', %s, 'villagetwin users unlock')",
+            (f"{username or ''} {address or ''}".strip(),),
+        )
+    if not done:
+        _fail("nothing to unlock")
+    _echo(f"unlocked {username or ''} {address or ''}".strip())
+
+
+@cli.command()
+@click.pass_obj
+def maintain(settings: AppSettings) -> None:
+    """Apply the retention of personal data (VT_ACCESS__*_DAYS): old audit rows, sign-in
+    attempts and sessions removed, people of long-ended tenancies anonymised."""
+    from villagetwin.access import apply_retention
+
+    with psycopg.connect(settings.db_dsn) as conn:
+        removed = apply_retention(conn, settings.access)
+    for kind, n in removed.items():
+        _echo(f"{kind}: {n}")
 
 
 # --- the village ----------------------------------------------------------------------------
@@ -813,7 +862,8 @@ def dashboard(host: str, port: int) -> None:
 
 
 def _dashboard_command(host: str, port: int) -> list[str]:
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    # serve.py: app.py behind middleware that adds the security headers (issue 14, item 9).
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "serve.py"
     return [
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",

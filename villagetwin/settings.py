@@ -8,6 +8,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
+from villagetwin.access import AccessSettings
 
 
 class AppSettings(BaseSettings):
@@ -23,3 +24,5 @@ class AppSettings(BaseSettings):
     broker_tls_port: int = 8883
     # Set by `migrate` as the password of the dashboard's database role, where needed.
     dashboard_db_password: SecretStr | None = None
+    # Sign-in throttling, reveal limits, password policy and retention (villagetwin/access.py).
+    access: AccessSettings = AccessSettings()
