@@ -16,7 +16,7 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, inspection, queries
+from dashboard import actions, inspection, pool, queries
 from dashboard.auth import User, authenticate
 from dashboard.settings import DashboardSettings
 from mapping import db as village_db
@@ -44,17 +44,9 @@ THEMES = {
 }
 
 
-@st.cache_resource(show_spinner=False)
-def _connection(dsn: str) -> psycopg.Connection:
-    return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-
-
 def _conn(dsn: str) -> psycopg.Connection:
-    conn = _connection(dsn)
-    if conn.closed or conn.broken:
-        _connection.clear()
-        conn = _connection(dsn)
-    return conn
+    """This page view's connection, lent by the process's pool (dashboard/pool.py)."""
+    return pool.lent(dsn)
 
 
 @st.cache_data(ttl=300, show_spinner="正在加载村庄 Loading the village…")
@@ -507,12 +499,9 @@ def audit_page(settings: DashboardSettings, user: User) -> None:
 
 
 def _session_conn(settings: DashboardSettings) -> psycopg.Connection:
-    """The signed-in user's own connection, for their writes and reveals."""
-    conn = st.session_state.get("conn")
-    if conn is None or conn.closed or conn.broken:
-        conn = psycopg.connect(settings.reader_dsn(), autocommit=True, connect_timeout=5)
-        st.session_state["conn"] = conn
-    return conn
+    """The signed-in user's connection for their writes and reveals: this page view's, lent
+    by the pool and given back when the view ends (no longer one per session, never closed)."""
+    return pool.lent(settings.reader_dsn(), settings)
 
 
 def _signed_in(settings: DashboardSettings) -> User | None:
@@ -553,6 +542,7 @@ def _bound(page: Any, settings: DashboardSettings, user: User) -> Any:
     return run
 
 
+@pool.returns_lent_connections
 def main() -> None:
     settings = DashboardSettings()
     st.set_page_config(page_title="villagetwin · 城中村三维地图", page_icon="🏘", layout="wide")

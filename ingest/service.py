@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import gc
 import logging
 import queue
@@ -34,7 +33,7 @@ import psycopg
 
 from devices.mqtt import connect_options, new_client
 from devices.topics import bridge_subscription, subscription
-from ingest import maintenance, store
+from ingest import maintenance, pool, store
 from ingest.batching import Batch, Batcher
 from ingest.metrics import IngestMetrics, serve
 from ingest.mqtt_client import BulkClient
@@ -117,24 +116,24 @@ class Inbox:
 
 
 class _Connection:
-    """A database connection opened on first use and again after every failure."""
+    """One connection lent by the process's pool (``ingest/pool.py``), held until ``drop()``
+    and opened again, prepared, on the next ``get()``. ``prepare`` is kept for callers: every
+    pooled connection is prepared."""
 
     def __init__(self, dsn: str, prepare: bool) -> None:
         self.dsn = dsn
         self.prepare = prepare
+        self._pool = pool.hold(dsn)
         self._conn: psycopg.Connection | None = None
 
     def get(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.dsn, connect_timeout=5)
-            if self.prepare:
-                store.prepare(self._conn)
+            self._conn = pool.lend(self._pool)
         return self._conn
 
     def drop(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
+            pool.give_back_closed(self._pool, self._conn)
         self._conn = None
 
 
