@@ -11,6 +11,7 @@ opens a fresh one (``connect_timeout`` 5 s; a failure raises ``psycopg.Operation
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 
 import psycopg
@@ -22,6 +23,16 @@ _LOCK = threading.Lock()
 _POOLS: dict[str, ConnectionPool[psycopg.Connection]] = {}
 _HOLDERS: dict[str, int] = {}
 _LEND_TIMEOUT_S = 10.0  # above connect_timeout: a lend waits for one connect attempt
+
+
+class _GivenBackClosed(logging.Filter):
+    """psycopg_pool warns of every closed connection given back; here that is on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("discarding closed connection")
+
+
+logging.getLogger("psycopg.pool").addFilter(_GivenBackClosed())
 
 
 def _configure(conn: psycopg.Connection) -> None:

@@ -42,7 +42,6 @@ from ingest.validate import KnownDevice, Reason, Received, judge
 
 log = logging.getLogger("vt.ingest")
 
-_UNKNOWN_DEVICE_RELOAD_S = 5.0
 _LAG_SAMPLE = 100
 
 
@@ -358,7 +357,7 @@ class Ingester:
         if (
             verdict.refusals
             and verdict.refusals[0].reason is Reason.UNKNOWN_DEVICE
-            and time.monotonic() - self._registry_at > _UNKNOWN_DEVICE_RELOAD_S
+            and time.monotonic() - self._registry_at >= self.options.unknown_device_reload_s
         ):
             self._reload_registry()  # a device registered since the last reload
             verdict = judge(message, self._registry, self.limits)
