@@ -692,6 +692,45 @@ def gaps(settings: AppSettings, since: str) -> None:
     _echo(f"{len(rows)} gap(s), {sum(r[3] for r in rows)} event(s) missing since {since} ago")
 
 
+@cli.group()
+def derive() -> None:
+    """The derived tables (hourly counts, daily credentials, latest events), recomputed from
+    the raw events."""
+
+
+@derive.command("rebuild")
+@click.option(
+    "--since",
+    required=True,
+    help="From when: an ISO time with its offset (2026-11-01T00:00+08:00) or 90m, 24h, 7d ago.",
+)
+@click.pass_obj
+def derive_rebuild(settings: AppSettings, since: str) -> None:
+    """Recompute the derived tables from the raw events since a time (whole hours and local
+    days), in one transaction: for the day a derivation bug is found. Refused before the
+    oldest raw events that retention keeps for every kind."""
+    from datetime import UTC, datetime
+
+    from ingest import derived_tables
+    from ingest.settings import IngestSettings
+
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        start = datetime.now(UTC) - _duration(since)
+    if start.tzinfo is None:
+        _fail(f"--since {since!r}: give the offset too, like 2026-11-01T00:00+08:00")
+    plan = IngestSettings().ingest.retention()  # the retention the ingester applies
+    shortest = min([plan.default_days, *plan.by_kind.values()])
+    try:
+        written = derived_tables.rebuild_database(settings.db_dsn, start, shortest)
+    except (derived_tables.RebuildRefused, psycopg.Error) as exc:
+        _fail(str(exc))
+    for table, rows in written.items():
+        click.echo(f"{table}\t{rows}")
+    _echo(f"derived tables rebuilt from the raw events since {start.isoformat()}")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8501, show_default=True)
