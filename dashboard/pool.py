@@ -9,7 +9,8 @@ back at the end of the run, where the pool's ``reset`` runs ``DISCARD ALL``, so 
 one session set on a connection (a role, a setting, a prepared statement) reaches the next.
 Outside such a run (a test calling a page function directly) the connection is given back
 when the thread ends. Lending is retried with tenacity: ``settings.db_lend_attempts``
-attempts, jittered exponential waits (a database restarting behind a page view); after that
+attempts, jittered exponential waits (a database restarting behind a page view); after that,
+when no connection can be opened at all, a direct connect gives the server's own reason;
 ``psycopg.OperationalError`` is raised (``PoolTimeout`` is one).
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from tenacity import (
     retry,
     retry_if_exception_type,
@@ -109,7 +110,14 @@ def _lend(pool: ConnectionPool[psycopg.Connection], attempts: int) -> psycopg.Co
     def attempt() -> psycopg.Connection:
         return pool.getconn()
 
-    return attempt()
+    try:
+        return attempt()
+    except PoolTimeout:
+        # "No connection in time" hides why: when no connection can be opened at all, say so
+        # with the server's own reason (psycopg.OperationalError), not as a busy pool.
+        with psycopg.connect(pool.conninfo, connect_timeout=5):
+            pass
+        raise
 
 
 def returns_lent_connections(run: Callable[P, R]) -> Callable[P, R]:
