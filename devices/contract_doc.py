@@ -115,7 +115,7 @@ def render() -> str:
         "```",
         "",
         "```json",
-        _schema(p.Batch),
+        _schema(p.BatchEnvelope),
         "```",
         "",
         "## Event types",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from ingest.validate import EventRow
+from ingest.types import EventRow
 
 # Days in the derived tables are local days in China Standard Time (Asia/Shanghai in
 # migration 0002): UTC+8, with no daylight saving since 1991, and the ingester refuses device

@@ -25,12 +25,6 @@ from villagetwin.settings import AppSettings
 log = logging.getLogger("vt")
 
 
-def DeviceKindChoices() -> list[Any]:
-    from devices.payloads import DeviceKind
-
-    return list(DeviceKind)
-
-
 def _echo(message: str) -> None:
     click.echo(message, err=True)
 
