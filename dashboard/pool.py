@@ -115,7 +115,8 @@ def _lend(pool: ConnectionPool[psycopg.Connection], attempts: int) -> psycopg.Co
     except PoolTimeout:
         # "No connection in time" hides why: when no connection can be opened at all, say so
         # with the server's own reason (psycopg.OperationalError), not as a busy pool.
-        with psycopg.connect(pool.conninfo, connect_timeout=5):
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+        with psycopg.connect(conninfo, connect_timeout=5):
             pass
         raise
 

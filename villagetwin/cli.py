@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import psycopg
+from click.decorators import FC
 
 from devices.payloads import DeviceKind
 from villagetwin.settings import AppSettings
@@ -29,7 +31,7 @@ def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -414,7 +416,7 @@ def village_load(settings: AppSettings, path: Path) -> None:
     _load(settings, model)
 
 
-def _csv_option(flag: str, dest: str, help: str) -> Any:
+def _csv_option(flag: str, dest: str, help: str) -> Callable[[FC], FC]:
     path = click.Path(exists=True, dir_okay=False, path_type=Path)
     return click.option(flag, dest, type=path, default=None, help=help)
 
@@ -491,7 +493,7 @@ def village_import(
     mapping = dataclasses.replace(
         mapping,
         id_explicit=id_column is not None,
-        **{k: (v,) for k, v in overrides.items() if v is not None},
+        **{k: (v,) for k, v in overrides.items() if v is not None},  # type: ignore[arg-type]
     )
     started = time.monotonic()
     try:
