@@ -116,7 +116,7 @@ def render() -> str:
         "```",
         "",
         "```json",
-        _schema(p.Batch),
+        _schema(p.BatchEnvelope),
         "```",
         "",
         "## Event types",

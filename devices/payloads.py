@@ -208,8 +208,12 @@ EventModel = (
 Event = Annotated[EventModel, Field(discriminator="type")]
 
 
-class Batch(_Message):
+# "Batch" in the contract (its schema title); not ingest.batching.Batch, the ingester's unit
+# of commit.
+class BatchEnvelope(_Message):
     """A gateway's many events in one message; each event is judged on its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Batch")
 
     v: Literal[1] = 1
     type: Literal["batch"] = "batch"

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import gc
 import logging
@@ -37,7 +36,7 @@ import psycopg
 
 from devices.mqtt import connect_options, new_client
 from devices.topics import bridge_subscription, subscription
-from ingest import keys, maintenance, store
+from ingest import keys, maintenance, pool, store
 from ingest.batching import Batch, Batcher
 from ingest.guard import DeadLetterQuota, WriterWatch
 from ingest.metrics import BROKER_SYS_TOPICS, BrokerMetrics, IngestMetrics, serve
@@ -48,7 +47,6 @@ from ingest.validate import KnownDevice, Limits, Reason, Received, Verdict, judg
 
 log = logging.getLogger("vt.ingest")
 
-_UNKNOWN_DEVICE_RELOAD_S = 5.0
 _LAG_SAMPLE = 100
 
 
@@ -138,24 +136,24 @@ def _credential_limits(options: IngestOptions) -> tuple[Limits, bool]:
 
 
 class _Connection:
-    """A database connection opened on first use and again after every failure."""
+    """One connection lent by the process's pool (``ingest/pool.py``), held until ``drop()``
+    and opened again, prepared, on the next ``get()``. ``prepare`` is kept for callers: every
+    pooled connection is prepared."""
 
     def __init__(self, dsn: str, prepare: bool) -> None:
         self.dsn = dsn
         self.prepare = prepare
+        self._pool = pool.hold(dsn)
         self._conn: psycopg.Connection | None = None
 
     def get(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.dsn, connect_timeout=5)
-            if self.prepare:
-                store.prepare(self._conn)
+            self._conn = pool.lend(self._pool)
         return self._conn
 
     def drop(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
+            pool.give_back_closed(self._pool, self._conn)
         self._conn = None
 
 
@@ -493,7 +491,7 @@ class Ingester:
         if (
             verdict.refusals
             and verdict.refusals[0].reason is Reason.UNKNOWN_DEVICE
-            and time.monotonic() - self._registry_at > _UNKNOWN_DEVICE_RELOAD_S
+            and time.monotonic() - self._registry_at >= self.options.unknown_device_reload_s
         ):
             self._reload_registry()  # a device registered since the last reload
             verdict = judge(message, self._registry, self.limits)

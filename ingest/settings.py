@@ -39,6 +39,8 @@ class IngestOptions(BaseModel):
     # staging way, which skips duplicates without a failed copy first, for this long.
     staging_after_duplicates_s: float = Field(default=10.0, ge=0)
     registry_refresh_s: float = Field(default=30.0, gt=0)
+    # A message from an unknown device reloads the registry at most this often (0: always).
+    unknown_device_reload_s: float = Field(default=5.0, ge=0)
     db_retry_max_s: float = Field(default=10.0, gt=0)
     # On SIGTERM, how long the last batch may wait for the database before it is left
     # unacknowledged for the broker to redeliver; the process exits within this plus ~1 s

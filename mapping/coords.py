@@ -11,6 +11,7 @@ here iterates the forward formula until it agrees to about a millimetre.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import coordTransform as ct
 import geopandas as gpd
@@ -40,7 +41,7 @@ def gcj02_to_wgs84(lon: float, lat: float) -> tuple[float, float]:
     return wlon, wlat
 
 
-def _pointwise(func: Callable[[float, float], tuple[float, float]]) -> Callable[..., object]:
+def _pointwise(func: Callable[[float, float], tuple[float, float]]) -> Callable[[Any], Any]:
     import numpy as np
 
     def apply(coords: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ village twice changes nothing.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import geopandas as gpd
 import pandas as pd
@@ -76,7 +77,7 @@ def load_units(cur: psycopg.Cursor[Any], units: pd.DataFrame) -> None:
         ["unit_id", "building_id", "floor", "room", "area_m2", "use"],
         [
             (r.unit_id, r.building_id, int(r.floor), str(r.room), _none(r.area_m2), r.use)
-            for r in units.itertuples()
+            for r in cast(Iterator[Any], units.itertuples())
         ],
     )
 

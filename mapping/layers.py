@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,12 @@ class View:
             pitch=self.pitch,
             bearing=self.bearing,
         )
+
+
+def _rows(frame: pd.DataFrame) -> Iterator[Any]:
+    """A frame's rows as named tuples; their fields are untyped (pandas-stubs types them as
+    any scalar)."""
+    return frame.itertuples()
 
 
 def view_of(buildings: gpd.GeoDataFrame) -> View:
@@ -129,6 +135,7 @@ def buildings_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
     """Events at their place (building or device), coloured by device kind."""
     records = []
+    row: Any  # a pandas row: its fields are untyped
     for row in events.itertuples():
         family = str(row.kind).split(".")[0]
         records.append(
@@ -267,6 +274,7 @@ DEVICE_COLOURS = {
 
 def device_records(devices: pd.DataFrame) -> list[dict[str, Any]]:
     records = []
+    row: Any  # a pandas row: its fields are untyped
     for row in devices.itertuples():
         online = None if pd.isna(row.online) else bool(row.online)
         records.append(
@@ -325,7 +333,7 @@ def object_records(objects: pd.DataFrame) -> list[dict[str, Any]]:
             "colour": list(OBJECT_COLOURS.get(r.kind, (90, 90, 90))),
             "tip": f"{OBJECT_NAMES.get(r.kind, r.kind)}\n{r.object_id}",
         }
-        for r in objects.itertuples()
+        for r in _rows(objects)
     ]
 
 
@@ -345,7 +353,7 @@ def organisation_records(organisations: pd.DataFrame) -> list[dict[str, Any]]:
             "name": r.name,
             "tip": f"{r.name}\n{r.kind} · {r.building_id}",
         }
-        for r in organisations.itertuples()
+        for r in _rows(organisations)
     ]
 
 
@@ -410,7 +418,7 @@ def floor_records(
             if cell.is_empty:
                 continue
             cell_wgs = gpd.GeoSeries([cell], crs="EPSG:32649").to_crs("EPSG:4326").iloc[0]
-            unit = names[i] if i < len(names) else None
+            unit: Any = names[i] if i < len(names) else None
             unit_id = unit.unit_id if unit is not None else f"{floor}F"
             state = status.get(
                 unit_id, "shop" if unit is not None and unit.use == "shop" else "unknown"
@@ -465,7 +473,7 @@ def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = Non
             initial_view_state=view.state(),
             map_style=base_map_url,
             map_provider="carto",
-            tooltip=TOOLTIP,  # type: ignore[arg-type]
+            tooltip=TOOLTIP,
         )
     # Not ``map_style=None``: Streamlit then fills in a Carto base map from the internet. The
     # untouched default with no provider is what Streamlit reads as "no base map at all".
@@ -473,5 +481,5 @@ def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = Non
         layers=list(layers),
         initial_view_state=view.state(),
         map_provider=None,
-        tooltip=TOOLTIP,  # type: ignore[arg-type]
+        tooltip=TOOLTIP,
     )

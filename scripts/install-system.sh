@@ -102,10 +102,12 @@ if [[ ! -x .venv/bin/python ]]; then
   uv venv -q --python "$PY" .venv
 fi
 stamp=.venv/.villagetwin-installed
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml uv.lock | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
-  say "installing Python packages into .venv"
-  uv pip install -q --python .venv/bin/python -e '.[dev]'
+  # Exactly the versions in uv.lock (--locked: fails if pyproject.toml changed without
+  # `uv lock`); `make check-newest` tries the newest versions pyproject.toml allows.
+  say "installing Python packages into .venv (uv.lock)"
+  uv sync -q --locked --extra dev --python .venv/bin/python
   echo "$want" >"$stamp"
 fi
 say "system ready (PostgreSQL $PGV with TimescaleDB, Mosquitto, Chromium, .venv)"

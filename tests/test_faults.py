@@ -28,6 +28,7 @@ from support import (
 )
 
 from devices.broker import BrokerConfig
+from devices.mqtt import connect, new_client
 from devices.topics import event_topic
 from villagetwin.local import local_user
 from villagetwin.migrate import migrate
@@ -216,16 +217,26 @@ def test_sigterm_flushes_acknowledges_and_exits(
     assert count(pg_dsn, "SELECT count(*) FROM events") == 0  # still in the open batch
     assert ingester.terminate() == 0
     assert count(pg_dsn, "SELECT count(*) FROM events") == 500
-    # Restarted on the same session: acks were sent, so nothing comes back.
+    # Restarted on the same session (batches closing at the default wait): acks were sent,
+    # so nothing comes back.
+    ingester = IngesterProcess(pg_dsn, broker.settings, log, client_id="vt-term")
     ingester.start()
     assert wait_until(ingester.connected, 20)
-    time.sleep(1.5)
+    # A probe published now comes after anything the broker still held for the session.
+    probe = new_client(broker.settings, "test-term-probe")
+    connect(probe, broker.settings)
+    probe.loop_start()
+    probe.publish(event_topic("gate-probe"), b"{}", qos=1).wait_for_publish(5)
+    probe.loop_stop()
+    probe.disconnect()
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM dead_letters") == 1, 15)
     assert ingester.terminate() == 0
+    assert count(pg_dsn, "SELECT count(*) FROM dead_letters") == 1
     assert (
         log.read_text()
         .strip()
         .splitlines()[-1]
-        .endswith("received 0, stored 0, duplicates 0, dead letters 0")
+        .endswith("received 1, stored 0, duplicates 0, dead letters 1")
     )
 
 

@@ -15,7 +15,7 @@ from support import ROOT, Fleet, count, register_gates, wait_until
 
 from devices.payloads import AccessUnlock, DeviceKind, Heartbeat, Status, encode
 from devices.topics import status_topic
-from ingest import store
+from ingest import derived_tables, store
 from ingest.maintenance import RetentionPlan, run_retention
 from ingest.validate import (
     ConfigUpdate,
@@ -80,43 +80,15 @@ def test_derived_tables_count_each_event_once(db: str) -> None:
     assert device == (4, True)
 
 
-# The derived tables recounted from the raw events: what both store paths must agree with.
-_RECOUNT = {
-    "building_hourly": (
-        "SELECT building_id, hour, kind, events FROM building_hourly ORDER BY 1, 2, 3",
-        "SELECT coalesce(building_id, ''), time_bucket(interval '1 hour', ts), kind, count(*)"
-        " FROM events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-    ),
-    "village_hourly": (
-        "SELECT hour, kind, events FROM village_hourly ORDER BY 1, 2",
-        "SELECT time_bucket(interval '1 hour', ts), kind, count(*) FROM events"
-        " GROUP BY 1, 2 ORDER BY 1, 2",
-    ),
-    "unit_daily_credentials": (
-        "SELECT * FROM unit_daily_credentials ORDER BY 1, 2, 3",
-        "SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts),"
-        " max(ts), count(*) FROM events WHERE unit_id IS NOT NULL AND credential_ref IS NOT NULL"
-        " AND kind IN ('access.unlock', 'app.checkin')"
-        " AND coalesce((payload ->> 'granted')::boolean, true) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-    ),
-    "device_latest": (
-        "SELECT device_id, ts, kind, seq, payload FROM device_latest ORDER BY 1",
-        "SELECT DISTINCT ON (device_id) device_id, ts, kind, seq, payload FROM events"
-        " ORDER BY device_id, ts DESC, seq DESC",
-    ),
-    "devices": (
-        "SELECT device_id, last_seq, last_seen FROM devices WHERE last_seq IS NOT NULL ORDER BY 1",
-        "SELECT device_id, max(seq), max(received_at) FROM events GROUP BY 1 ORDER BY 1",
-    ),
-    "incidents": (
-        "SELECT incident_id, reported_at, device_id, building_id, category, description, lon,"
-        " lat, photo_ref FROM incidents ORDER BY 1",
-        "SELECT event_id, ts, device_id, coalesce(payload ->> 'building', building_id),"
-        " payload ->> 'category', payload ->> 'text', (payload ->> 'lon')::float8,"
-        " (payload ->> 'lat')::float8, payload ->> 'photo' FROM events"
-        " WHERE kind = 'app.incident' ORDER BY 1",
-    ),
-}
+# The derived tables' definition (a recount from the raw events, ingest/derived_tables.py):
+# what both store paths and a rebuild must agree with.
+_EVER = derived_tables.params(datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def _assert_derived_equal_recount(conn: psycopg.Connection) -> None:
+    for table in derived_tables.ALL:
+        kept = conn.execute(table.kept()).fetchall()
+        assert kept == conn.execute(table.recount, _EVER).fetchall(), table.name
 
 
 def _mixed_rows(n: int, seed: int) -> list[EventRow]:
@@ -177,8 +149,7 @@ def test_both_store_paths_keep_derived_tables_equal_to_a_recount(db: str) -> Non
         # Half already stored, half new: the direct copy conflicts, the staging path stores.
         mixed = store.store(conn, rows[400:800], [])
         staged = store.store(conn, rows[800:], [], direct=False)
-        for table, (kept, recount) in _RECOUNT.items():
-            assert conn.execute(kept).fetchall() == conn.execute(recount).fetchall(), table
+        _assert_derived_equal_recount(conn)
         assert count(db, "SELECT count(*) FROM incidents") > 0
     assert [r.conflicted for r in direct] == [False] * 3
     assert (mixed.inserted, mixed.duplicates, mixed.conflicted) == (200, 200, True)

@@ -13,8 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from support import Fleet, count, register_gates, wait_until
 
 from devices.payloads import GatePass, encode

@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import psycopg
+from click.decorators import FC
 
 from devices.payloads import DeviceKind
 from villagetwin.settings import AppSettings
@@ -25,17 +27,11 @@ from villagetwin.settings import AppSettings
 log = logging.getLogger("vt")
 
 
-def DeviceKindChoices() -> list[Any]:
-    from devices.payloads import DeviceKind
-
-    return list(DeviceKind)
-
-
 def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -94,8 +90,7 @@ def _ensure_credential_key(settings: AppSettings) -> None:
 @click.pass_obj
 def migrate(settings: AppSettings) -> None:
     """Apply the schema migrations that are missing (none on a second run)."""
-    from villagetwin.migrate import MigrationError
-    from villagetwin.migrate import migrate as apply
+    from villagetwin.migrate import MigrationError, migrate as apply
 
     try:
         applied = apply(settings.db_dsn, _echo)
@@ -550,7 +545,7 @@ def village_load(settings: AppSettings, path: Path) -> None:
     _load(settings, model)
 
 
-def _csv_option(flag: str, dest: str, help: str) -> Any:
+def _csv_option(flag: str, dest: str, help: str) -> Callable[[FC], FC]:
     path = click.Path(exists=True, dir_okay=False, path_type=Path)
     return click.option(flag, dest, type=path, default=None, help=help)
 
@@ -616,8 +611,7 @@ def village_import(
 
     import pandas as pd
 
-    from mapping import db as village_db
-    from mapping import importer
+    from mapping import db as village_db, importer
 
     mapping = importer.AttributeMapping(default_storeys=default_storeys)
     overrides = {
@@ -627,7 +621,7 @@ def village_import(
     mapping = dataclasses.replace(
         mapping,
         id_explicit=id_column is not None,
-        **{k: (v,) for k, v in overrides.items() if v is not None},
+        **{k: (v,) for k, v in overrides.items() if v is not None},  # type: ignore[arg-type]
     )
     started = time.monotonic()
     try:
@@ -851,6 +845,45 @@ def gaps(settings: AppSettings, since: str) -> None:
         span = str(first) if first == last else f"{first}-{last}"
         click.echo(f"{device}\t{span}\t{missing}")
     _echo(f"{len(rows)} gap(s), {sum(r[3] for r in rows)} event(s) missing since {since} ago")
+
+
+@cli.group()
+def derive() -> None:
+    """The derived tables (hourly counts, daily credentials, latest events), recomputed from
+    the raw events."""
+
+
+@derive.command("rebuild")
+@click.option(
+    "--since",
+    required=True,
+    help="From when: an ISO time with its offset (2026-11-01T00:00+08:00) or 90m, 24h, 7d ago.",
+)
+@click.pass_obj
+def derive_rebuild(settings: AppSettings, since: str) -> None:
+    """Recompute the derived tables from the raw events since a time (whole hours and local
+    days), in one transaction: for the day a derivation bug is found. Refused before the
+    oldest raw events that retention keeps for every kind."""
+    from datetime import UTC, datetime
+
+    from ingest import derived_tables
+    from ingest.settings import IngestSettings
+
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        start = datetime.now(UTC) - _duration(since)
+    if start.tzinfo is None:
+        _fail(f"--since {since!r}: give the offset too, like 2026-11-01T00:00+08:00")
+    plan = IngestSettings().ingest.retention()  # the retention the ingester applies
+    shortest = min([plan.default_days, *plan.by_kind.values()])
+    try:
+        written = derived_tables.rebuild_database(settings.db_dsn, start, shortest)
+    except (derived_tables.RebuildRefused, psycopg.Error) as exc:
+        _fail(str(exc))
+    for table, rows in written.items():
+        click.echo(f"{table}\t{rows}")
+    _echo(f"derived tables rebuilt from the raw events since {start.isoformat()}")
 
 
 @cli.command()

@@ -201,7 +201,7 @@ def apply_live(
         return []
     admin = MqttSettings(
         host=mqtt.host, port=mqtt.port, username=REGISTRY_ADMIN,
-        password=admin_password(directory), protocol="3.1.1",  # type: ignore[arg-type]
+        password=admin_password(directory), protocol="3.1.1",
     )  # fmt: skip
     client = new_client(admin, REGISTRY_ADMIN)
     answered = threading.Event()
