@@ -74,9 +74,25 @@ def colour_for(value: float, top: float) -> tuple[int, int, int]:
 
 
 def _rings(geometry: Any) -> list[list[list[float]]]:
-    """Outer rings of a polygon or multipolygon, as deck.gl wants them, rounded to ~1 cm."""
+    """Outer rings of a polygon or multipolygon, as deck.gl wants them, rounded to ~1 cm;
+    a Z or M coordinate is dropped."""
     polygons = getattr(geometry, "geoms", [geometry])
-    return [[[round(x, 7), round(y, 7)] for x, y in p.exterior.coords] for p in polygons]
+    return [[[round(c[0], 7), round(c[1], 7)] for c in p.exterior.coords] for p in polygons]
+
+
+def _ring(ring: Any) -> list[list[float]]:
+    return [[round(c[0], 7), round(c[1], 7)] for c in ring.coords]
+
+
+def _polygons(geometry: Any) -> list[Any]:
+    """One deck.gl polygon per part of a (multi)polygon: the outer ring alone, or
+    ``[outer, hole, …]`` when it has holes (courtyards, 天井), which deck.gl leaves open
+    (https://deck.gl/docs/api-reference/layers/polygon-layer#getpolygon)."""
+    polygons = getattr(geometry, "geoms", [geometry])
+    return [
+        [_ring(p.exterior), *(_ring(h) for h in p.interiors)] if p.interiors else _ring(p.exterior)
+        for p in polygons
+    ]
 
 
 def building_records(
@@ -92,7 +108,7 @@ def building_records(
     for row in buildings.itertuples():
         value = float(metric.get(row.building_id, 0.0))
         colour = SELECTED if row.building_id == selected else colour_for(value, top)
-        for ring in _rings(row.geometry):
+        for ring in _polygons(row.geometry):
             records.append(
                 {
                     "building_id": row.building_id,
