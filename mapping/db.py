@@ -140,7 +140,10 @@ def load_organisations(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
 
 def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
     """Upserts the village; returns how many rows of each kind it holds."""
+    from mapping.importdb import save_village
+
     with conn.transaction(), conn.cursor() as cur:
+        save_village(cur, village)
         _upsert(
             cur,
             "grid_cells",

@@ -16,6 +16,7 @@ import psycopg
 from shapely.geometry import mapping, shape
 
 from mapping.importer import ImportReport
+from mapping.model import Village
 
 _STAGE_COLUMNS = (
     "source_key text, building_id text, address text, address_given boolean,"
@@ -145,3 +146,46 @@ def set_grid(conn: psycopg.Connection, grid_code: str, building_ids: list[str]) 
             )
         }
     return [b for b in building_ids if b not in found]
+
+
+def assign_grids(
+    cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame, report: ImportReport
+) -> None:
+    """Spatial join in PostGIS (migration 0051's ``assign_buildings_to_grids``): every building
+    without a grid gets the cell it is in. Counts those of this import in ``report`` and lists
+    the ones outside every cell (when there are cells at all)."""
+    ids = list(buildings.building_id)
+    assigned = {r[0] for r in cur.execute("SELECT building_id FROM assign_buildings_to_grids()")}
+    report.grid_assigned += len(assigned & set(ids))
+    if cur.execute("SELECT 1 FROM grid_cells LIMIT 1").fetchone() is None:
+        return
+    outside = cur.execute(
+        "SELECT building_id FROM buildings WHERE grid_code IS NULL AND building_id = ANY(%s)"
+        " ORDER BY building_id",
+        (ids,),
+    ).fetchall()
+    for (building_id,) in outside:
+        report.outside_grids.append(
+            (building_id, "in no grid cell: assign one with `villagetwin village set-grid`")
+        )
+
+
+def save_village(cur: psycopg.Cursor[Any], village: Village) -> str:
+    """Upserts the village's row (key = its name): boundary, and the projected CRS estimated
+    from its buildings (geopandas' estimate_utm_crs: the UTM zone of their centre); returns
+    the CRS as "EPSG:n"."""
+    frame = village.buildings if len(village.buildings) else village.boundary
+    crs = frame.estimate_utm_crs().to_string() if len(frame) else "EPSG:32649"
+    boundary = (
+        json.dumps(mapping(village.boundary.geometry.union_all()), separators=(",", ":"))
+        if len(village.boundary)
+        else None
+    )
+    cur.execute(
+        "INSERT INTO villages (village_key, name, boundary, projected_crs) VALUES (%s, %s,"
+        " ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)), %s) ON CONFLICT (village_key)"
+        " DO UPDATE SET name = EXCLUDED.name, boundary = EXCLUDED.boundary,"
+        " projected_crs = EXCLUDED.projected_crs",
+        (village.name, village.name, boundary, crs),
+    )
+    return crs

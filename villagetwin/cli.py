@@ -517,7 +517,8 @@ def village_import(
             grid_cells = importer.grid_cells_from_frame(
                 grid_raw, report, source_crs, grid_code_column, grid_name_column
             )
-            buildings = importer.assign_grids(buildings, grid_cells, report)
+            if dry_run:  # a preview; the real join is done by PostGIS below
+                buildings = importer.assign_grids(buildings, grid_cells, report)
     except (ValueError, OSError) as exc:
         _fail(f"cannot import {footprints}: {exc}")
     try:
@@ -551,7 +552,8 @@ def village_import(
                 with conn.transaction(), conn.cursor() as cur:
                     if grid_cells is not None:
                         importdb.load_grid_cells(cur, grid_cells)
-                    importdb.import_buildings(cur, buildings, report)
+                    buildings = importdb.import_buildings(cur, buildings, report)
+                    importdb.assign_grids(cur, buildings, report)
                     for name in ("units", "people", "tenancies", "organisations"):
                         if name in tables:
                             getattr(village_db, f"load_{name}")(cur, tables[name])
@@ -592,6 +594,38 @@ def village_template(table: str, out: Path) -> None:
     from mapping.importer import write_template
 
     _echo(f"wrote {write_template(table, out)}")
+
+
+@village.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["gpkg", "geojson", "cityjson"]),
+    required=True,
+    help="gpkg: one GeoPackage; geojson: a file per layer in OUT (a directory); cityjson:"
+    " buildings as LoD1 solids for 3D GIS viewers.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="File or directory.")
+@click.pass_obj
+def village_export(settings: AppSettings, fmt: str, out: Path) -> None:
+    """Export the village in the database (places only: no personal data) for GIS tools."""
+    from mapping import export
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            layers = export.read_layers(conn)
+            title = conn.execute("SELECT string_agg(name, ', ') FROM villages").fetchone()
+    except psycopg.Error as exc:
+        _fail(f"cannot read the village: {exc}")
+    if fmt == "gpkg":
+        written = [export.to_gpkg(layers, out)]
+    elif fmt == "geojson":
+        written = export.to_geojson(layers, out)
+    else:
+        name = (title[0] if title else None) or "villagetwin"
+        written = [export.to_cityjson(layers["buildings"], out, name)]
+    counts = ", ".join(f"{len(f)} {k.replace('_', ' ')}" for k, f in layers.items())
+    _echo(f"exported {counts} -> {', '.join(map(str, written))}")
 
 
 def _load(settings: AppSettings, model: Any) -> None:
