@@ -53,7 +53,8 @@ def _upsert(
 
 
 def load_buildings(cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame) -> None:
-    centroids = buildings.to_crs("EPSG:32649").centroid.to_crs(WGS84)
+    metric = buildings.estimate_utm_crs() if len(buildings) else "EPSG:32649"
+    centroids = buildings.to_crs(metric).centroid.to_crs(WGS84)
     _upsert(
         cur,
         "buildings",

@@ -27,7 +27,6 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.polygon import orient
 
 from mapping import db as village_db
-from mapping.model import WGS84
 
 FORMATS = ("gpkg", "geojson", "cityjson")
 
@@ -144,7 +143,3 @@ def to_cityjson(buildings: gpd.GeoDataFrame, path: Path, title: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, ensure_ascii=False, separators=(",", ":")), "utf-8")
     return path
-
-
-__all__ = ["FORMATS", "WGS84", "cityjson_document", "read_layers", "to_cityjson", "to_geojson",
-           "to_gpkg"]  # fmt: skip

@@ -266,8 +266,7 @@ def _storeys(
         basements = parse_storeys(basement_value)
         below = max(below, basements.above or basements.below)
     if reading.note:
-        done = reading.note if reading.above is not None else f"{reading.note}"
-        report.storeys_adjusted.append((building_id, f"{column} {done}"))
+        report.storeys_adjusted.append((building_id, f"{column} {reading.note}"))
     if reading.above is not None:
         return reading.above, below, column
     height = parse_height_m(_first(row, mapping.height))
@@ -329,11 +328,7 @@ def buildings_from_frame(
         if repaired:
             report.repaired.append((building_id, repaired))
         seen.add(building_id)
-        holes += (
-            int(shapely.get_num_interior_rings(geometry) > 0)
-            if isinstance(geometry, Polygon)
-            else int(any(len(p.interiors) for p in getattr(geometry, "geoms", [])))
-        )
+        holes += any(p.interiors for p in getattr(geometry, "geoms", [geometry]))
         multi += isinstance(geometry, MultiPolygon)
         storeys, basements, _ = _storeys(row, mapping, building_id, report)
         height = parse_height_m(_first(row, mapping.height))

@@ -396,7 +396,8 @@ def floor_records(
 
     status = status or {}
     frame = gpd.GeoSeries([footprint], crs="EPSG:4326")
-    metric = frame.to_crs("EPSG:32649").iloc[0].buffer(-0.3)
+    utm = frame.estimate_utm_crs()  # the building's own UTM zone, wherever the village is
+    metric = frame.to_crs(utm).iloc[0].buffer(-0.3)
     minx, miny, maxx, maxy = metric.bounds
     along_x = (maxx - minx) >= (maxy - miny)
     records = []
@@ -425,7 +426,7 @@ def floor_records(
             cell = metric.intersection(strip).buffer(-0.15)
             if cell.is_empty:
                 continue
-            cell_wgs = gpd.GeoSeries([cell], crs="EPSG:32649").to_crs("EPSG:4326").iloc[0]
+            cell_wgs = gpd.GeoSeries([cell], crs=utm).to_crs("EPSG:4326").iloc[0]
             unit = names[i] if i < len(names) else None
             unit_id = unit.unit_id if unit is not None else f"{floor}F"
             state = status.get(
