@@ -651,3 +651,27 @@ def test_suzhou_report_prints_its_import_time(db: str) -> None:
     seconds = float(result.stdout.split("import time:")[1].split("s")[0])
     assert seconds > 0
     print(f"Suzhou, 3,076 buildings: {seconds:.2f} s")
+
+
+def test_the_odd_levels_file_through_the_command_names_every_building_in_its_report(
+    db: str, tmp_path: Path
+) -> None:
+    full = tmp_path / "report.txt"
+    levels = SHARED_DATA / "field" / "M01-osm-building-levels-oddities.geojson"
+    result = run_cli(db, "village", "import", str(levels), "--report", str(full))
+    assert result.returncode == 0, result.stderr
+    written = full.read_text(encoding="utf-8")
+    for building, what in (
+        ("way/w1002", "list '7;8': the highest, 8, taken"),
+        ("way/w1003", "2.5 storeys rounded up to 3"),
+        ("way/w1004", "'B1' names only basements"),
+        ("way/w1004", "no storey count or height: 6 storeys, the median"),
+        ("way/w1005", "range '3-5': the highest, 5, taken"),
+    ):
+        assert f"storeys: {building}: " in written and what in written, (building, what)
+    with psycopg.connect(db) as conn:
+        stored = dict(conn.execute("SELECT source_key, storeys FROM buildings").fetchall())
+        basements = conn.execute(
+            "SELECT basements FROM buildings WHERE source_key = 'way/w1004'"
+        ).fetchone()
+    assert stored["way/w1006"] == 12 and stored["way/w1002"] == 8 and basements == (1,)
