@@ -391,6 +391,11 @@ def test_polygon_z_holes_and_multipolygons_import_and_render(
     assert stored["Z2"].geom_type == "MultiPolygon" and len(stored["Z2"].geoms) == 2
     records = layers.building_records(stored.reset_index().assign(
         address="a", storeys=3, height_m=9.0, grid_code=None))  # fmt: skip
+    raw_z = gpd.read_file(path).assign(address="a", storeys=3, height_m=9.0)
+    for record in layers.building_records(raw_z):  # the bug: a ValueError here
+        polygon = record["polygon"]
+        rings = polygon if isinstance(polygon[0][0], list) else [polygon]
+        assert all(len(xy) == 2 for ring in rings for xy in ring)
     courtyard_record = next(r for r in records if r["building_id"] == "Z1")
     assert len(courtyard_record["polygon"]) == 2  # [outer ring, the courtyard]
     assert len(courtyard_record["polygon"][1]) == 5
