@@ -93,3 +93,26 @@ def test_spatial_questions_are_answered_by_the_database(village_db: str) -> None
         assert conn.execute(
             "SELECT grid_code FROM buildings WHERE building_id = 'YARD'"
         ).fetchone() == (None,)
+
+
+def test_roads_and_pois_of_two_villages_do_not_collide(db: str) -> None:
+    import dataclasses
+
+    first = generate(seed=3, size="small")
+    second = dataclasses.replace(first, name="凤凰村")
+    second.alleys = first.alleys.assign(geometry=first.alleys.geometry.translate(0.02, 0))
+    second.pois = first.pois.assign(geometry=first.pois.geometry.translate(0.02, 0))
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO roads VALUES ('road-0', 'old', 'lane', 2, %s)",
+            (json.dumps(mapping(first.alleys.geometry.iloc[0])),),
+        )
+        load_village(conn, first)
+        load_village(conn, second)
+        load_village(conn, first)  # again: nothing doubles
+        roads = conn.execute("SELECT count(*), count(DISTINCT geom) FROM roads").fetchone()
+        pois = conn.execute("SELECT count(*) FROM points_of_interest").fetchone()
+        villages = conn.execute("SELECT name FROM villages ORDER BY name").fetchall()
+    assert roads == (2 * len(first.alleys), 2 * len(first.alleys))
+    assert pois == (2 * len(first.pois),)
+    assert villages == [("凤凰村",), ("龙湖村",)]
