@@ -298,6 +298,9 @@ def buildings_from_frame(
     unknown CRS or coordinates that do not fit the CRS (``mapping.coords``)."""
     report = ImportReport(source=source, features=len(raw))
     frame = _flat(to_wgs84(raw, source_crs), report)
+    for what, columns in (("storeys", mapping.storeys), ("height", mapping.height)):
+        if len(frame) and not set(columns) & set(frame.columns):
+            report.notes.append(f"no {what} column in the file (looked for {', '.join(columns)})")
     metric_crs = _metric_crs(frame)
     metric_area = frame.geometry.to_crs(metric_crs).area if len(frame) else pd.Series(dtype=float)
     records: list[dict[str, Any]] = []
