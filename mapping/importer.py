@@ -661,6 +661,8 @@ def looks_like_mojibake(text: str) -> bool:
         return True
     if not any(ord(c) > 127 for c in text):
         return False
+    letters = [c for c in text if not c.isspace() and not c.isdigit()]
+    non_ascii = sum(ord(c) > 127 for c in letters) / max(1, len(letters))
     for wrong in ("latin-1", "gb18030"):
         try:
             again = text.encode(wrong)
@@ -674,7 +676,15 @@ def looks_like_mojibake(text: str) -> bool:
             except UnicodeDecodeError:
                 continue
             cjk = any("\u4e00" <= c <= "\u9fff" for c in decoded)
-            if decoded != text and cjk and (wrong == "latin-1" or right == "utf-8"):
+            # Latin-1 mojibake of Chinese is nearly all accented letters; French or German
+            # text with a few (Église, Straße) is not.
+            mostly_accented = wrong != "latin-1" or non_ascii >= 0.5
+            if (
+                decoded != text
+                and cjk
+                and mostly_accented
+                and (wrong == "latin-1" or right == "utf-8")
+            ):
                 return True
     return False
 

@@ -451,6 +451,9 @@ def test_a_gbk_shapefile_without_cpg_is_detected_and_encoding_can_be_said(
     assert any("address" in n and "mojibake" in n for n in report.notes)
     assert looks_like_mojibake("龙湖村".encode().decode("gbk", errors="replace"))
     assert not looks_like_mojibake("龙湖村东街") and not looks_like_mojibake("Straße café")
+    assert not looks_like_mojibake("Église Notre-Dame-de-Lourdes")  # Shamian's name:fr
+    assert looks_like_mojibake("Áúºþ´å¶«½Ö3Ïï5ºÅ")  # GBK read as Latin-1
+    assert looks_like_mojibake("龙湖村".encode().decode("latin-1"))  # UTF-8 read as Latin-1
     args = ["village", "import", str(gbk), "--id-column", "bid", "--dry-run"]
     said = run_cli(db, *args, "--encoding", "gb18030")
     assert said.returncode == 0, said.stderr

@@ -67,6 +67,7 @@ def test_shamian_with_drawn_grids_and_an_inspector_who_sees_its_buildings(
     )  # fmt: skip
     assert imported.returncode == 0, imported.stderr
     assert "grid cells loaded:    2" in imported.stdout
+    assert "mojibake" not in imported.stdout  # its French names (Église …) are no mojibake
     outside = re.findall(r"outside grids: (SM-\S+): in no grid cell", imported.stdout)
     assert "SM-w932717800" in outside  # 海星大厦, south of both cells
     in_west = count(db, "SELECT count(*) FROM buildings WHERE grid_code = 'W'")
