@@ -92,6 +92,13 @@ EOF
   fi
 fi
 
+# --- PostGIS --------------------------------------------------------------------------------
+# The village model's places are PostGIS geometries (migration 0050): Debian's package for the
+# local PostgreSQL major version.
+if [[ ! -f "/usr/share/postgresql/$PGV/extension/postgis.control" ]]; then
+  apt_install "postgresql-$PGV-postgis-3"
+fi
+
 # --- Python ---------------------------------------------------------------------------------
 PY=${PYTHON:-python3}
 if ! command -v uv >/dev/null; then
@@ -110,4 +117,4 @@ if [[ ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
   uv sync -q --locked --extra dev --python .venv/bin/python
   echo "$want" >"$stamp"
 fi
-say "system ready (PostgreSQL $PGV with TimescaleDB, Mosquitto, Chromium, .venv)"
+say "system ready (PostgreSQL $PGV with TimescaleDB and PostGIS, Mosquitto, Chromium, .venv)"

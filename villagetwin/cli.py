@@ -557,7 +557,12 @@ def _csv_option(flag: str, dest: str, help: str) -> Callable[[FC], FC]:
     "--crs",
     "source_crs",
     default=None,
-    help="Override the file's CRS: EPSG:4490 (CGCS2000), EPSG:45xx, gcj02, …",
+    help="Override the file's CRS: EPSG:4326, EPSG:4490 (CGCS2000), EPSG:45xx, gcj02, bd09, …",
+)
+@click.option(
+    "--encoding",
+    default=None,
+    help="Text encoding of the attributes (gb18030, utf-8, …) [default: the .cpg, else detected].",
 )
 @click.option("--id-prefix", default="", help="Prefix for building ids, e.g. SZ-.")
 @click.option("--storeys-column", default=None, help="Column with storey counts.")
@@ -571,20 +576,34 @@ def _csv_option(flag: str, dest: str, help: str) -> Callable[[FC], FC]:
     help="Storeys for buildings with neither storeys nor height [default: the median]",
 )
 @_csv_option(
-    "--units", "units_csv", "CSV of rental units: unit_id, building_id, floor, room[, area_m2]."
+    "--grid-cells",
+    "grid_cells_file",
+    "Polygon file of grid cells (网格); buildings without a grid get one by spatial join.",
+)
+@click.option("--grid-code-column", default=None, help="Column of the grid-cell file with codes.")
+@click.option("--grid-name-column", default=None, help="Column of the grid-cell file with names.")
+@_csv_option(
+    "--units", "units_csv", "CSV/.xlsx of rental units: unit_id, building_id, floor, room[, …]."
 )
 @_csv_option(
-    "--people", "people_csv", "CSV of people: person_id, name, role[, id_number, phone, born]."
+    "--people", "people_csv", "CSV/.xlsx of people: person_id, name, role[, id_number, …]."
 )
 @_csv_option(
     "--tenancies",
     "tenancies_csv",
-    "CSV of tenancies: tenancy_id, person_id, unit_id, start_date[, end_date].",
+    "CSV/.xlsx of tenancies: tenancy_id, person_id, unit_id, start_date[, end_date].",
 )
 @_csv_option(
     "--organisations",
     "organisations_csv",
-    "CSV of organisations: org_id, kind, name[, building_id, unit_id].",
+    "CSV/.xlsx of organisations: org_id, kind, name[, building_id, unit_id].",
+)
+@click.option(
+    "--report",
+    "report_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the whole report (every entry) to this file.",
 )
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 @click.pass_obj
@@ -593,26 +612,32 @@ def village_import(
     footprints: Path,
     layer: str | None,
     source_crs: str | None,
+    encoding: str | None,
     id_prefix: str,
     storeys_column: str | None,
     height_column: str | None,
     id_column: str | None,
     address_column: str | None,
     default_storeys: int | None,
+    grid_cells_file: Path | None,
+    grid_code_column: str | None,
+    grid_name_column: str | None,
     units_csv: Path | None,
     people_csv: Path | None,
     tenancies_csv: Path | None,
     organisations_csv: Path | None,
+    report_out: Path | None,
     dry_run: bool,
 ) -> None:
-    """Import real building footprints (GeoJSON, GeoPackage, Shapefile) and print the
-    validation report. Importing the same file again changes nothing."""
+    """Import real building footprints (GeoJSON, GeoPackage, Shapefile), grid cells and the
+    tables of 一标三实 (CSV or .xlsx), and print the validation report. Importing the same
+    files again changes nothing; what the files do not carry is kept."""
     import dataclasses
 
-    import pandas as pd
+    from mapping import db as village_db, importdb, importer
+    from mapping.coords import resolve_crs
 
-    from mapping import db as village_db, importer
-
+    started = time.monotonic()
     mapping = importer.AttributeMapping(default_storeys=default_storeys)
     overrides = {
         "storeys": storeys_column, "height": height_column, "id": id_column,
@@ -623,12 +648,26 @@ def village_import(
         id_explicit=id_column is not None,
         **{k: (v,) for k, v in overrides.items() if v is not None},  # type: ignore[arg-type]
     )
-    started = time.monotonic()
     try:
-        raw = importer.read_footprints(footprints, layer)
+        if source_crs:
+            resolve_crs(source_crs)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        notes = importer.ImportReport(source=str(footprints))
+        raw = importer.read_footprints(footprints, layer, encoding, notes)
         buildings, report = importer.buildings_from_frame(
             raw, mapping, source_crs, id_prefix, source=str(footprints)
         )
+        report.notes = notes.notes + report.notes
+        grid_cells = None
+        if grid_cells_file is not None:
+            grid_raw = importer.read_footprints(grid_cells_file, None, encoding, report)
+            grid_cells = importer.grid_cells_from_frame(
+                grid_raw, report, source_crs, grid_code_column, grid_name_column
+            )
+            if dry_run:  # a preview; the real join is done by PostGIS below
+                buildings = importer.assign_grids(buildings, grid_cells, report)
     except (ValueError, OSError) as exc:
         _fail(f"cannot import {footprints}: {exc}")
     try:
@@ -638,11 +677,11 @@ def village_import(
             )
             known_units = village_db.existing_ids(conn, "units")
             known_people = village_db.existing_ids(conn, "people")
-            csv = {
+            files = {
                 "units": units_csv, "people": people_csv, "tenancies": tenancies_csv,
                 "organisations": organisations_csv,
             }  # fmt: skip
-            read = {k: pd.read_csv(v, dtype=str) for k, v in csv.items() if v is not None}
+            read = {k: importer.read_table(v) for k, v in files.items() if v is not None}
             tables = {}
             if "units" in read:
                 tables["units"] = importer.units_from_frame(read["units"], known_buildings, report)
@@ -660,15 +699,82 @@ def village_import(
                 )
             if not dry_run:
                 with conn.transaction(), conn.cursor() as cur:
-                    village_db.load_buildings(cur, buildings)
+                    if grid_cells is not None:
+                        importdb.load_grid_cells(cur, grid_cells)
+                    buildings = importdb.import_buildings(cur, buildings, report)
+                    importdb.assign_grids(cur, buildings, report)
                     for name in ("units", "people", "tenancies", "organisations"):
                         if name in tables:
                             getattr(village_db, f"load_{name}")(cur, tables[name])
     except (ValueError, psycopg.Error) as exc:
         _fail(f"cannot import {footprints}: {exc}")
+    report.seconds = time.monotonic() - started
     click.echo(report.text())
+    if report_out is not None:
+        report_out.write_text(report.text(limit=None) + "\n", encoding="utf-8")
     verb = "validated (dry run)" if dry_run else "imported"
-    _echo(f"{verb} {report.loaded} buildings in {time.monotonic() - started:.1f}s")
+    _echo(f"{verb} {report.loaded} buildings in {report.seconds:.1f}s")
+
+
+@village.command("set-grid")
+@click.argument("grid_code")
+@click.argument("building_ids", nargs=-1, required=True)
+@click.pass_obj
+def village_set_grid(settings: AppSettings, grid_code: str, building_ids: tuple[str, ...]) -> None:
+    """Put buildings in a grid cell (网格) by hand, e.g. those an import found outside every
+    cell, so that the cell's inspector sees them. A re-import keeps it."""
+    from mapping.importdb import set_grid
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            unknown = set_grid(conn, grid_code, list(building_ids))
+    except (ValueError, psycopg.Error) as exc:
+        _fail(str(exc))
+    if unknown:
+        _fail(f"no building {', '.join(unknown)} (nothing changed for it)")
+    _echo(f"{len(building_ids)} buildings now in grid {grid_code}")
+
+
+@village.command("template")
+@click.argument("table", type=click.Choice(["units", "people", "tenancies", "organisations"]))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def village_template(table: str, out: Path) -> None:
+    """Write the template of a table for `village import` (CSV, or Excel if OUT ends .xlsx)."""
+    from mapping.importer import write_template
+
+    _echo(f"wrote {write_template(table, out)}")
+
+
+@village.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["gpkg", "geojson", "cityjson"]),
+    required=True,
+    help="gpkg: one GeoPackage; geojson: a file per layer in OUT (a directory); cityjson:"
+    " buildings as LoD1 solids for 3D GIS viewers.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="File or directory.")
+@click.pass_obj
+def village_export(settings: AppSettings, fmt: str, out: Path) -> None:
+    """Export the village in the database (places only: no personal data) for GIS tools."""
+    from mapping import export
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            layers = export.read_layers(conn)
+            title = conn.execute("SELECT string_agg(name, ', ') FROM villages").fetchone()
+    except psycopg.Error as exc:
+        _fail(f"cannot read the village: {exc}")
+    if fmt == "gpkg":
+        written = [export.to_gpkg(layers, out)]
+    elif fmt == "geojson":
+        written = export.to_geojson(layers, out)
+    else:
+        name = (title[0] if title else None) or "villagetwin"
+        written = [export.to_cityjson(layers["buildings"], out, name)]
+    counts = ", ".join(f"{len(f)} {k.replace('_', ' ')}" for k, f in layers.items())
+    _echo(f"exported {counts} -> {', '.join(map(str, written))}")
 
 
 def _load(settings: AppSettings, model: Any) -> None:
