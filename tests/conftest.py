@@ -73,6 +73,7 @@ def database_factory() -> Iterator[Callable[[], str]]:
         )
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(create)
+            _copy_database_settings(conn, created[0], name)
         created.append(name)
         return make_conninfo(ADMIN_DSN, dbname=name)
 
@@ -83,6 +84,31 @@ def database_factory() -> Iterator[Callable[[], str]]:
         list(drops.map(_drop, created[1:]))
     for name in created[:1]:
         _drop(name)
+
+
+def _copy_database_settings(conn: psycopg.Connection, template: str, name: str) -> None:
+    """``CREATE DATABASE … TEMPLATE`` copies a database's contents, not the settings kept for
+    it in ``pg_db_role_setting`` (``ALTER DATABASE … SET``, ``ALTER ROLE … IN DATABASE …
+    SET``, which migrations use, e.g. the dashboard role's search_path): copy those too."""
+    rows = conn.execute(
+        "SELECT r.rolname, s.setconfig FROM pg_db_role_setting s"
+        " JOIN pg_database d ON d.oid = s.setdatabase"
+        " LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = %s",
+        (template,),
+    ).fetchall()
+    for role, config in rows:
+        for item in config:
+            key, _, value = item.partition("=")
+            target = (
+                sql.SQL("ALTER ROLE {} IN DATABASE {}").format(
+                    sql.Identifier(role), sql.Identifier(name)
+                )
+                if role
+                else sql.SQL("ALTER DATABASE {}").format(sql.Identifier(name))
+            )
+            conn.execute(
+                sql.SQL("{} SET {} = {}").format(target, sql.Identifier(key), sql.SQL(value))
+            )
 
 
 def _drop(name: str) -> None:
