@@ -53,7 +53,9 @@ def pool_for(dsn: str, settings: DashboardSettings) -> ConnectionPool[psycopg.Co
                 dsn,
                 min_size=0,
                 max_size=settings.db_pool_size,
-                kwargs={"autocommit": True, "connect_timeout": 5},
+                # No server-side prepared statements: a lent connection is reset with DISCARD ALL, and
+                # the dashboard's queries are few and varied.
+                kwargs={"autocommit": True, "connect_timeout": 5, "prepare_threshold": None},
                 check=ConnectionPool.check_connection,
                 reset=_reset,
                 max_idle=settings.db_pool_idle_s,
