@@ -10,7 +10,8 @@ one session set on a connection (a role, a setting, a prepared statement) reache
 Outside such a run (a test calling a page function directly) the connection is given back
 when the thread ends. Lending is retried with tenacity: ``settings.db_lend_attempts``
 attempts, jittered exponential waits (a database restarting behind a page view); after that,
-when no connection can be opened at all, a direct connect gives the server's own reason;
+and a pool with no connection yet first tries one directly, so that an unreachable database
+is reported at once with the server's own reason;
 ``psycopg.OperationalError`` is raised (``PoolTimeout`` is one).
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 from tenacity import (
     retry,
     retry_if_exception_type,
@@ -103,6 +104,13 @@ def lent(dsn: str, settings: DashboardSettings | None = None) -> psycopg.Connect
 
 
 def _lend(pool: ConnectionPool[psycopg.Connection], attempts: int) -> psycopg.Connection:
+    if pool.get_stats().get("pool_size", 0) == 0:
+        # No connection yet (or all closed while idle): a database that cannot be reached is
+        # reported at once, with the server's own reason, not after the pool's timeouts.
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+        with psycopg.connect(conninfo, connect_timeout=5):
+            pass
+
     @retry(
         retry=retry_if_exception_type(psycopg.OperationalError),
         stop=stop_after_attempt(attempts),
@@ -112,15 +120,7 @@ def _lend(pool: ConnectionPool[psycopg.Connection], attempts: int) -> psycopg.Co
     def attempt() -> psycopg.Connection:
         return pool.getconn()
 
-    try:
-        return attempt()
-    except PoolTimeout:
-        # "No connection in time" hides why: when no connection can be opened at all, say so
-        # with the server's own reason (psycopg.OperationalError), not as a busy pool.
-        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
-        with psycopg.connect(conninfo, connect_timeout=5):
-            pass
-        raise
+    return attempt()
 
 
 def returns_lent_connections(run: Callable[P, R]) -> Callable[P, R]:
