@@ -54,8 +54,8 @@ def pool_for(dsn: str, settings: DashboardSettings) -> ConnectionPool[psycopg.Co
                 dsn,
                 min_size=0,
                 max_size=settings.db_pool_size,
-                # No server-side prepared statements: a lent connection is reset with DISCARD ALL, and
-                # the dashboard's queries are few and varied.
+                # No server-side prepared statements: a lent connection is reset with
+                # DISCARD ALL, and the dashboard's queries are few and varied.
                 kwargs={"autocommit": True, "connect_timeout": 5, "prepare_threshold": None},
                 check=ConnectionPool.check_connection,
                 reset=_reset,
