@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -165,6 +165,7 @@ class Ingester:
         self._client: BulkClient | None = None
         self._last_commit = time.monotonic()
         self._community = False
+        self._plain = False  # plain PostgreSQL: partitions kept by the ingester
         # The first retention pass runs a minute after start, not while catching up.
         self._maintained_at = time.monotonic() - self.options.maintenance_interval_s + 60
         self.totals = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
@@ -479,7 +480,15 @@ class Ingester:
             ).fetchone()
             conn.commit()
             if row is None:
-                log.warning("TimescaleDB is not in this database; run `villagetwin migrate`")
+                self._plain = maintenance.backend(conn) == "postgres"
+                if not self._plain:
+                    log.warning("TimescaleDB is not in this database; run `villagetwin migrate`")
+                    return
+                made = maintenance.ensure_partitions(conn, self._partitions_ahead())
+                log.info(
+                    "plain PostgreSQL: partitions (%d new) and retention by the ingester",
+                    len(made),
+                )
                 return
             license_ = maintenance.edition(conn)
             self._community = license_ == "timescale"
@@ -497,13 +506,25 @@ class Ingester:
             self._reader.drop()
             log.warning("database not reachable at start (%s); will keep retrying", exc)
 
+    def _partitions_ahead(self) -> timedelta:
+        return timedelta(days=self.options.partitions_ahead_days)
+
     def _maintenance_due(self) -> bool:
         return time.monotonic() - self._maintained_at > self.options.maintenance_interval_s
 
     def _maintain(self, db: _Connection) -> None:
         self._maintained_at = time.monotonic()
         try:
-            removed = maintenance.run_retention(db.get(), self.options.retention(), self._community)
+            conn = db.get()
+            if self._plain:
+                maintenance.ensure_partitions(conn, self._partitions_ahead())
+            removed = maintenance.run_retention(
+                conn,
+                self.options.retention(),
+                self._community,
+                plain=self._plain,
+                batch_rows=self.options.retention_batch_rows,
+            )
         except psycopg.Error as exc:
             db.drop()
             log.warning("retention pass failed (%s); will try again", exc)

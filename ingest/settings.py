@@ -44,6 +44,10 @@ class IngestOptions(BaseModel):
     dead_letter_retention_days: int = Field(default=180, ge=1)
     compress_after_days: int = Field(default=7, ge=1)
     maintenance_interval_s: float = Field(default=3600.0, gt=0)
+    # Plain PostgreSQL only: daily partitions kept ready this far ahead, and rows deleted per
+    # transaction from the default partition.
+    partitions_ahead_days: int = Field(default=3, ge=1)
+    retention_batch_rows: int = Field(default=10_000, ge=1)
     # Key for the keyed hashes that replace faces, cards and plates from vendor bridges;
     # set your own, and keep it: changing it makes everyone look new.
     credential_key: SecretStr = SecretStr(DEFAULT_CREDENTIAL_KEY)

@@ -24,7 +24,7 @@ from devices.settings import MqttSettings
 from ingest.service import Ingester
 from ingest.settings import IngestOptions, IngestSettings
 from villagetwin.local import local_user
-from villagetwin.migrate import migrate
+from villagetwin.migrate import Backend, migrate
 
 ADMIN_DSN = os.environ.get("VT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -33,17 +33,20 @@ ADMIN_DSN = os.environ.get("VT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1
 
 
 @pytest.fixture(scope="session")
-def database_factory() -> Iterator[Callable[[], str]]:
-    """Makes fresh, migrated databases; drops them all at the end of the session."""
+def database_factory() -> Iterator[Callable[..., str]]:
+    """Makes fresh, migrated databases; drops them all at the end of the session.
+
+    ``make("postgres")`` makes one on plain PostgreSQL: the same server, but the database
+    never gets the timescaledb extension (villagetwin/compat/postgres.sql stands in)."""
     created: list[str] = []
 
-    def make() -> str:
+    def make(backend: Backend = "timescaledb") -> str:
         name = f"vt_test_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         created.append(name)
         dsn = make_conninfo(ADMIN_DSN, dbname=name)
-        migrate(dsn, log=lambda _: None)
+        migrate(dsn, log=lambda _: None, backend=backend)
         return dsn
 
     yield make
@@ -54,8 +57,24 @@ def database_factory() -> Iterator[Callable[[], str]]:
 
 
 @pytest.fixture
-def db(database_factory: Callable[[], str]) -> str:
+def db(database_factory: Callable[..., str]) -> str:
     return database_factory()
+
+
+@pytest.fixture(params=["timescaledb", "postgres"])
+def any_db(request: pytest.FixtureRequest, database_factory: Callable[..., str]) -> str:
+    """A fresh database on each backend in turn; store suites override ``db`` with it."""
+    return database_factory(request.param)
+
+
+@pytest.fixture
+def timescale_db(database_factory: Callable[..., str]) -> str:
+    return database_factory("timescaledb")
+
+
+@pytest.fixture
+def plain_db(database_factory: Callable[..., str]) -> str:
+    return database_factory("postgres")
 
 
 # --- Mosquitto ------------------------------------------------------------------------------

@@ -71,9 +71,10 @@ def setup(settings: AppSettings, broker: bool) -> None:
     from villagetwin.migrate import migrate as apply
 
     try:
-        local.ensure_timescaledb_preloaded(local.admin_dsn_for(settings.db_dsn), _echo)
+        if settings.db_backend != "postgres":
+            local.ensure_timescaledb_preloaded(local.admin_dsn_for(settings.db_dsn), _echo)
         local.ensure_database(settings.db_dsn, _echo)
-        apply(settings.db_dsn, _echo)
+        apply(settings.db_dsn, _echo, settings.db_backend)
         if broker:
             _start_broker(settings)
     except (local.SetupError, psycopg.Error) as exc:
@@ -89,7 +90,7 @@ def migrate(settings: AppSettings) -> None:
     from villagetwin.migrate import migrate as apply
 
     try:
-        applied = apply(settings.db_dsn, _echo)
+        applied = apply(settings.db_dsn, _echo, settings.db_backend)
         if settings.dashboard_db_password:
             # Where the server asks for passwords (the Docker image), the dashboard's role
             # needs one; trust-authenticated development servers do not.

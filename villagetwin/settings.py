@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,9 @@ class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VT_", env_nested_delimiter="__", extra="ignore")
 
     db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
+    # For a new database: TimescaleDB where the server has it (auto), or plain PostgreSQL 14+
+    # (managed services, the embedded server); a migrated database keeps its own.
+    db_backend: Literal["auto", "timescaledb", "postgres"] = "auto"
     mqtt: MqttSettings = MqttSettings()
     # Broker data, generated GeoPackages and logs of local runs.
     state_dir: Path = Path(".state")
