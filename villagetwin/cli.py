@@ -71,7 +71,7 @@ def setup(settings: AppSettings, broker: bool) -> None:
     from villagetwin.migrate import migrate as apply
 
     try:
-        if settings.db_backend != "postgres":
+        if settings.db_backend != "postgres" and not settings.no_system_services:
             local.ensure_timescaledb_preloaded(local.admin_dsn_for(settings.db_dsn), _echo)
         local.ensure_database(settings.db_dsn, _echo)
         apply(settings.db_dsn, _echo, settings.db_backend)
@@ -724,7 +724,32 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
     """Everything at once: services, the sample village, simulated devices, the ingester and
     the dashboard. Ctrl-C stops them all."""
     settings: AppSettings = ctx.obj
-    ctx.invoke(setup, broker=True)
+    from villagetwin import embedded
+
+    try:
+        up = embedded.bring_up(
+            settings.db_dsn, settings.mqtt.host, settings.mqtt.port, settings.state_dir,
+            settings.embedded, _echo,
+        )  # fmt: skip
+    except (embedded.SetupError, psycopg.Error) as exc:
+        _fail(str(exc))
+    try:
+        _demo(ctx, settings, up, host, port, rate, seed)
+    finally:
+        if up.started:
+            _echo("stopping " + ", ".join(s.name.split(" (")[0] for s in up.started))
+            embedded.stop_all(up.started)
+
+
+def _demo(
+    ctx: click.Context, settings: AppSettings, up: Any, host: str, port: int, rate: float,
+    seed: int,
+) -> None:  # fmt: skip
+    if up.database_embedded:
+        settings.db_backend = "postgres"
+    # The project's Mosquitto replaces a broker on the port, unless the machine's services
+    # are off limits or the embedded default started one.
+    ctx.invoke(setup, broker=not up.broker_started and not settings.no_system_services)
     with psycopg.connect(settings.db_dsn) as conn:
         row = conn.execute("SELECT count(*) FROM buildings").fetchone()
     if not row or row[0] == 0:

@@ -9,6 +9,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
+from villagetwin.embedded import EmbeddedOptions
 
 
 class AppSettings(BaseSettings):
@@ -25,3 +26,7 @@ class AppSettings(BaseSettings):
     broker_auth: bool = False
     # Set by `migrate` as the password of the dashboard's database role, where needed.
     dashboard_db_password: SecretStr | None = None
+    # The demo's embedded default: what it starts when nothing answers (villagetwin/embedded.py).
+    embedded: EmbeddedOptions = EmbeddedOptions()
+    # Never start, stop, restart or reconfigure the machine's own PostgreSQL or Mosquitto.
+    no_system_services: bool = False
