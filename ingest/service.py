@@ -499,9 +499,13 @@ class Ingester:
                 "by TimescaleDB's policies" if self._community else "by the ingester",
             )
             if self._community:
-                maintenance.install_policies(
-                    conn, self.options.retention(), self.options.compress_after_days
-                )
+                try:
+                    maintenance.install_policies(
+                        conn, self.options.retention(), self.options.compress_after_days
+                    )
+                except psycopg.errors.InsufficientPrivilege:
+                    conn.rollback()
+                    log.info("policies are the table owner's: `villagetwin migrate` installs them")
         except psycopg.Error as exc:
             self._reader.drop()
             log.warning("database not reachable at start (%s); will keep retrying", exc)

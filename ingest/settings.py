@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from psycopg.conninfo import make_conninfo
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from devices.settings import MqttSettings
 from ingest.maintenance import RetentionPlan
@@ -69,9 +77,47 @@ class IngestOptions(BaseModel):
         )
 
 
+def secrets_dir() -> Path | None:
+    """Where secrets come as files, one per setting, named like its variable (``vt_db_password``,
+    ``vt_mqtt__password``): Docker's ``/run/secrets``, or ``VT_SECRETS_DIR``; None if absent."""
+    path = Path(os.environ.get("VT_SECRETS_DIR", "/run/secrets"))
+    return path if path.is_dir() else None
+
+
+def with_password(dsn: str, password: SecretStr | None) -> str:
+    """The DSN with the password from a secret file, when there is one."""
+    return make_conninfo(dsn, password=password.get_secret_value()) if password else dsn
+
+
 class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VT_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VT_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        secrets_dir=secrets_dir(),
+        secrets_nested_delimiter="__",
+    )
 
     db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
+    # The database password, from a secret file (vt_db_password); never a default.
+    db_password: SecretStr | None = None
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestOptions = IngestOptions()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secret files of nested settings too: vt_mqtt__password, vt_ingest__credential_key.
+        nested = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, nested
+
+    @model_validator(mode="after")
+    def _password_into_dsn(self) -> IngestSettings:
+        self.db_dsn = with_password(self.db_dsn, self.db_password)
+        return self

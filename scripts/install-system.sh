@@ -3,7 +3,8 @@
 # environment in .venv. Idempotent: when everything is there it checks and exits in seconds.
 #
 #   - Debian packages: Mosquitto and its clients, Chromium (browser tests), CJK fonts (the
-#     dashboard's Chinese labels), PostgreSQL's server headers and cmake (to build TimescaleDB).
+#     dashboard's Chinese labels), nginx (the production proxy's config is tested on it),
+#     PostgreSQL's server headers and cmake (to build TimescaleDB).
 #   - TimescaleDB for the local PostgreSQL: Debian's binary package where the release has one
 #     (Debian 13: postgresql-17-timescaledb); otherwise Debian 13's own source package
 #     (Apache-licensed edition) built against the local server, about 30 s.
@@ -42,7 +43,8 @@ if [[ -z "$PGV" ]]; then
 fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
-for pkg in mosquitto mosquitto-clients chromium fonts-noto-cjk; do
+# nginx: tests/test_deploy.py runs the compose's reverse-proxy config on it (not started here).
+for pkg in mosquitto mosquitto-clients chromium fonts-noto-cjk nginx; do
   installed "$pkg" || missing+=("$pkg")
 done
 ((${#missing[@]})) && apt_install "${missing[@]}"

@@ -91,19 +91,39 @@ def migrate(settings: AppSettings) -> None:
 
     try:
         applied = apply(settings.db_dsn, _echo, settings.db_backend)
-        if settings.dashboard_db_password:
-            # Where the server asks for passwords (the Docker image), the dashboard's role
-            # needs one; trust-authenticated development servers do not.
-            with psycopg.connect(settings.db_dsn, autocommit=True) as conn:
-                secret = settings.dashboard_db_password.get_secret_value()
+        roles = {
+            "vt_dashboard": settings.dashboard_db_password,
+            "vt_ingester": settings.ingester_db_password,
+        }
+        with psycopg.connect(settings.db_dsn, autocommit=True) as conn:
+            for role, password in roles.items():
+                if password is None:
+                    continue
+                # Where the server asks for passwords (the Docker image), each role needs
+                # one; trust-authenticated development servers do not.
                 conn.execute(
-                    psycopg.sql.SQL("ALTER ROLE vt_dashboard PASSWORD {}").format(
-                        psycopg.sql.Literal(secret)
+                    psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        psycopg.sql.Identifier(role),
+                        psycopg.sql.Literal(password.get_secret_value()),
                     )
                 )
+            _install_community_policies(conn)
     except (MigrationError, psycopg.Error) as exc:
         _fail(str(exc))
     _echo(f"schema up to date ({len(applied)} migration(s) applied now)")
+
+
+def _install_community_policies(conn: psycopg.Connection) -> None:
+    """On TimescaleDB's Community edition, its retention and compression jobs are installed
+    here, by the table's owner: the ingester's own role may not alter the table."""
+    from ingest import maintenance
+    from ingest.settings import IngestSettings
+
+    if maintenance.edition(conn) != "timescale":
+        return
+    options = IngestSettings().ingest
+    maintenance.install_policies(conn, options.retention(), options.compress_after_days)
+    _echo("TimescaleDB Community edition: retention and compression policies installed")
 
 
 @cli.group()
