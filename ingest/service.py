@@ -332,10 +332,39 @@ class Ingester:
             if time.monotonic() - self._registry_at > self.options.registry_refresh_s:
                 self._reload_registry()
             self.metrics.queue_depth.set(len(self.inbox) + len(self._batcher))
+        if self.options.share_group and self.options.leave_share_on_stop:
+            self._leave_share_group()
         # SIGTERM: what was delivered before now is judged, committed and acknowledged.
         self._take_waiting(until_full=False)
         if len(self._batcher):
             self._writes.put(self._batcher.take())
+
+    def _leave_share_group(self) -> None:
+        """Scale-down: Mosquitto keeps sending a share to a stopped member's persistent
+        session (and holds it there until that member returns). Unsubscribing first stops
+        that; what the broker had already queued for this session is still taken and
+        committed, until nothing has come for ``leave_quiet_ms`` (at most ``leave_drain_s``)."""
+        client = self._client
+        if client is None or not self._connected:
+            return
+        group = self.options.share_group
+        left = threading.Event()
+        client.on_unsubscribe = lambda *_: left.set()
+        client.unsubscribe([subscription(share_group=group), bridge_subscription(group)])
+        deadline = time.monotonic() + self.options.leave_drain_s
+        quiet = self.options.leave_quiet_ms / 1000
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            before = self.totals["received"]
+            self.inbox.wait(0.05)
+            self._take_waiting(until_full=True)
+            if self._batcher.due(time.monotonic()):
+                self._writes.put(self._batcher.take())
+            if self.totals["received"] != before:
+                last = time.monotonic()
+            elif left.is_set() and time.monotonic() - last > quiet:
+                break
+        log.info("left share group %s (unsubscribed: %s)", group, left.is_set())
 
     def _take_waiting(self, until_full: bool) -> None:
         """Judges what is in the inbox: until the batch is full, or all of it, handing each

@@ -26,6 +26,12 @@ class IngestOptions(BaseModel):
     client_id: str = "vt-ingester-1"
     # With a group, several ingesters split one stream ($share/<group>/...).
     share_group: str | None = None
+    # Scale-down: on SIGTERM leave the group first (unsubscribe, drain what the broker queued
+    # for this session), so no share waits for an ingester that will not return. Off by
+    # default: if every member left, the broker would drop what devices publish meanwhile.
+    leave_share_on_stop: bool = False
+    leave_drain_s: float = Field(default=20.0, gt=0)
+    leave_quiet_ms: int = Field(default=500, ge=10)
     batch_max_events: int = Field(default=10_000, ge=1)
     batch_max_wait_ms: int = Field(default=50, ge=1)
     # Threads committing batches, each on its own database connection: while the server
