@@ -510,7 +510,7 @@ def _session_conn(settings: DashboardSettings) -> psycopg.Connection:
     """The signed-in user's own connection, for their writes and reveals."""
     conn = st.session_state.get("conn")
     if conn is None or conn.closed or conn.broken:
-        conn = psycopg.connect(settings.reader_dsn(), autocommit=True, connect_timeout=5)
+        conn = psycopg.connect(settings.writer_dsn(), autocommit=True, connect_timeout=5)
         st.session_state["conn"] = conn
     return conn
 
@@ -532,7 +532,7 @@ def _signed_in(settings: DashboardSettings) -> User | None:
         submitted = st.form_submit_button("登录 Sign in")
     if submitted:
         try:
-            found = authenticate(_conn(settings.reader_dsn()), username, password)
+            found = authenticate(_conn(settings.writer_dsn()), username, password)
         except psycopg.OperationalError as exc:
             st.error(f"无法连接数据库 Cannot reach the database: {exc}")
             return None

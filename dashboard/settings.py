@@ -31,6 +31,9 @@ class DashboardSettings(BaseSettings):
     # The dashboard's own database role, which reads personal data only through masked views;
     # by default the same server and database as db_dsn, as user vt_dashboard.
     dashboard_dsn: str | None = None
+    # A streaming replica of the same database for the pages' reads (VT_REPLICA_DSN), as
+    # vt_dashboard; the primary keeps sign-in, reveals and writes. Replicas lag by a moment.
+    replica_dsn: str | None = None
     session_timeout_minutes: int = Field(default=30, ge=1)
     observation_days: int = Field(default=7, ge=1)
     # A map style served on the intranet; none by default, so nothing is fetched from outside.
@@ -39,8 +42,18 @@ class DashboardSettings(BaseSettings):
     event_window_minutes: int = Field(default=60, ge=1)
     max_event_points: int = Field(default=2000, ge=1)
 
-    def reader_dsn(self) -> str:
+    def writer_dsn(self) -> str:
+        """The primary, as vt_dashboard: sign-in, reveals and every write."""
         dsn = self.dashboard_dsn or make_conninfo(self.db_dsn, user="vt_dashboard")
+        if self.dashboard_db_password:
+            dsn = make_conninfo(dsn, password=self.dashboard_db_password.get_secret_value())
+        return dsn
+
+    def reader_dsn(self) -> str:
+        """Where the pages' reads go: the read replica when one is set, else the primary."""
+        if not self.replica_dsn:
+            return self.writer_dsn()
+        dsn = make_conninfo(self.replica_dsn, user="vt_dashboard")
         if self.dashboard_db_password:
             dsn = make_conninfo(dsn, password=self.dashboard_db_password.get_secret_value())
         return dsn
