@@ -32,6 +32,10 @@ class IngestOptions(BaseModel):
     leave_share_on_stop: bool = False
     leave_drain_s: float = Field(default=20.0, gt=0)
     leave_quiet_ms: int = Field(default=500, ge=10)
+    # Past one broker (ingest/amqp_source.py, with VT_AMQP_URL): the quorum queue the
+    # ingesters share, and how many unacknowledged messages each may hold.
+    amqp_queue: str = "vt.ingest"
+    amqp_prefetch: int = Field(default=10_000, ge=1)
     batch_max_events: int = Field(default=10_000, ge=1)
     batch_max_wait_ms: int = Field(default=50, ge=1)
     # Threads committing batches, each on its own database connection: while the server
@@ -107,6 +111,8 @@ class IngestSettings(BaseSettings):
     db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
     # The database password, from a secret file (vt_db_password); never a default.
     db_password: SecretStr | None = None
+    # RabbitMQ instead of MQTT for the ingester's side (amqp://user:pass@host:port/vhost).
+    amqp_url: SecretStr | None = None
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestOptions = IngestOptions()
 

@@ -44,7 +44,8 @@ fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 # nginx: tests/test_deploy.py runs the compose's reverse-proxy config on it (not started here).
-for pkg in mosquitto mosquitto-clients chromium fonts-noto-cjk nginx; do
+# rabbitmq-server: tests/test_rabbitmq.py starts a private node of it (past one broker).
+for pkg in mosquitto mosquitto-clients chromium fonts-noto-cjk nginx rabbitmq-server; do
   installed "$pkg" || missing+=("$pkg")
 done
 ((${#missing[@]})) && apt_install "${missing[@]}"

@@ -680,8 +680,14 @@ def ingest() -> None:
     from ingest.service import Ingester, tune_process
     from ingest.settings import IngestSettings
 
-    ingester = Ingester(IngestSettings())
+    settings = IngestSettings()
     tune_process()
+    if settings.amqp_url is not None:  # past one broker: a RabbitMQ quorum queue
+        from ingest.amqp_source import AmqpIngester
+
+        AmqpIngester(settings).run()
+        return
+    ingester = Ingester(settings)
     ingester.run()
 
 
