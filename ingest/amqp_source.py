@@ -60,19 +60,50 @@ class AmqpIngester:
         self.totals = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
 
     def run(self, install_signal_handlers: bool = True) -> None:
+        """Consumes until SIGTERM; a lost connection (a node down) is opened again, on the next
+        node of ``VT_AMQP_URL`` (several, comma-separated, one per cluster node)."""
         import pika
 
         if install_signal_handlers:
             signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
             signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
         assert self.settings.amqp_url is not None
-        url = self.settings.amqp_url.get_secret_value()
-        connection = pika.BlockingConnection(pika.URLParameters(url))
+        nodes = [
+            pika.URLParameters(u.strip())
+            for u in self.settings.amqp_url.get_secret_value().split(",")
+            if u.strip()
+        ]
+        db = psycopg.connect(self.settings.db_dsn)
+        store.prepare(db)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    connection = pika.BlockingConnection(nodes)
+                except pika.exceptions.AMQPConnectionError as exc:
+                    log.warning("no broker node reachable (%s); trying again", exc)
+                    time.sleep(1.0)
+                    continue
+                try:
+                    self._consume(connection, db)
+                except pika.exceptions.AMQPError as exc:
+                    # What was received and not committed is redelivered, to us or another.
+                    log.warning("connection to the broker lost (%r); reconnecting", exc)
+                    time.sleep(0.5)
+                finally:
+                    if connection.is_open:
+                        connection.close()
+        finally:
+            db.close()
+            log.info(
+                "stopped: received %(received)d, stored %(stored)d, duplicates %(duplicates)d,"
+                " dead letters %(dead_letters)d",
+                self.totals,
+            )
+
+    def _consume(self, connection: Any, db: psycopg.Connection) -> None:
         channel = connection.channel()
         declare(channel, self.options.amqp_queue)
         channel.basic_qos(prefetch_count=self.options.amqp_prefetch)
-        db = psycopg.connect(self.settings.db_dsn)
-        store.prepare(db)
         registry = store.load_registry(db)
         limits = self.options.limits()
         events: list[EventRow] = []
@@ -96,37 +127,30 @@ class AmqpIngester:
             self.totals["dead_letters"] += len(refusals)
             events, refusals, statuses, configs, last_tag = [], [], [], [], 0
 
-        try:
-            for method, _properties, body in channel.consume(
-                self.options.amqp_queue, inactivity_timeout=0.02
-            ):
-                if method is not None:
-                    now = datetime.now(UTC)
-                    verdict = judge(
-                        Received(topic_of(method.routing_key), body, now), registry, limits
-                    )
-                    events += verdict.events
-                    refusals += verdict.refusals
-                    if not last_tag:
-                        opened = time.monotonic()
-                    last_tag = method.delivery_tag
-                    self.totals["received"] += 1
-                full = len(events) >= self.options.batch_max_events
-                if last_tag and (full or time.monotonic() - opened >= wait):
-                    flush()
-                if self.stopping.is_set():
-                    break
-            flush()
-        finally:
-            if connection.is_open:
-                channel.cancel()
-                connection.close()
-            db.close()
-            log.info(
-                "stopped: received %(received)d, stored %(stored)d, duplicates %(duplicates)d,"
-                " dead letters %(dead_letters)d",
-                self.totals,
-            )
+        for method, _properties, body in channel.consume(
+            self.options.amqp_queue, inactivity_timeout=0.02
+        ):
+            if method is not None:
+                now = datetime.now(UTC)
+                message = Received(topic_of(method.routing_key), body, now)
+                verdict = judge(message, registry, limits)
+                events += verdict.events
+                refusals += verdict.refusals
+                if verdict.status is not None:
+                    statuses.append(verdict.status)
+                if verdict.config is not None:
+                    configs.append(verdict.config)
+                if not last_tag:
+                    opened = time.monotonic()
+                last_tag = method.delivery_tag
+                self.totals["received"] += 1
+            full = len(events) >= self.options.batch_max_events
+            if last_tag and (full or time.monotonic() - opened >= wait):
+                flush()
+            if self.stopping.is_set():
+                break
+        flush()
+        channel.cancel()
 
     def _commit(
         self,
