@@ -228,6 +228,11 @@ def _broker_config(base: Path, auth: Path, data: Path, port: int) -> Path:
     text = text.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
     text = re.sub(r"listener 8883 0\.0\.0\.0", f"listener {free_port()} 127.0.0.1", text)
     text = text.replace("/mosquitto/config/auth", str(auth)).replace("/mosquitto/data", str(data))
+    # The image keeps its plugins in /usr/lib; Debian in its multiarch directory.
+    for plugin in re.findall(r"^plugin (\S+)$", text, flags=re.MULTILINE):
+        local = sorted(Path("/usr/lib").glob(f"*/{Path(plugin).name}"))
+        if not Path(plugin).exists() and local:
+            text = text.replace(f"plugin {plugin}", f"plugin {local[0]}")
     assert "\nuser " not in text
     conf = base / "mosquitto.conf"
     conf.write_text(text)
@@ -251,7 +256,19 @@ def test_the_broker_reads_the_registrys_0600_files_once_broker_auth_hands_them_o
         issued = add_device(conn, "gate-compose", DeviceKind.GATE)
         host_dir = _private_dir("vt-auth-src-")
         write_auth_files(conn, host_dir)
-    files = [p for p in host_dir.iterdir() if p.is_file()]
+    if "certfile /mosquitto/config/auth/" in MOUNTED_CONF.read_text():
+        # The TLS listener's certificate sits beside the auth files, written the same way.
+        tls = host_dir / "tls"
+        tls.mkdir(exist_ok=True)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=localhost", "-keyout", str(tls / "server.key"),
+             "-out", str(tls / "server.crt")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        for path in tls.iterdir():
+            path.chmod(0o600)
+    files = [p for p in host_dir.rglob("*") if p.is_file()]
     assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files)
     base = _private_dir("vt-broker-")
     data = base / "data"
