@@ -11,6 +11,8 @@ RUN pip install --no-cache-dir uv \
     && uv export --locked --no-dev --no-emit-project -o /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && pip install --no-cache-dir --no-deps . \
-    && pip uninstall -y uv && rm /tmp/requirements.txt
-USER nobody
+    && pip uninstall -y uv && rm /tmp/requirements.txt \
+    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin vt
+# Never root at run time; the same unprivileged user docker-compose.yml names.
+USER 10001:10001
 ENV VT_STATE_DIR=/tmp/villagetwin

@@ -379,6 +379,33 @@ def peak_rss_draining_backlog(b: Bench, lines: dict[str, list[str]], events: int
     return peak / 1024
 
 
+def scale_out(b: Bench, single: int, batches: int) -> None:
+    """Events/s of 1, 2 and 3 ingesters on one shared subscription draining the same backlog,
+    each count run twice in turn (1 2 3 1 2 3) so load from others spreads over all; the
+    ratio is against one ingester in this run. Cores: ``os.cpu_count()``; the broker and the
+    database run on the same cores."""
+    rows: list[tuple[str, int, float, float]] = []
+    for shape, per_device, size in [
+        ("single events", single, 1),
+        ("100-event batches", batches, 100),
+    ]:
+        lines = messages(per_device, size)
+        events = per_device * size * len(DEVICES)
+        for _ in range(2):
+            for n in (1, 2, 3):
+                print(f"  [{shape}] {n} ingester(s), {events} events …", file=sys.stderr)
+                rows.append((shape, n, drain_ours(b, lines, events, n), b.busy))
+    print(f"\n{os.cpu_count()} cores, broker and database on the same machine")
+    print(f"{'messages':<18} {'ingesters':>9} {'events/s':>10} {'vs 1':>6} {'CPU busy':>9}")
+    for shape in ("single events", "100-event batches"):
+        best = {
+            n: max((r for r in rows if r[0] == shape and r[1] == n), key=lambda r: r[2])
+            for n in (1, 2, 3)
+        }
+        for n, (_, _, rate, busy) in best.items():
+            print(f"{shape:<18} {n:>9} {rate:>10,.0f} {rate / best[1][2]:>6.2f} {busy:>9.0%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -389,6 +416,11 @@ def main() -> None:
         action="store_true",
         help="only the paho clients: stock paho, ours and its bench/client_variants.py (no"
         " database), and the ingester with ours and with variants; each twice, interleaved",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="only throughput per ingester count (1, 2, 3 on one shared subscription)",
     )
     args = parser.parse_args()
     # Per device, 10 devices: a few seconds of draining each, so start-up and the last
@@ -421,6 +453,9 @@ def main() -> None:
             for d in DEVICES:
                 conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, 'gate')", (d,))
         b = Bench(port, dsn, work)
+        if args.scale:
+            scale_out(b, 1000 if args.quick else 5000, 20 if args.quick else 100)
+            return
         rows: list[tuple[str, str, float, float]] = []  # shape, who, events/s, CPU busy
         bare, bulk, naive = (
             "bare paho (no database)",

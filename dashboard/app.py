@@ -49,7 +49,7 @@ def _conn(dsn: str) -> psycopg.Connection:
     decides what it returns (row-level security, migration 0061). Stops the page and shows
     the sign-in form when the session has timed out, here or in the database."""
     _still_signed_in()
-    return _session_conn(DashboardSettings(dashboard_dsn=dsn))
+    return _lent(dsn, DashboardSettings(dashboard_dsn=dsn))
 
 
 @st.cache_data(ttl=300, show_spinner="正在加载村庄 Loading the village…")
@@ -543,10 +543,16 @@ def audit_page(settings: DashboardSettings, user: User) -> None:
 
 
 def _session_conn(settings: DashboardSettings) -> psycopg.Connection:
-    """The signed-in user's connection for their writes and reveals, carrying their session
-    token: this page view's, lent by the pool (dashboard/pool.py) and given back when the view
-    ends, where the pool's ``DISCARD ALL`` drops the token."""
-    conn = pool.lent(settings.reader_dsn(), settings)
+    """The signed-in user's connection to the primary for their writes and reveals, carrying
+    their session token: this page view's, lent by the pool (dashboard/pool.py) and given back
+    when the view ends, where the pool's ``DISCARD ALL`` drops the token."""
+    return _lent(settings.writer_dsn(), settings)
+
+
+def _lent(dsn: str, settings: DashboardSettings) -> psycopg.Connection:
+    """A connection to ``dsn`` lent by the pool for this page view, bound to the signed-in
+    user's session token (the primary's, or the read replica's: VT_REPLICA_DSN)."""
+    conn = pool.lent(dsn, settings)
     user: User | None = st.session_state.get("user")
     if user is not None:
         bind(conn, user.token)
@@ -616,7 +622,7 @@ def start_session(settings: DashboardSettings, username: str, password: str) -> 
     """Sign in through the database and keep the user, their connection and their idle clock
     in this browser session (the sign-in form calls it; so do page tests)."""
     idle = timedelta(minutes=settings.session_timeout_minutes)
-    conn = psycopg.connect(settings.reader_dsn(), autocommit=True, connect_timeout=5)
+    conn = psycopg.connect(settings.writer_dsn(), autocommit=True, connect_timeout=5)
     found = sign_in(conn, username, password, _client_address(), idle)
     conn.close()  # later statements go through the pool (_session_conn), carrying the token
     if isinstance(found, Refused):

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from psycopg.conninfo import make_conninfo
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _secrets_dir() -> Path | None:
+    """Docker's /run/secrets, or VT_SECRETS_DIR (as ingest/settings.py's secrets_dir)."""
+    path = Path(os.environ.get("VT_SECRETS_DIR", "/run/secrets"))
+    return path if path.is_dir() else None
+
+
 class DashboardSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VT_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VT_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        secrets_dir=_secrets_dir(),
+    )
 
     db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
+    # Passwords from secret files (vt_db_password, vt_dashboard_db_password); no defaults.
+    db_password: SecretStr | None = None
+    dashboard_db_password: SecretStr | None = None
     # The dashboard's own database role, which reads personal data only through masked views;
     # by default the same server and database as db_dsn, as user vt_dashboard.
     dashboard_dsn: str | None = None
+    # A streaming replica of the same database for the pages' reads (VT_REPLICA_DSN), as
+    # vt_dashboard; the primary keeps sign-in, reveals and writes. Replicas lag by a moment.
+    replica_dsn: str | None = None
     session_timeout_minutes: float = Field(default=30, gt=0)
     observation_days: int = Field(default=7, ge=1)
     # A map style served on the intranet; none by default, so nothing is fetched from outside.
@@ -27,5 +47,24 @@ class DashboardSettings(BaseSettings):
     db_lend_timeout_s: float = Field(default=3.0, gt=0)  # waiting for a free connection
     db_lend_attempts: int = Field(default=2, ge=1)  # tenacity, jittered exponential waits
 
+    def writer_dsn(self) -> str:
+        """The primary, as vt_dashboard: sign-in, reveals and every write."""
+        dsn = self.dashboard_dsn or make_conninfo(self.db_dsn, user="vt_dashboard")
+        if self.dashboard_db_password:
+            dsn = make_conninfo(dsn, password=self.dashboard_db_password.get_secret_value())
+        return dsn
+
     def reader_dsn(self) -> str:
-        return self.dashboard_dsn or make_conninfo(self.db_dsn, user="vt_dashboard")
+        """Where the pages' reads go: the read replica when one is set, else the primary."""
+        if not self.replica_dsn:
+            return self.writer_dsn()
+        dsn = make_conninfo(self.replica_dsn, user="vt_dashboard")
+        if self.dashboard_db_password:
+            dsn = make_conninfo(dsn, password=self.dashboard_db_password.get_secret_value())
+        return dsn
+
+    @model_validator(mode="after")
+    def _password_into_dsn(self) -> DashboardSettings:
+        if self.db_password:
+            self.db_dsn = make_conninfo(self.db_dsn, password=self.db_password.get_secret_value())
+        return self

@@ -59,23 +59,27 @@ class DerivedTable:
         )
 
 
+# Hours are bucketed with date_bin from this origin (TimescaleDB's time_bucket gives the same
+# hours), so that plain PostgreSQL (VT_DB_BACKEND=postgres) recounts them too.
+_EPOCH = "timestamptz '2000-01-01 00:00+00'"
+
 TABLES: tuple[DerivedTable, ...] = (
     DerivedTable(
         name="building_hourly",
         key=("building_id", "hour", "kind"),
         columns=("building_id", "hour", "kind", "events"),
-        recount="SELECT coalesce(building_id, ''), time_bucket(interval '1 hour', ts), kind,"
-        " count(*) FROM events WHERE ts >= %(since)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        since="hour >= time_bucket(interval '1 hour', %(since)s::timestamptz)",
+        recount=f"SELECT coalesce(building_id, ''), date_bin(interval '1 hour', ts, {_EPOCH}),"
+        " kind, count(*) FROM events WHERE ts >= %(since)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        since=f"hour >= date_bin(interval '1 hour', %(since)s::timestamptz, {_EPOCH})",
         merge="ON CONFLICT (building_id, hour, kind) DO UPDATE SET events = EXCLUDED.events",
     ),
     DerivedTable(
         name="village_hourly",
         key=("hour", "kind"),
         columns=("hour", "kind", "events"),
-        recount="SELECT time_bucket(interval '1 hour', ts), kind, count(*) FROM events"
+        recount=f"SELECT date_bin(interval '1 hour', ts, {_EPOCH}), kind, count(*) FROM events"
         " WHERE ts >= %(since)s GROUP BY 1, 2 ORDER BY 1, 2",
-        since="hour >= time_bucket(interval '1 hour', %(since)s::timestamptz)",
+        since=f"hour >= date_bin(interval '1 hour', %(since)s::timestamptz, {_EPOCH})",
         merge="ON CONFLICT (hour, kind) DO UPDATE SET events = EXCLUDED.events",
     ),
     DerivedTable(
@@ -183,7 +187,7 @@ def rebuild(
         )
     # Whole buckets: start at the earlier of the hour and the local day that hold since.
     start = conn.execute(
-        "SELECT least(time_bucket(interval '1 hour', %(s)s::timestamptz),"
+        f"SELECT least(date_bin(interval '1 hour', %(s)s::timestamptz, {_EPOCH}),"
         f" date_trunc('day', %(s)s::timestamptz AT TIME ZONE '{LOCAL_TIMEZONE}')"
         f" AT TIME ZONE '{LOCAL_TIMEZONE}')",
         {"s": since},

@@ -4,6 +4,11 @@ The Community edition (the Docker image) runs its own jobs: a retention policy f
 longest-kept kind and compression of older chunks. The Apache edition (Debian's build) has
 neither, so the ingester drops old chunks itself. Kinds kept for less time than the longest
 are deleted row-wise from the ingester's maintenance loop on both editions.
+
+Plain PostgreSQL (no TimescaleDB; villagetwin/compat/postgres.sql) partitions events by day
+declaratively: the ingester keeps partitions a few days ahead, drops whole partitions past
+the longest retention (as drop_chunks does) and deletes old rows of the default partition in
+batches, each committed on its own.
 """
 
 from __future__ import annotations
@@ -77,11 +82,67 @@ def install_policies(
             conn.execute(statement, params)
 
 
-def run_retention(conn: psycopg.Connection, plan: RetentionPlan, community: bool) -> dict[str, int]:
-    """One pass; returns rows or chunks removed per rule."""
-    removed: dict[str, int] = {}
+def backend(conn: psycopg.Connection) -> str:
+    """``timescaledb``, ``postgres`` (the vt_compat partitioning) or ``unknown`` (not migrated)."""
+    row = conn.execute(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+        " THEN 'timescaledb' WHEN to_regclass('vt_compat.hypertables') IS NOT NULL"
+        " THEN 'postgres' ELSE 'unknown' END"
+    ).fetchone()
+    conn.commit()
+    return str(row[0]) if row else "unknown"
+
+
+def ensure_partitions(conn: psycopg.Connection, ahead: timedelta) -> list[str]:
+    """Plain PostgreSQL: creates the events partitions from a day ago to ``ahead`` from now
+    that do not exist yet (rows waiting in the default partition move in); returns their
+    names."""
     with conn.transaction():
-        if not community:
+        rows = conn.execute(
+            "SELECT vt_compat.ensure_partitions('events', now() - interval '1 day', now() + %s)",
+            (ahead,),
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def drop_old_partitions(
+    conn: psycopg.Connection, older_than: timedelta, batch_rows: int
+) -> tuple[int, int]:
+    """Plain PostgreSQL: drops partitions wholly older than ``older_than`` and deletes such
+    rows from the default partition, ``batch_rows`` per committed transaction. Returns
+    (partitions dropped, default-partition rows deleted)."""
+    with conn.transaction():
+        dropped = conn.execute(
+            "SELECT vt_compat.drop_partitions('events', now() - %s::interval)", (older_than,)
+        ).fetchall()
+    deleted = 0
+    while True:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT vt_compat.delete_before('events', now() - %s::interval, %s)",
+                (older_than, batch_rows),
+            ).fetchone()
+        count = int(row[0]) if row else 0
+        deleted += count
+        if count < batch_rows:
+            return len(dropped), deleted
+
+
+def run_retention(
+    conn: psycopg.Connection,
+    plan: RetentionPlan,
+    community: bool,
+    plain: bool = False,
+    batch_rows: int = 10_000,
+) -> dict[str, int]:
+    """One pass; returns rows or chunks (partitions, on plain PostgreSQL) removed per rule."""
+    removed: dict[str, int] = {}
+    if plain:
+        removed["chunks"], removed["default_partition"] = drop_old_partitions(
+            conn, plan.longest, batch_rows
+        )
+    with conn.transaction():
+        if not community and not plain:
             rows = conn.execute(
                 "SELECT drop_chunks('events', older_than => now() - %s::interval)", (plan.longest,)
             ).fetchall()

@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -119,7 +119,7 @@ class Inbox:
         return len(self._items)
 
 
-def _credential_limits(options: IngestOptions) -> tuple[Limits, bool]:
+def credential_limits(options: IngestOptions) -> tuple[Limits, bool]:
     """The limits with the credential key to use, and whether vendor bridges may be ingested:
     only with a key that is not the public development one, unless in demo mode."""
     limits = options.limits()
@@ -162,7 +162,7 @@ class Ingester:
         self.settings = settings
         self.options = settings.ingest
         self.client_id = settings.client_id
-        self.limits, self.bridges = _credential_limits(self.options)
+        self.limits, self.bridges = credential_limits(self.options)
         self.metrics = IngestMetrics()
         self.broker_metrics = BrokerMetrics(self.metrics.registry)
         self.stopping = threading.Event()
@@ -187,6 +187,7 @@ class Ingester:
         self._client: BulkClient | None = None
         self._last_commit = time.monotonic()
         self._community = False
+        self._plain = False  # plain PostgreSQL: partitions kept by the ingester
         # The first retention pass runs a minute after start, not while catching up.
         self._maintained_at = time.monotonic() - self.options.maintenance_interval_s + 60
         self.totals = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
@@ -460,6 +461,8 @@ class Ingester:
             self.metrics.queue_depth.set(len(self.inbox) + len(self._batcher))
             self._check_stall()
             self._sweep_quota(everything=False)
+        if self.options.share_group and self.options.leave_share_on_stop:
+            self._leave_share_group()
         # SIGTERM: what was delivered before now is judged, committed and acknowledged.
         if self._give_up_at is None:
             self._give_up_at = time.monotonic() + self.options.shutdown_grace_s
@@ -467,6 +470,33 @@ class Ingester:
         self._sweep_quota(everything=True)
         if len(self._batcher) or self._batcher.rows:
             self._hand_off(self._batcher.take())
+
+    def _leave_share_group(self) -> None:
+        """Scale-down: Mosquitto keeps sending a share to a stopped member's persistent
+        session (and holds it there until that member returns). Unsubscribing first stops
+        that; what the broker had already queued for this session is still taken and
+        committed, until nothing has come for ``leave_quiet_ms`` (at most ``leave_drain_s``)."""
+        client = self._client
+        if client is None or not self._connected:
+            return
+        group = self.options.share_group
+        left = threading.Event()
+        client.on_unsubscribe = lambda *_: left.set()
+        client.unsubscribe([subscription(share_group=group), bridge_subscription(group)])
+        deadline = time.monotonic() + self.options.leave_drain_s
+        quiet = self.options.leave_quiet_ms / 1000
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            before = self.totals["received"]
+            self.inbox.wait(0.05)
+            self._take_waiting(until_full=True)
+            if self._batcher.due(time.monotonic()):
+                self._writes.put(self._batcher.take())
+            if self.totals["received"] != before:
+                last = time.monotonic()
+            elif left.is_set() and time.monotonic() - last > quiet:
+                break
+        log.info("left share group %s (unsubscribed: %s)", group, left.is_set())
 
     def _take_waiting(self, until_full: bool) -> None:
         """Judges what is in the inbox: until the batch is full, or all of it, handing each
@@ -700,7 +730,15 @@ class Ingester:
             ).fetchone()
             conn.commit()
             if row is None:
-                log.warning("TimescaleDB is not in this database; run `villagetwin migrate`")
+                self._plain = maintenance.backend(conn) == "postgres"
+                if not self._plain:
+                    log.warning("TimescaleDB is not in this database; run `villagetwin migrate`")
+                    return
+                made = maintenance.ensure_partitions(conn, self._partitions_ahead())
+                log.info(
+                    "plain PostgreSQL: partitions (%d new) and retention by the ingester",
+                    len(made),
+                )
                 return
             license_ = maintenance.edition(conn)
             self._community = license_ == "timescale"
@@ -711,12 +749,19 @@ class Ingester:
                 "by TimescaleDB's policies" if self._community else "by the ingester",
             )
             if self._community:
-                maintenance.install_policies(
-                    conn, self.options.retention(), self.options.compress_after_days
-                )
+                try:
+                    maintenance.install_policies(
+                        conn, self.options.retention(), self.options.compress_after_days
+                    )
+                except psycopg.errors.InsufficientPrivilege:
+                    conn.rollback()
+                    log.info("policies are the table owner's: `villagetwin migrate` installs them")
         except psycopg.Error as exc:
             self._reader.drop()
             log.warning("database not reachable at start (%s); will keep retrying", exc)
+
+    def _partitions_ahead(self) -> timedelta:
+        return timedelta(days=self.options.partitions_ahead_days)
 
     def _maintenance_due(self) -> bool:
         return time.monotonic() - self._maintained_at > self.options.maintenance_interval_s
@@ -724,7 +769,16 @@ class Ingester:
     def _maintain(self, db: _Connection) -> None:
         self._maintained_at = time.monotonic()
         try:
-            removed = maintenance.run_retention(db.get(), self.options.retention(), self._community)
+            conn = db.get()
+            if self._plain:
+                maintenance.ensure_partitions(conn, self._partitions_ahead())
+            removed = maintenance.run_retention(
+                conn,
+                self.options.retention(),
+                self._community,
+                plain=self._plain,
+                batch_rows=self.options.retention_batch_rows,
+            )
         except psycopg.Error as exc:
             db.drop()
             log.warning("retention pass failed (%s); will try again", exc)

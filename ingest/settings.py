@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from devices.settings import MqttSettings
 from ingest.maintenance import RetentionPlan
@@ -23,6 +30,16 @@ class IngestOptions(BaseModel):
     client_id: str | None = None
     # With a group, several ingesters split one stream ($share/<group>/...).
     share_group: str | None = None
+    # Scale-down: on SIGTERM leave the group first (unsubscribe, drain what the broker queued
+    # for this session), so no share waits for an ingester that will not return. Off by
+    # default: if every member left, the broker would drop what devices publish meanwhile.
+    leave_share_on_stop: bool = False
+    leave_drain_s: float = Field(default=20.0, gt=0)
+    leave_quiet_ms: int = Field(default=500, ge=10)
+    # Past one broker (ingest/amqp_source.py, with VT_AMQP_URL): the quorum queue the
+    # ingesters share, and how many unacknowledged messages each may hold.
+    amqp_queue: str = "vt.ingest"
+    amqp_prefetch: int = Field(default=10_000, ge=1)
     batch_max_events: int = Field(default=10_000, ge=1)
     batch_max_wait_ms: int = Field(default=50, ge=1)
     # Threads committing batches, each on its own database connection: while the server
@@ -66,6 +83,10 @@ class IngestOptions(BaseModel):
     dead_letter_retention_days: int = Field(default=180, ge=1)
     compress_after_days: int = Field(default=7, ge=1)
     maintenance_interval_s: float = Field(default=3600.0, gt=0)
+    # Plain PostgreSQL only: daily partitions kept ready this far ahead, and rows deleted per
+    # transaction from the default partition.
+    partitions_ahead_days: int = Field(default=3, ge=1)
+    retention_batch_rows: int = Field(default=10_000, ge=1)
     # Key for the keyed hashes that replace faces, cards and plates from vendor bridges: this
     # secret (references then carry credential_key_id), else the key file `villagetwin setup`
     # made (ingest/keys.py). Without a key other than the development one, bridges are not
@@ -110,10 +131,32 @@ class IngestOptions(BaseModel):
         )
 
 
+def secrets_dir() -> Path | None:
+    """Where secrets come as files, one per setting, named like its variable (``vt_db_password``,
+    ``vt_mqtt__password``): Docker's ``/run/secrets``, or ``VT_SECRETS_DIR``; None if absent."""
+    path = Path(os.environ.get("VT_SECRETS_DIR", "/run/secrets"))
+    return path if path.is_dir() else None
+
+
+def with_password(dsn: str, password: SecretStr | None) -> str:
+    """The DSN with the password from a secret file, when there is one."""
+    return make_conninfo(dsn, password=password.get_secret_value()) if password else dsn
+
+
 class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VT_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VT_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        secrets_dir=secrets_dir(),
+        secrets_nested_delimiter="__",
+    )
 
     db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
+    # The database password, from a secret file (vt_db_password); never a default.
+    db_password: SecretStr | None = None
+    # RabbitMQ instead of MQTT for the ingester's side (amqp://user:pass@host:port/vhost).
+    amqp_url: SecretStr | None = None
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestOptions = IngestOptions()
 
@@ -131,3 +174,21 @@ class IngestSettings(BaseSettings):
     def client_id(self) -> str:
         """The ingester's MQTT client id (see IngestOptions.client_id)."""
         return self.ingest.client_id or self.mqtt.username or "vt-ingester-1"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secret files of nested settings too: vt_mqtt__password, vt_ingest__credential_key.
+        nested = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, nested
+
+    @model_validator(mode="after")
+    def _password_into_dsn(self) -> IngestSettings:
+        self.db_dsn = with_password(self.db_dsn, self.db_password)
+        return self

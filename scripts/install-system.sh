@@ -3,8 +3,9 @@
 # environment in .venv. Idempotent: when everything is there it checks and exits in seconds.
 #
 #   - Debian packages: Mosquitto and its clients, openssl (the broker's local TLS certificate),
-#     Chromium (browser tests), CJK fonts (the dashboard's Chinese labels), PostgreSQL's server
-#     headers and cmake (to build TimescaleDB).
+#     Chromium (browser tests), CJK fonts (the dashboard's Chinese labels), nginx (the
+#     production proxy's config is tested on it), rabbitmq-server (past one broker),
+#     PostgreSQL's server headers and cmake (to build TimescaleDB).
 #   - TimescaleDB for the local PostgreSQL: Debian's binary package where the release has one
 #     (Debian 13: postgresql-17-timescaledb); otherwise Debian 13's own source package
 #     (Apache-licensed edition) built against the local server, about 30 s.
@@ -43,7 +44,9 @@ if [[ -z "$PGV" ]]; then
 fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
-for pkg in mosquitto mosquitto-clients openssl chromium fonts-noto-cjk; do
+# nginx: tests/test_deploy.py runs the compose's reverse-proxy config on it (not started here).
+# rabbitmq-server: tests/test_rabbitmq.py starts a private node of it (past one broker).
+for pkg in mosquitto mosquitto-clients openssl chromium fonts-noto-cjk nginx rabbitmq-server; do
   installed "$pkg" || missing+=("$pkg")
 done
 ((${#missing[@]})) && apt_install "${missing[@]}"

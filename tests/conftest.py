@@ -26,7 +26,7 @@ from devices.settings import MqttSettings
 from ingest.service import Ingester
 from ingest.settings import IngestOptions, IngestSettings
 from villagetwin.local import local_user
-from villagetwin.migrate import migrate
+from villagetwin.migrate import Backend, migrate
 
 ADMIN_DSN = os.environ.get("VT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -34,13 +34,13 @@ ADMIN_DSN = os.environ.get("VT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 
-def _migrated_template() -> str:
-    """A database migrated once, closed to connections (TimescaleDB's scheduler included), so
-    that ``CREATE DATABASE … TEMPLATE`` can copy it."""
+def _migrated_template(backend: Backend = "timescaledb") -> str:
+    """A database migrated once on ``backend``, closed to connections (TimescaleDB's
+    scheduler included), so that ``CREATE DATABASE … TEMPLATE`` can copy it."""
     name = f"vt_test_template_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    migrate(make_conninfo(ADMIN_DSN, dbname=name), log=lambda _: None)
+    migrate(make_conninfo(ADMIN_DSN, dbname=name), log=lambda _: None, backend=backend)
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(
             sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
@@ -59,30 +59,34 @@ def _migrated_template() -> str:
 
 
 @pytest.fixture(scope="session")
-def database_factory() -> Iterator[Callable[[], str]]:
-    """Makes fresh, migrated databases (clones of one migrated template); drops them all at
-    the end of the session."""
+def database_factory() -> Iterator[Callable[..., str]]:
+    """Makes fresh, migrated databases (clones of one migrated template per backend); drops
+    them all at the end of the session.
+
+    ``make("postgres")`` makes one on plain PostgreSQL: the same server, but the database
+    never gets the timescaledb extension (villagetwin/compat/postgres.sql stands in)."""
+    templates: dict[str, str] = {}
     created: list[str] = []
 
-    def make() -> str:
-        if not created:
-            created.append(_migrated_template())
+    def make(backend: Backend = "timescaledb") -> str:
+        if backend not in templates:
+            templates[backend] = _migrated_template(backend)
         name = f"vt_test_{uuid.uuid4().hex[:10]}"
         create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(created[0])
+            sql.Identifier(name), sql.Identifier(templates[backend])
         )
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(create)
-            _copy_database_settings(conn, created[0], name)
+            _copy_database_settings(conn, templates[backend], name)
         created.append(name)
         return make_conninfo(ADMIN_DSN, dbname=name)
 
     yield make
     # Each DROP DATABASE waits for a checkpoint (seconds here); dropped together, the drops
-    # share them. The template goes last.
+    # share them. The templates go last.
     with ThreadPoolExecutor(max_workers=8) as drops:
-        list(drops.map(_drop, created[1:]))
-    for name in created[:1]:
+        list(drops.map(_drop, created))
+    for name in templates.values():
         _drop(name)
 
 
@@ -118,8 +122,24 @@ def _drop(name: str) -> None:
 
 
 @pytest.fixture
-def db(database_factory: Callable[[], str]) -> str:
+def db(database_factory: Callable[..., str]) -> str:
     return database_factory()
+
+
+@pytest.fixture(params=["timescaledb", "postgres"])
+def any_db(request: pytest.FixtureRequest, database_factory: Callable[..., str]) -> str:
+    """A fresh database on each backend in turn; store suites override ``db`` with it."""
+    return database_factory(request.param)
+
+
+@pytest.fixture
+def timescale_db(database_factory: Callable[..., str]) -> str:
+    return database_factory("timescaledb")
+
+
+@pytest.fixture
+def plain_db(database_factory: Callable[..., str]) -> str:
+    return database_factory("postgres")
 
 
 # --- Mosquitto ------------------------------------------------------------------------------

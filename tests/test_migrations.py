@@ -1,4 +1,4 @@
-"""The schema, applied by versioned migrations on a real TimescaleDB."""
+"""The schema, applied by versioned migrations on a real TimescaleDB and on plain PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import pytest
 from villagetwin.migrate import MigrationError, available, migrate
 
 
-def test_migrations_build_the_schema_on_timescaledb(db: str) -> None:
-    with psycopg.connect(db) as conn:
+@pytest.fixture
+def db(any_db: str) -> str:
+    return any_db
+
+
+def test_migrations_build_the_schema_on_timescaledb(timescale_db: str) -> None:
+    with psycopg.connect(timescale_db) as conn:
         hypertables = {
             row[0]
             for row in conn.execute(

@@ -67,9 +67,10 @@ def setup(settings: AppSettings, broker: bool) -> None:
     from villagetwin.migrate import migrate as apply
 
     try:
-        local.ensure_timescaledb_preloaded(local.admin_dsn_for(settings.db_dsn), _echo)
+        if settings.db_backend != "postgres" and not settings.no_system_services:
+            local.ensure_timescaledb_preloaded(local.admin_dsn_for(settings.db_dsn), _echo)
         local.ensure_database(settings.db_dsn, _echo)
-        apply(settings.db_dsn, _echo)
+        apply(settings.db_dsn, _echo, settings.db_backend)
         _ensure_credential_key(settings)
         if broker:
             _start_broker(settings)
@@ -93,17 +94,24 @@ def migrate(settings: AppSettings) -> None:
     from villagetwin.migrate import MigrationError, migrate as apply
 
     try:
-        applied = apply(settings.db_dsn, _echo)
-        if settings.dashboard_db_password:
-            # Where the server asks for passwords (the Docker image), the dashboard's role
-            # needs one; trust-authenticated development servers do not.
-            with psycopg.connect(settings.db_dsn, autocommit=True) as conn:
-                secret = settings.dashboard_db_password.get_secret_value()
+        applied = apply(settings.db_dsn, _echo, settings.db_backend)
+        roles = {
+            "vt_dashboard": settings.dashboard_db_password,
+            "vt_ingester": settings.ingester_db_password,
+        }
+        with psycopg.connect(settings.db_dsn, autocommit=True) as conn:
+            for role, password in roles.items():
+                if password is None:
+                    continue
+                # Where the server asks for passwords (the Docker image), each role needs
+                # one; trust-authenticated development servers do not.
                 conn.execute(
-                    psycopg.sql.SQL("ALTER ROLE vt_dashboard PASSWORD {}").format(
-                        psycopg.sql.Literal(secret)
+                    psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        psycopg.sql.Identifier(role),
+                        psycopg.sql.Literal(password.get_secret_value()),
                     )
                 )
+            _install_community_policies(conn)
         from villagetwin.access import write_access_settings
 
         with psycopg.connect(settings.db_dsn, autocommit=True) as conn:
@@ -111,6 +119,19 @@ def migrate(settings: AppSettings) -> None:
     except (MigrationError, psycopg.Error) as exc:
         _fail(str(exc))
     _echo(f"schema up to date ({len(applied)} migration(s) applied now)")
+
+
+def _install_community_policies(conn: psycopg.Connection) -> None:
+    """On TimescaleDB's Community edition, its retention and compression jobs are installed
+    here, by the table's owner: the ingester's own role may not alter the table."""
+    from ingest import maintenance
+    from ingest.settings import IngestSettings
+
+    if maintenance.edition(conn) != "timescale":
+        return
+    options = IngestSettings().ingest
+    maintenance.install_policies(conn, options.retention(), options.compress_after_days)
+    _echo("TimescaleDB Community edition: retention and compression policies installed")
 
 
 @cli.group()
@@ -915,11 +936,17 @@ def ingest() -> None:
     from ingest.service import Ingester, tune_process
     from ingest.settings import IngestSettings
 
+    settings = IngestSettings()
+    tune_process()
     try:
-        ingester = Ingester(IngestSettings())
+        if settings.amqp_url is not None:  # past one broker: a RabbitMQ quorum queue
+            from ingest.amqp_source import AmqpIngester
+
+            AmqpIngester(settings).run()
+            return
+        ingester = Ingester(settings)
     except KeyFileError as exc:
         _fail(f"the credential key file cannot be used: {exc}")
-    tune_process()
     ingester.run()
     if ingester.failed:  # a writer died: let the supervisor restart us
         raise SystemExit(1)
@@ -1024,7 +1051,32 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
     """Everything at once: services, the sample village, simulated devices, the ingester and
     the dashboard. Ctrl-C stops them all."""
     settings: AppSettings = ctx.obj
-    ctx.invoke(setup, broker=True)
+    from villagetwin import embedded, local
+
+    try:
+        up = embedded.bring_up(
+            settings.db_dsn, settings.mqtt.host, settings.mqtt.port, settings.state_dir,
+            settings.embedded, _echo,
+        )  # fmt: skip
+    except (local.SetupError, psycopg.Error) as exc:
+        _fail(str(exc))
+    try:
+        _demo(ctx, settings, up, host, port, rate, seed)
+    finally:
+        if up.started:
+            _echo("stopping " + ", ".join(s.name.split(" (")[0] for s in up.started))
+            embedded.stop_all(up.started)
+
+
+def _demo(
+    ctx: click.Context, settings: AppSettings, up: Any, host: str, port: int, rate: float,
+    seed: int,
+) -> None:  # fmt: skip
+    if up.database_embedded:
+        settings.db_backend = "postgres"
+    # The project's Mosquitto replaces a broker on the port, unless the machine's services
+    # are off limits or the embedded default started one.
+    ctx.invoke(setup, broker=not up.broker_started and not settings.no_system_services)
     with psycopg.connect(settings.db_dsn) as conn:
         row = conn.execute("SELECT count(*) FROM buildings").fetchone()
     if not row or row[0] == 0:

@@ -3,6 +3,13 @@
 Files ``migrations/NNNN_name.sql`` are applied in order, each in its own transaction, under
 an advisory lock so that two processes starting together do not race. An applied file that
 was edited afterwards is an error: migrations are append-only.
+
+Two backends run the same files unedited (DEVELOPERS.md, "Plain PostgreSQL"): TimescaleDB,
+and plain PostgreSQL 14+, where the migrator first installs ``compat/postgres.sql`` (schema
+``vt_compat``: ``create_hypertable`` and ``by_range`` made of declarative partitioning), puts
+that schema last on the search path while a migration runs, and leaves out the one statement
+that cannot run there, ``CREATE EXTENSION IF NOT EXISTS timescaledb;``. Checksums are of the
+files as written, so a database can be told apart only by its backend, never by its history.
 """
 
 from __future__ import annotations
@@ -12,11 +19,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Literal
 
 import psycopg
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x76745F6D  # "vt_m"
+# The one TimescaleDB statement plain PostgreSQL leaves out: a whole line of a migration.
+_TIMESCALEDB_EXTENSION = re.compile(
+    r"^\s*CREATE EXTENSION IF NOT EXISTS timescaledb\s*;\s*$", re.IGNORECASE | re.MULTILINE
+)
+
+Backend = Literal["timescaledb", "postgres"]
+BackendChoice = Literal["auto", "timescaledb", "postgres"]
 
 
 class MigrationError(RuntimeError):
@@ -47,12 +62,64 @@ def available() -> list[Migration]:
     return found
 
 
-def migrate(dsn: str, log: Callable[[str], None] = print) -> list[Migration]:
-    """Applies what is missing; returns what it applied (nothing on a second run)."""
+def backend_of(conn: psycopg.Connection, choice: BackendChoice = "auto") -> Backend:
+    """Which backend this database is on, or is to be on.
+
+    A migrated database keeps the backend it was made with (the timescaledb extension, or the
+    ``vt_compat`` schema). A new one follows ``choice``; ``auto`` takes TimescaleDB wherever
+    the server has the extension, plain PostgreSQL elsewhere. Raises MigrationError when the
+    choice contradicts the database, or when plain PostgreSQL is older than 14.
+    """
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),"
+        " EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'vt_compat'),"
+        " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+        " current_setting('server_version_num')::int"
+    ).fetchone()
+    assert row is not None
+    has_extension, has_compat, available, version = row
+    found: Backend | None = "timescaledb" if has_extension else "postgres" if has_compat else None
+    if found and choice not in ("auto", found):
+        raise MigrationError(f"this database is on {found}, not {choice} (VT_DB_BACKEND)")
+    backend: Backend = found or (
+        choice if choice != "auto" else "timescaledb" if available else "postgres"
+    )
+    if backend == "postgres" and version < 140000:
+        raise MigrationError(f"plain PostgreSQL needs version 14 or newer, not {version}")
+    return backend
+
+
+def install_compat(conn: psycopg.Connection) -> None:
+    """Installs or refreshes the vt_compat schema (idempotent; one transaction)."""
+    text = resources.files("villagetwin.compat").joinpath("postgres.sql").read_text("utf-8")
+    with conn.transaction():
+        conn.execute(text.encode())
+
+
+def sql_for(migration: Migration, backend: Backend) -> str:
+    """The text a backend runs: the file itself, or on plain PostgreSQL the file without its
+    ``CREATE EXTENSION IF NOT EXISTS timescaledb;`` line."""
+    if backend == "timescaledb":
+        return migration.sql
+    return _TIMESCALEDB_EXTENSION.sub(
+        "-- (plain PostgreSQL: no timescaledb extension)", migration.sql
+    )
+
+
+def migrate(
+    dsn: str, log: Callable[[str], None] = print, backend: BackendChoice = "auto"
+) -> list[Migration]:
+    """Applies what is missing; returns what it applied (nothing on a second run).
+
+    ``backend`` matters for a new database only (see backend_of)."""
     applied_now: list[Migration] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
+            chosen = backend_of(conn, backend)
+            if chosen == "postgres":
+                log("plain PostgreSQL (no TimescaleDB): hypertables as declarative partitions")
+                install_compat(conn)
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
@@ -72,7 +139,12 @@ def migrate(dsn: str, log: Callable[[str], None] = print) -> list[Migration]:
                     continue
                 log(f"applying migration {migration.version:04d}_{migration.name}")
                 with conn.transaction():
-                    conn.execute(migration.sql.encode())
+                    if chosen == "postgres":
+                        conn.execute(
+                            "SELECT set_config('search_path',"
+                            " current_setting('search_path') || ', vt_compat', true)"
+                        )
+                    conn.execute(sql_for(migration, chosen).encode())
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name, checksum)"
                         " VALUES (%s, %s, %s)",
