@@ -268,7 +268,8 @@ def test_the_broker_reads_the_registrys_0600_files_once_broker_auth_hands_them_o
     mounted config, and a provisioned device signs in."""
     import paho.mqtt.client as paho
 
-    from villagetwin.provision import add_device, write_auth_files
+    from devices.settings import MqttSettings
+    from villagetwin.provision import add_device, apply_live, write_auth_files
 
     assert os.geteuid() == 0, "this test plays the container's root, as CI does"
     mosquitto = pwd.getpwnam("mosquitto")  # Debian's package makes the same user as the image
@@ -303,7 +304,12 @@ def test_the_broker_reads_the_registrys_0600_files_once_broker_auth_hands_them_o
     )  # fmt: skip
     said = before.stdout + before.stderr
     assert before.returncode != 0
-    assert re.search(rf"Unable to open .*{re.escape(str(host_dir))}", said), said
+    unreadable = (
+        rf"Unable to open .*{re.escape(str(host_dir))}",
+        r"Dynamic security plugin config: File is not readable",
+        rf"Unable to load server certificate \"{re.escape(str(host_dir))}",
+    )
+    assert any(re.search(pattern, said) for pattern in unreadable), said
 
     volume = base / "auth-volume"
     script = ROOT / "deploy" / "mosquitto" / "install-auth.sh"
@@ -334,6 +340,13 @@ def test_the_broker_reads_the_registrys_0600_files_once_broker_auth_hands_them_o
             client.username_pw_set("gate-compose", password)
             results[name] = client.connect("127.0.0.1", port) == 0 and _connack(client)
         assert results == {"right": 0, "wrong": 135}  # accepted; refused: not authorised
+        # The dynamic-security plugin rewrites its file on a live change: the copy is writable.
+        with psycopg.connect(db) as conn:
+            later = add_device(conn, "gate-compose-2", DeviceKind.GATE)
+        live = MqttSettings(host="127.0.0.1", port=port)
+        assert apply_live(live, host_dir, later.commands) == []
+        saved = volume / "dynamic-security.json"
+        assert wait_until(lambda: "gate-compose-2" in saved.read_text(), 10), log.read_text()
     finally:
         process.kill()
         process.wait()
