@@ -664,6 +664,27 @@ def ingest() -> None:
     ingester.run()
 
 
+@cli.command()
+def rules() -> None:
+    """Run the rules worker: new events and the derived tables -> alerts (one open per rule and
+    subject), published on vt/v1/alerts/<severity>/<rule>; also opens cases for app incidents
+    and escalates overdue cases. Until SIGTERM or Ctrl-C.
+
+    Settings: VT_DB_DSN, VT_MQTT__*, VT_RULES__* (rule parameters), VT_CASES__* (deadlines),
+    VT_WORKER__* (poll intervals)."""
+    from rules.settings import RulesSettings
+    from rules.worker import RulesWorker
+
+    worker = RulesWorker(RulesSettings())
+
+    def _stop(*_: Any) -> None:
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run()
+
+
 def _duration(text: str) -> timedelta:
     units = {"m": "minutes", "h": "hours", "d": "days"}
     if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
@@ -743,6 +764,7 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
     me = [sys.executable, "-m", "villagetwin.cli"]
     children = [
         subprocess.Popen([*me, "ingest"]),
+        subprocess.Popen([*me, "rules"]),
         subprocess.Popen(_dashboard_command(host, port)),
         subprocess.Popen(
             [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]
