@@ -42,6 +42,8 @@ class RulesWorker:
         self.context_at = 0.0
         self.client: Any = None
         self.mqtt = mqtt
+        self.ready = threading.Event()  # the cursor is restored
+        self.timing: dict[str, float] = {}  # seconds the last cycle of each kind took
         self.totals = {"events": 0, "opened": 0, "updated": 0, "published": 0, "cases": 0}
 
     # --- one cycle each, callable from tests and the benchmark ------------------------------
@@ -194,34 +196,57 @@ class RulesWorker:
         self.client.loop_start()
 
     def run(self) -> None:
-        """Until ``stopping`` is set: polls events every ``event_poll_s``, the windows every
-        ``window_interval_s``; a lost database connection is retried, not fatal."""
-        w = self.settings.worker
+        """Until ``stopping`` is set: polls events every ``event_poll_s`` and publishes; the
+        window rules run every ``window_interval_s`` in a thread of their own on their own
+        connection, so a long window never delays an event's alert. A lost database
+        connection is retried, not fatal."""
         if self.mqtt:
             self.connect_mqtt()
-        next_window = 0.0
+        windows = threading.Thread(target=self._windows, name="rules-windows", daemon=True)
+        windows.start()
         try:
-            while not self.stopping.is_set():
-                try:
-                    with psycopg.connect(self.settings.db_dsn, autocommit=True) as conn:
-                        self.restore(conn)
-                        log.info("rules worker running from %s", self.cursor)
-                        while not self.stopping.is_set():
-                            self.refresh_context(conn)
-                            self.poll_events(conn)
-                            if time.monotonic() >= next_window:
-                                next_window = time.monotonic() + w.window_interval_s
-                                self.window_cycle(conn)
-                            self.publish(conn)
-                            self.stopping.wait(w.event_poll_s)
-                except psycopg.OperationalError as exc:
-                    log.warning("database unavailable (%s); retrying", exc)
-                    self.context_at = 0.0
-                    self.stopping.wait(2.0)
+            self._loop(self._events)
         finally:
+            self.stopping.set()
+            windows.join(timeout=30)
             if self.client is not None:
                 self.client.loop_stop()
                 self.client.disconnect()
+
+    def _loop(self, body: Any) -> None:
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(self.settings.db_dsn, autocommit=True) as conn:
+                    body(conn)
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable (%s); retrying", exc)
+                self.context_at = 0.0
+                self.stopping.wait(2.0)
+
+    def _events(self, conn: psycopg.Connection) -> None:
+        self.restore(conn)
+        self.ready.set()
+        log.info("rules worker running from %s", self.cursor)
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            self.refresh_context(conn)
+            while self.poll_events(conn) and not self.stopping.is_set():
+                self.publish(conn)
+            self.publish(conn)
+            self.timing["events_s"] = time.monotonic() - started
+            self.stopping.wait(self.settings.worker.event_poll_s)
+
+    def _windows(self) -> None:
+        self.ready.wait()
+
+        def body(conn: psycopg.Connection) -> None:
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                self.window_cycle(conn)
+                self.timing["window_s"] = time.monotonic() - started
+                self.stopping.wait(self.settings.worker.window_interval_s)
+
+        self._loop(body)
 
 
 def _fields(f: logic.Finding) -> dict[str, Any]:
