@@ -253,3 +253,17 @@ def escalate_overdue(conn: psycopg.Connection, now: datetime, params: CaseParams
         )
         done.append(case_id)
     return done
+
+
+def add_staff(
+    conn: psycopg.Connection, grid_code: str, username: str, duty: str,
+    categories: tuple[str, ...] = (),
+) -> None:  # fmt: skip
+    """Puts a user on a grid as its worker (for some categories, or all) or its manager."""
+    if duty not in ("worker", "manager"):
+        raise cases.CaseError(f"duty is worker or manager, not {duty!r}")
+    conn.execute(
+        "INSERT INTO grid_staff (grid_code, username, duty, categories) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (grid_code, username, duty) DO UPDATE SET categories = EXCLUDED.categories",
+        (grid_code, username, duty, list(categories)),
+    )

@@ -68,7 +68,7 @@ def next_status(status: str, action: str, *, assignee: str | None = None, note: 
     if target is None:
         allowed = sorted(a for (s, a) in MOVES if s == status)
         raise CaseError(
-            f"a {status} case cannot be {action}ed; allowed: {', '.join(allowed) or 'none'}"
+            f"a {status} case cannot take {action!r}; allowed: {', '.join(allowed) or 'none'}"
         )
     if action == "dispatch" and not (assignee or "").strip():
         raise CaseError("dispatch needs a grid worker to dispatch to")
