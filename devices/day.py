@@ -31,6 +31,7 @@ from typing import Any
 from devices.payloads import (
     AccessAlarm,
     AccessUnlock,
+    AppIncident,
     AppVisitor,
     CameraDetection,
     DeviceKind,
@@ -38,7 +39,7 @@ from devices.payloads import (
     GateAlarm,
     GatePass,
 )
-from devices.simulator import SimDevice, event_id
+from devices.simulator import SimDevice, event_id, incident_report
 
 # Share of a day's comings and goings in each hour: morning and evening peaks.
 HOURLY_PROFILE = [1, 1, 1, 1, 1, 2, 5, 12, 14, 7, 4, 4, 5, 4, 4, 4, 5, 8, 13, 12, 8, 5, 3, 2]
@@ -144,6 +145,13 @@ def plan_days(village: SimVillage, seed: int, start: datetime, days: int = 1) ->
                 emit(AppVisitor, apps[0], ts, unit=unit, credential=visitor)
             emit(GatePass, rng.choice(gates), ts + timedelta(minutes=2), direction="in",
                  method="qr", granted=True, credential=visitor)  # fmt: skip
+        # Residents' reports through the app: about one per 300 units a day, at buildings.
+        if apps:
+            for _ in range(max(1, len(units) // 300)):
+                place = readers[rng.choice(sorted(readers))]
+                n = seq.get(apps[0].device_id, 0) + 1
+                emit(AppIncident, apps[0], at(day, rng.randint(7, 22)),
+                     **incident_report(rng, place, n))  # fmt: skip
         for _ in range(len(gates) * 30):
             plate = f"plate:{rng.randrange(16**8):08x}"
             emit(GatePass, rng.choice(gates), at(day, hour()), direction=rng.choice(["in", "out"]),

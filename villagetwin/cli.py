@@ -584,11 +584,17 @@ def simulate(
     from devices.mqtt import MqttError
     from devices.settings import SimulatorSettings
     from devices.simulator import run
-    from villagetwin.village_devices import sim_devices
+    from villagetwin.village_devices import sim_village
 
     try:
         with psycopg.connect(settings.db_dsn) as conn:
-            devices = sim_devices(conn)
+            village = sim_village(conn)
+            devices = list(village.devices)
+            last_seq = dict(
+                conn.execute(
+                    "SELECT device_id, last_seq FROM devices WHERE last_seq IS NOT NULL"
+                ).fetchall()
+            )
     except psycopg.Error as exc:
         _fail(f"cannot read the device registry: {exc}")
     if not devices:
@@ -605,6 +611,8 @@ def simulate(
             duration_s=duration,
             seed=seed,
             progress=progress if sys.stderr.isatty() else None,
+            residents=village.residents,
+            start_seq=last_seq,
         )
     except MqttError as exc:
         _fail(str(exc))
@@ -761,14 +769,22 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
             name: _add_user(conn, name, role, grids, password)
             for name, (role, grids) in accounts.items()
         }
+        _demo_staff(conn)
+        fresh = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM device_latest)").fetchone()
     me = [sys.executable, "-m", "villagetwin.cli"]
+    live = [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]
+    # A fresh database first lives two realistic days (planted anomalies) in about half a
+    # minute, so the alarm centre and the inspector have findings; then live events follow.
+    steps = [live]
+    if fresh and fresh[0]:
+        days = [*me, "simulate", "--day", "--days", "2", "--speed", "5760", "--rate", "4000",
+                "--seed", str(seed)]  # fmt: skip
+        steps.insert(0, days)
     children = [
         subprocess.Popen([*me, "ingest"]),
         subprocess.Popen([*me, "rules"]),
         subprocess.Popen(_dashboard_command(host, port)),
-        subprocess.Popen(
-            [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]
-        ),
+        subprocess.Popen(steps.pop(0)),
     ]
     from villagetwin.local import wait_for_port
 
@@ -787,6 +803,8 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
     try:
         while not stop and all(child.poll() is None for child in children):
             time.sleep(0.5)
+            if steps and children[-1].poll() == 0:  # the replay is done: live events follow
+                children[-1] = subprocess.Popen(steps.pop(0))
     finally:
         for child in children:
             if child.poll() is None:
@@ -799,6 +817,17 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
     failed = [c.args for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
     if failed and not stop:
         _fail(f"a demo process stopped unexpectedly: {failed}")
+
+
+def _demo_staff(conn: psycopg.Connection) -> None:
+    """The demo's grid staff: the inspector works the first grid, the manager manages all."""
+    from rules.case_store import add_staff
+
+    grids = [r[0] for r in conn.execute("SELECT grid_code FROM grid_cells ORDER BY 1")]
+    for n, grid in enumerate(grids):
+        if n == 0:
+            add_staff(conn, grid, "inspector", "worker")
+        add_staff(conn, grid, "manager", "manager")
 
 
 def main() -> None:
