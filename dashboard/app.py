@@ -19,10 +19,11 @@ import streamlit as st
 from dashboard import actions, inspection, queries
 from dashboard.auth import User, authenticate
 from dashboard.settings import DashboardSettings
+from mapping import alert_layers, layers
 from mapping import db as village_db
-from mapping import layers
 
 METRICS = {
+    "alerts": "未处理告警 open alerts (most severe)",
     "events": "近期事件 recent events",
     "residents": "今日出入人员 residents seen today",
     "unregistered": "登记外出入人员 seen beyond registered",
@@ -83,6 +84,8 @@ def _metric(conn: psycopg.Connection, name: str, settings: DashboardSettings) ->
         return {b: max(0.0, n - registered.get(b, 0.0)) for b, n in seen.items()}
     if name == "alarms":
         return queries.alarms_by_building(conn, timedelta(hours=24))
+    if name == "alerts":
+        return queries.open_alerts_by_building(conn)
     return queries.units_by_building(conn)
 
 
@@ -108,11 +111,15 @@ def _live_map(
     cols[1].metric("今日事件 Events today", sum(today.values()))
     cols[2].metric("设备在线 Devices online", f"{online} / {devices_total}")
     cols[3].metric("死信 Dead letters (1 h)", queries.dead_letter_count(conn, timedelta(hours=1)))
+    markers = _attention(conn)
 
     drawn = []
     if "places" in themes or "people" in themes:
         shown = buildings if selected is None else buildings[buildings.building_id != selected]
-        drawn.append(layers.buildings_layer(layers.building_records(shown, values)))
+        records = layers.building_records(shown, values)
+        if metric == "alerts":
+            records = alert_layers.colour_by_alerts(records, values)
+        drawn.append(layers.buildings_layer(records))
     if "places" in themes:
         drawn += layers.grid_layers(layers.grid_records(village["grid_cells"]))
         if len(village["roads"]):
@@ -143,6 +150,7 @@ def _live_map(
         points = queries.recent_event_points(conn, window, settings.max_event_points)
         drawn += layers.events_layers(layers.event_records(points), event_style)
 
+    drawn += markers
     view = layers.view_of(buildings)
     if selected is not None:
         row = buildings.loc[buildings.building_id == selected].iloc[0]
@@ -154,7 +162,34 @@ def _live_map(
         f"<span style='background:rgb{colour};padding:0 8px;margin-right:4px'>&nbsp;</span>{label}"
         for label, colour in layers.legend(top, METRICS[metric])
     )
-    st.markdown(f"<div style='font-size:12px'>{legend}</div>", unsafe_allow_html=True)
+    if metric != "alerts":
+        st.markdown(f"<div style='font-size:12px'>{legend}</div>", unsafe_allow_html=True)
+    st.markdown(
+        f"<div style='font-size:12px'>{alert_layers.legend_html(alert_layers.legend_rows())}</div>",
+        unsafe_allow_html=True,
+    )
+
+
+def _attention(conn: psycopg.Connection) -> list[Any]:
+    """What needs attention now, above the map: smoke and fire first, open alerts by severity,
+    offline devices, overdue cases; returns the alert and offline-device marker layers."""
+    open_alerts = queries.open_alert_markers(conn)
+    fire = open_alerts[open_alerts.severity == "critical"]
+    for row in fire.head(5).itertuples():
+        st.error(f"🔥 烟火告警 SMOKE/FIRE · {row.title} · 网格 grid {row.grid_code or '—'}"
+                 f" · #{row.alert_id} ({row.status})")  # fmt: skip
+    counts = queries.open_alerts_by_severity(conn)
+    offline = queries.offline_devices(conn)
+    cols = st.columns(6)
+    for n, severity in enumerate(alert_layers.SEVERITY_COLOURS):
+        cols[n].metric(f"告警 {alert_layers.SEVERITY_NAMES[severity]}", counts.get(severity, 0))
+    cols[4].metric("离线设备 Devices offline", len(offline))
+    cols[5].metric("超期工单 Overdue cases", queries.overdue_case_count(conn))
+    heights = dict(zip(open_alerts.building_id, open_alerts.elevation, strict=True))
+    return [
+        alert_layers.alerts_layer(alert_layers.alert_records(open_alerts)),
+        alert_layers.offline_layer(alert_layers.offline_records(offline, heights)),
+    ]
 
 
 def _building_panel(
@@ -494,6 +529,20 @@ def _incident_label(incidents: pd.DataFrame, incident_id: str) -> str:
     return f"{row.category} · {row.building_id or '—'} · {str(row.description)[:30]} ({row.status})"
 
 
+def alarms_page(settings: DashboardSettings, user: User) -> None:
+    from dashboard.pages import alarms
+
+    reader = settings.reader_dsn()
+    alarms.page(settings, user, _conn(reader), lambda: _session_conn(settings), _village(reader))
+
+
+def cases_page(settings: DashboardSettings, user: User) -> None:
+    from dashboard.pages import cases
+
+    reader = settings.reader_dsn()
+    cases.page(settings, user, _conn(reader), lambda: _session_conn(settings), _village(reader))
+
+
 def audit_page(settings: DashboardSettings, user: User) -> None:
     st.title("审计日志 · Audit log")
     if user.role != "admin":
@@ -586,6 +635,9 @@ def main() -> None:
             (incidents_page, "工单 Incidents", "incidents"),
         ):
             pages.append(st.Page(_bound(page, settings, user), title=title, url_path=path))
+        pages.insert(1, st.Page(_bound(alarms_page, settings, user), title="告警中心 Alarm centre",
+                                url_path="alarms"))  # fmt: skip
+    pages.append(st.Page(_bound(cases_page, settings, user), title="工单 Cases", url_path="cases"))
     if user.role == "admin":
         pages.append(st.Page(audit, title="审计 Audit log", url_path="audit"))
     st.navigation(pages).run()

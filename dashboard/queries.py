@@ -89,12 +89,13 @@ def recent_event_points(conn: psycopg.Connection, window: timedelta, limit: int)
 
 def building_events(conn: psycopg.Connection, building_id: str, limit: int = 200) -> pd.DataFrame:
     rows = conn.execute(
-        "SELECT ts, kind, device_id, unit_id, credential_ref, received_at FROM events"
+        "SELECT ts, kind, device_id, unit_id, credential_ref, received_at, payload FROM events"
         " WHERE building_id = %s AND ts > now() - interval '7 days' ORDER BY ts DESC LIMIT %s",
         (building_id, limit),
     ).fetchall()
     return pd.DataFrame(
-        rows, columns=["ts", "kind", "device_id", "unit_id", "credential_ref", "received_at"]
+        [(*r[:2], describe(r[1], r[6]), *r[2:6]) for r in rows],
+        columns=["ts", "kind", "what", "device_id", "unit_id", "credential_ref", "received_at"],
     )
 
 
@@ -235,7 +236,7 @@ def events_page(
         """
         SELECT e.ts, e.kind, e.device_id, e.building_id, e.unit_id, e.credential_ref,
                coalesce(b.lon, d.lon) AS lon, coalesce(b.lat, d.lat) AS lat,
-               coalesce(b.height_m, 0) + 1.5 AS elevation
+               coalesce(b.height_m, 0) + 1.5 AS elevation, e.payload
         FROM events e JOIN devices d USING (device_id)
         LEFT JOIN buildings b ON b.building_id = e.building_id
         WHERE e.ts > now() - %(since)s
@@ -247,9 +248,9 @@ def events_page(
         {"since": since, "kinds": kinds, "grid": grid, "building": building_id, "limit": limit},
     ).fetchall()
     return pd.DataFrame(
-        rows,
-        columns=["ts", "kind", "device_id", "building_id", "unit_id", "credential_ref", "lon",
-                 "lat", "elevation"],
+        [(r[0], r[1], describe(r[1], r[9]), *r[2:9]) for r in rows],
+        columns=["ts", "kind", "what", "device_id", "building_id", "unit_id", "credential_ref",
+                 "lon", "lat", "elevation"],
     ).dropna(subset=["lon", "lat"])  # fmt: skip
 
 
