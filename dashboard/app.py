@@ -176,7 +176,7 @@ def _attention(conn: psycopg.Connection) -> list[Any]:
     open_alerts = queries.open_alert_markers(conn)
     fire = open_alerts[open_alerts.severity == "critical"]
     for row in fire.head(5).itertuples():
-        st.error(f"🔥 烟火告警 SMOKE/FIRE · {row.title} · 网格 grid {row.grid_code or '—'}"
+        st.error(f"烟火告警 SMOKE/FIRE · {row.title} · 网格 grid {row.grid_code or '—'}"
                  f" · #{row.alert_id} ({row.status})")  # fmt: skip
     counts = queries.open_alerts_by_severity(conn)
     offline = queries.offline_devices(conn)

@@ -449,14 +449,14 @@ def offline_devices(conn: psycopg.Connection) -> pd.DataFrame:
 CASE_COLUMNS = [
     "case_id", "case_no", "priority", "status", "category", "grid_code", "building_id",
     "unit_id", "description", "assigned_to", "reported_at", "due_at", "overdue", "escalated_to",
-    "source", "alert_id", "photo_refs", "feedback", "lon", "lat",
+    "source", "alert_id", "photo_refs", "feedback", "lon", "lat", "elevation",
 ]  # fmt: skip
 _CASES = """
     SELECT c.case_id, c.case_no, c.priority, c.status, c.category, c.grid_code, c.building_id,
            c.unit_id, c.description, c.assigned_to, c.reported_at, c.due_at,
            c.status IN ('reported', 'dispatched') AND c.due_at < now(), c.escalated_to,
            c.source, c.alert_id, array_to_string(c.photo_refs, ' '), c.feedback,
-           coalesce(c.lon, b.lon), coalesce(c.lat, b.lat)
+           coalesce(c.lon, b.lon), coalesce(c.lat, b.lat), coalesce(b.height_m, 0) + 3
     FROM cases c LEFT JOIN buildings b USING (building_id)
 """
 _PRIORITY_ORDER = "array_position(ARRAY['urgent','high','normal','low'], c.priority)"

@@ -98,7 +98,8 @@ def offline_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
 def case_records(cases: pd.DataFrame) -> list[dict[str, Any]]:
     return [
         {
-            "position": [round(float(r.lon), 7), round(float(r.lat), 7), 3.0],
+            "position": [round(float(r.lon), 7), round(float(r.lat), 7),
+                         float(getattr(r, "elevation", 3.0) or 3.0)],
             "colour": list(CASE_COLOURS.get(str(r.priority), (90, 90, 90))),
             "tip": f"<b>{r.case_no}</b> · {r.status}<br/>{str(r.description)[:60]}"
             f"<br/>{r.assigned_to or '未分拨 not dispatched'}"

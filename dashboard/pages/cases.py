@@ -56,7 +56,7 @@ def page(
     ]
     deck = layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url)
     st.pydeck_chart(deck, height=360, key="cases-map")
-    shown = found.drop(columns=["lon", "lat", "case_id"]).assign(
+    shown = found.drop(columns=["lon", "lat", "elevation", "case_id"]).assign(
         status=lambda f: f.status.map(cases.STATUSES.get),
         category=lambda f: f.category.map(lambda c: cases.CATEGORIES.get(c, c)),
     )
