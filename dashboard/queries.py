@@ -558,3 +558,14 @@ def describe(kind: str, payload: dict[str, object]) -> str:
     if kind == "heartbeat":
         return f"心跳 heartbeat · up {p.get('uptime_s')} s"
     return kind
+
+
+def reader_days(conn: psycopg.Connection, building_id: str, days: int) -> int:
+    """On how many local days of the last ``days`` the building's door reader reported."""
+    row = conn.execute(
+        "SELECT count(DISTINCT (hour AT TIME ZONE 'Asia/Shanghai')::date) FROM building_hourly"
+        " WHERE building_id = %s AND kind LIKE 'access.%%'"
+        " AND hour > now() - %s * interval '1 day'",
+        (building_id, days),
+    ).fetchone()
+    return int(row[0]) if row else 0

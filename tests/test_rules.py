@@ -322,3 +322,24 @@ def test_two_replayed_days_raise_the_planted_alerts_once_across_a_restart(
     smoke = [(t, m) for t, m in listener.messages if m.rule == "smoke_fire"]
     assert smoke and all(t == "vt/v1/alerts/critical/smoke_fire" for t, _ in smoke)
     assert all(m.evidence for _, m in smoke)
+
+
+def test_the_inspector_reads_the_rules_and_needs_reader_coverage_for_never_seen() -> None:
+    """The seed flagged 77 of 77 registered tenants as never seen when the door reader had
+    barely reported: never-seen now needs the reader's coverage, and names the masked tenant."""
+    import pandas as pd
+
+    from dashboard import inspection
+
+    registered = pd.DataFrame({
+        "unit_id": [f"LH1-{n}" for n in range(77)], "credential_ref": [f"c{n}" for n in range(77)],
+        "person_id": [f"P{n}" for n in range(77)], "name": ["李*"] * 77,
+        "start_date": [date(2025, 1, 1)] * 77,
+    })  # fmt: skip
+    observed = pd.DataFrame({"unit_id": ["LH1-0"], "credential_ref": ["c0"], "last_seen": [NOW]})
+    ended = pd.DataFrame({"unit_id": [], "credential_ref": [], "end_date": []})
+    barely = inspection.discrepancies(registered, observed, ended, reader_days=1)
+    assert [d for d in barely if d.kind == inspection.NEVER_SEEN] == []
+    covered = inspection.discrepancies(registered, observed, ended, reader_days=7)
+    never = [d for d in covered if d.kind == inspection.NEVER_SEEN]
+    assert len(never) == 76 and all("李*" in d.detail and "c1" not in d.detail for d in never)
