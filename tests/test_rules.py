@@ -343,3 +343,19 @@ def test_the_inspector_reads_the_rules_and_needs_reader_coverage_for_never_seen(
     covered = inspection.discrepancies(registered, observed, ended, reader_days=7)
     never = [d for d in covered if d.kind == inspection.NEVER_SEEN]
     assert len(never) == 76 and all("李*" in d.detail and "c1" not in d.detail for d in never)
+
+
+def test_no_device_may_take_the_alerts_subtree(db: str) -> None:
+    """A device named 'alerts' would write vt/v1/alerts/... under the broker's per-device ACL
+    pattern: the id is refused, and only platform accounts may write alerts."""
+    from devices.payloads import DeviceKind
+    from devices.provisioning import acl_file
+    from devices.topics import alert_topic, is_device_id
+    from villagetwin.provision import ProvisioningError, add_device
+
+    assert not is_device_id("alerts")
+    with psycopg.connect(db) as conn, pytest.raises(ProvisioningError, match="reserved"):
+        add_device(conn, "alerts", DeviceKind.CAMERA)
+    acl = acl_file(["vt-ingest"])
+    assert "user vt-ingest\ntopic read vt/#\ntopic write vt/v1/alerts/#" in acl
+    assert alert_topic("critical", "smoke_fire") == "vt/v1/alerts/critical/smoke_fire"

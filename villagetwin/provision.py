@@ -16,7 +16,7 @@ import psycopg
 
 from devices.payloads import DeviceKind
 from devices.provisioning import acl_file, hash_password, new_password, password_file
-from devices.topics import is_device_id
+from devices.topics import RESERVED_DEVICE_IDS, is_device_id
 
 
 class ProvisioningError(ValueError):
@@ -37,6 +37,8 @@ def add_device(
     floor: int | None = None,
     door: str | None = None,
 ) -> Issued:
+    if device_id in RESERVED_DEVICE_IDS:
+        raise ProvisioningError(f"{device_id!r} is reserved for the platform's own topics")
     if not is_device_id(device_id):
         raise ProvisioningError(
             f"{device_id!r} is not a device id: lower-case letters, digits, '.', '_', '-'"
