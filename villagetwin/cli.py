@@ -773,11 +773,12 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
         fresh = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM device_latest)").fetchone()
     me = [sys.executable, "-m", "villagetwin.cli"]
     live = [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]
-    # A fresh database first lives two realistic days (planted anomalies) in about half a
-    # minute, so the alarm centre and the inspector have findings; then live events follow.
+    # A fresh database first lives a realistic day (planted anomalies) in about fifteen
+    # seconds, so the alarm centre and the inspector have findings within a minute of the
+    # start; then live events follow. (`simulate --day --days 2` plants the 36 h care case.)
     steps = [live]
     if fresh and fresh[0]:
-        days = [*me, "simulate", "--day", "--days", "2", "--speed", "5760", "--rate", "4000",
+        days = [*me, "simulate", "--day", "--days", "1", "--speed", "5760", "--rate", "3000",
                 "--seed", str(seed)]  # fmt: skip
         steps.insert(0, days)
     children = [
