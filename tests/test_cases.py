@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
+from support import SQUARE_FOOTPRINT, dashboard_session
 
 from dashboard import actions, queries
 from rules import case_store, cases
@@ -41,10 +42,13 @@ def test_moves_routing_and_deadlines() -> None:
 @pytest.fixture
 def site(db: str) -> dict[str, str]:
     with psycopg.connect(db) as conn:
-        conn.execute("INSERT INTO grid_cells VALUES ('G1', '第一网格', '王*', '{}')")
+        conn.execute(
+            "INSERT INTO grid_cells VALUES ('G1', '第一网格', '王*', %s)", (SQUARE_FOOTPRINT,)
+        )
         conn.execute(
             "INSERT INTO buildings (building_id, address, grid_code, storeys, height_m,"
-            " footprint, lon, lat) VALUES ('B1', '龙湖村一巷1号', 'G1', 5, 15, '{}', 113.45, 23.16)"
+            " footprint, lon, lat) VALUES ('B1', '龙湖村一巷1号', 'G1', 5, 15, %s, 113.45, 23.16)",
+            (SQUARE_FOOTPRINT,),
         )
         conn.execute("INSERT INTO devices (device_id, kind) VALUES ('app-kaobutong', 'app')")
         case_store.add_staff(conn, "G1", "worker1", "worker")
@@ -92,7 +96,7 @@ def test_a_resident_report_goes_through_every_state(site: dict[str, str]) -> Non
     assert abs((due - now).total_seconds() - 120 * 3600) < 5
 
     # Every move as the dashboard's role does it, on its own connection.
-    with psycopg.connect(site["dashboard"], autocommit=True) as dash:
+    with dashboard_session(site["db"], f"mgr{uuid.uuid4().hex[:6]}", "manager") as dash:
         worker, _ = cases.route("G1", "noise", case_store.staff(dash))
         assert worker == "worker1"
         assert (
@@ -163,7 +167,7 @@ def test_an_alert_becomes_a_case_and_alerts_move_with_notes(site: dict[str, str]
             " first_seen, last_seen) VALUES ('smoke_fire', 'critical', 'building:B1', 'G1',"
             " 'B1', '烟雾 smoke · B1', now(), now()) RETURNING alert_id"
         ).fetchone()  # type: ignore[misc]
-    with psycopg.connect(site["dashboard"], autocommit=True) as dash:
+    with dashboard_session(site["db"], f"mgr{uuid.uuid4().hex[:6]}", "manager") as dash:
         assert actions.move_alert(dash, "manager", alert_id, "acknowledge") == "acknowledged"
         with pytest.raises(ValueError, match="write a note"):
             actions.move_alert(dash, "manager", alert_id, "resolve")
@@ -192,6 +196,6 @@ def test_an_alert_becomes_a_case_and_alerts_move_with_notes(site: dict[str, str]
 
 def test_incident_ids_read_as_text(site: dict[str, str]) -> None:
     incident_id = incident(site["db"], "sanitation", datetime.now(UTC), "垃圾未清运 rubbish")
-    with psycopg.connect(site["dashboard"]) as dash:
+    with dashboard_session(site["db"], f"mgr{uuid.uuid4().hex[:6]}", "manager") as dash:
         frame = queries.open_incidents(dash)
     assert frame.incident_id.tolist() == [incident_id]

@@ -349,13 +349,15 @@ def test_no_device_may_take_the_alerts_subtree(db: str) -> None:
     """A device named 'alerts' would write vt/v1/alerts/... under the broker's per-device ACL
     pattern: the id is refused, and only platform accounts may write alerts."""
     from devices.payloads import DeviceKind
-    from devices.provisioning import acl_file
+    from devices.provisioning import device_role, ingester_role
     from devices.topics import alert_topic, is_device_id
     from villagetwin.provision import ProvisioningError, add_device
 
     assert not is_device_id("alerts")
     with psycopg.connect(db) as conn, pytest.raises(ProvisioningError, match="reserved"):
         add_device(conn, "alerts", DeviceKind.CAMERA)
-    acl = acl_file(["vt-ingest"])
-    assert "user vt-ingest\ntopic read vt/#\ntopic write vt/v1/alerts/#" in acl
+    platform = ingester_role()["acls"]
+    assert {"acltype": "publishClientSend", "topic": "vt/v1/alerts/#", "allow": True} in platform
+    device_topics = [str(a["topic"]) for a in device_role("acc-lh00001")["acls"]]  # type: ignore[union-attr]
+    assert not any(t.startswith("vt/v1/alerts") for t in device_topics)
     assert alert_topic("critical", "smoke_fire") == "vt/v1/alerts/critical/smoke_fire"
