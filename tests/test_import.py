@@ -683,3 +683,13 @@ def test_the_odd_levels_file_through_the_command_names_every_building_in_its_rep
             "SELECT basements FROM buildings WHERE source_key = 'way/w1004'"
         ).fetchone()
     assert stored["way/w1006"] == 12 and stored["way/w1002"] == 8 and basements == (1,)
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat"), [(113.45, 23.16), (120.6, 31.3), (87.6, 43.8), (-70.6, -33.4)]
+)
+def test_the_quick_utm_zone_is_what_geopandas_estimates(lon: float, lat: float) -> None:
+    from mapping.coords import utm_crs
+
+    footprint = gpd.GeoSeries([box(lon, lat, lon + 0.001, lat + 0.001)], crs="EPSG:4326")
+    assert utm_crs(lon, lat) == footprint.estimate_utm_crs()
