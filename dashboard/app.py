@@ -31,7 +31,7 @@ METRICS = {
     "units": "出租单元 rental units",
 }
 KINDS = [
-    "access.unlock", "access.alarm", "access.door", "gate.pass", "gate.alarm",
+    "access.unlock", "access.alarm", "access.door", "access.vendor", "gate.pass", "gate.alarm",
     "camera.detection", "app.checkin", "app.checkout", "app.visitor", "app.incident",
     "heartbeat",
 ]  # fmt: skip

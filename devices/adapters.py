@@ -5,35 +5,707 @@ Frigate's own MQTT output) republishes the vendor's payload unchanged on
 ``vt/bridge/<vendor>/<device_id>``; the ingester turns it into v1 events here and then
 validates them exactly like native ones. Pure functions: bytes in, event dicts out.
 
+There is ONE registry of vendors, ``ADAPTERS``: a function decorated with
+``@bridge_vendor("name")`` is all a new vendor needs (the bridge topic grammar, the ACL and the
+ingester all read this registry). The contract every adapter follows is ``VendorAdapter``'s.
+
+The transport is undone before an adapter sees the payload (``unwrap``): a ``multipart/form-data``
+body (Hikvision and Dahua terminals post a JSON part beside JPEG parts) gives its text part and
+the number of pictures, whose bytes are dropped; a UTF-8 byte-order mark is removed; text that is
+not UTF-8 is read as GB18030 (the superset of GBK that cheap plate cameras and old controllers
+send), or in the device's own encoding when the registry names one.
+
 A face, a card number, a person's name or a plate is never kept: it becomes a keyed hash,
 ``cred:``/``face:``/``plate:`` + HMAC-SHA256(key, value), so the same person or vehicle is
 recognisable across events without being readable (plates have too little entropy for an
-unkeyed hash). Vendor formats that carry no sequence number get ``seq`` 0, which the gap
-report leaves out.
+unkeyed hash). A plate is normalised first (``plate_text``), so a gate camera and Frigate give the
+same reference for the same plate; a "no plate" placeholder (无牌车, ``_无_``, 未识别, all
+zeros, …) gives no credential at all and the event is flagged ``unlicensed``. Vendor formats that
+carry no sequence number get ``seq`` 0, which the gap report leaves out.
+
+Vendor code tables (sources):
+- Hikvision ISAPI ``AccessControllerEvent`` major 5 (event) minor codes: HCNetSDK's ``MINOR_*``
+  constants (e.g. Hikvision's HEOP demo ``EventType.kt``: 0x01 card pass, 0x26 fingerprint pass,
+  0x4b face pass, 0x9c QR pass, 0xb5 password pass, 0x17 exit button, 0x400 remote open).
+- Dahua ``AccessControl`` ``Method``: the NetSDK enum ``NET_ACCESS_DOOROPEN_METHOD`` less one
+  (the HTTP upload counts from 0: 0 password, 1 card, 4 remote, 5 exit button, 6 fingerprint,
+  14 QR, 15 face; the samples' card and face entries agree).
+- Frigate ``frigate/events`` (new/update/end, ``false_positive``, ``sub_label``,
+  ``recognized_license_plate``) and ``frigate/tracked_object_update``: docs.frigate.video.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import hmac
 import json
+import math
+import re
+import unicodedata
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any, Protocol
 
 BRIDGE_NAMESPACE = uuid.UUID("0d6d1f5e-3c0b-4f0e-9a57-3a2f7d3c1b90")
 UNNUMBERED = 0
 
-# Hikvision ISAPI AccessControllerEvent, major type 5 (access events): minor codes used here.
-HIK_MINOR_FACE_PASS = 75
-HIK_MINOR_FACE_FAIL = 76
-HIK_MINOR_CARD_PASS = 1
-HIK_MINOR_CARD_FAIL = 9
-HIK_MINOR_DOOR_UNLOCKED = 21
-HIK_MINOR_DOOR_LOCKED = 22
-# Dahua AccessControl "Method": how the person was verified.
-DAHUA_METHODS = {1: "card", 0: "pin", 15: "face", 2: "pin", 6: "app"}
+
+class AdapterError(ValueError):
+    """The payload is not the vendor format this bridge expects; says what was missing."""
+
+
+# --- what an adapter gets and gives -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VendorMessage:
+    """One bridged message, its transport undone: what every adapter receives."""
+
+    device_id: str
+    kind: str  # the registered device's kind: gate, camera, access, app
+    text: str  # the vendor's payload as text (multipart, BOM and encoding already undone)
+    key: bytes  # the credential key for ``reference``
+    zone: tzinfo  # the device's time zone, for vendor times without a UTC offset
+    pictures: int = 0  # pictures the transport carried (their bytes are not kept)
+
+    def reference(self, prefix: str, value: object) -> str:
+        return reference(prefix, self.key, value)
+
+    def plate(self, value: object) -> tuple[str | None, bool]:
+        """(plate credential or None, unlicensed): a placeholder gives (None, True)."""
+        text = plate_text(value)
+        return (None, True) if text is None else (reference("plate", self.key, text), False)
+
+
+@dataclass(frozen=True, slots=True)
+class Adapted:
+    """A v1 event as a dict, validated by the ingester like a native one. ``local_time``: its
+    ``ts`` came from a vendor time without an offset, read in the device's zone."""
+
+    event: dict[str, Any]
+    local_time: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """The device is alive (a heartbeat) and, optionally, vendor status flags such as
+    ``{"videoloss": False}``: it moves the device's last-seen time, stores no event."""
+
+    what: str
+    status: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Understood, and deliberately not an event (e.g. Frigate's false positives); counted."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One event of a message that holds several could not be read: it alone is dead-lettered
+    (with ``item`` redacted), the others are stored."""
+
+    detail: str
+    item: Any = None
+
+
+Item = Adapted | Sighting | Skipped | Rejected
+
+
+class VendorAdapter(Protocol):
+    """The contract of a vendor adapter, registered with ``@bridge_vendor(name)``.
+
+    Receives a ``VendorMessage`` (text already decoded, the device's kind, zone and credential
+    key) and returns a sequence of items, in the order the payload holds them:
+
+    - ``Adapted``: a v1 event dict (``v``, ``type``, ``id``, ``device``, ``seq``, ``ts`` and the
+      type's fields). The ingester validates it like a native event. The ``id`` must be stable
+      for the same vendor event (``event_id``), so a resend is a duplicate. Personal values go
+      through ``message.reference`` / ``message.plate``, never into the dict in the clear.
+    - ``Sighting``: a heartbeat or status message: liveness, not an event.
+    - ``Skipped``: recognised and deliberately dropped (counted in metrics).
+    - ``Rejected``: one event of several could not be read; the rest still count.
+
+    An empty sequence is allowed (nothing to store). For a payload that is not this vendor's
+    format at all it raises ``AdapterError`` with what was missing: the message becomes one
+    dead letter with reason ``vendor_format``. Any other exception is a bug, but the ingester
+    treats it the same way (``vendor_format`` with the exception's text), so an adapter can
+    never stop ingestion. Adapters are pure: no I/O, no clock, no global state.
+    """
+
+    def __call__(self, message: VendorMessage) -> Sequence[Item]: ...
+
+
+ADAPTERS: dict[str, VendorAdapter] = {}
+_VENDOR_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+def bridge_vendor(name: str) -> Callable[[VendorAdapter], VendorAdapter]:
+    """Registers an adapter for ``vt/bridge/<name>/<device>``; raises ValueError for a bad or
+    taken name."""
+
+    def register(adapter: VendorAdapter) -> VendorAdapter:
+        if not _VENDOR_NAME.fullmatch(name):
+            raise ValueError(f"vendor name {name!r} does not match {_VENDOR_NAME.pattern}")
+        if name in ADAPTERS:
+            raise ValueError(f"vendor {name!r} already has an adapter")
+        ADAPTERS[name] = adapter
+        return adapter
+
+    return register
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+
+def reference(prefix: str, key: bytes, value: object) -> str:
+    digest = hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:20]
+    return f"{prefix}:{digest}"
+
+
+# What plate readers put in the plate field when they read none (Chinese and English forms).
+NO_PLATE_WORDS = frozenset(
+    {"无牌", "无牌车", "无车牌", "无", "未识别", "未知", "识别失败", "车牌", "NOPLATE", "NONE",
+     "NULL", "UNKNOWN", "NA", "N/A", "NOTAVAILABLE", "UNREAD", "UNRECOGNIZED"}
+)  # fmt: skip
+_PLATE_SEPARATORS = re.compile(r"[\s·•・.\-_]+")
+
+
+def plate_text(value: object) -> str | None:
+    """The plate as stored (NFKC, upper case, no separators), or None for a placeholder:
+    empty, a "no plate" word or anything holding 无 or 未 (no plate has either), only
+    punctuation, or only zeros after the province character."""
+    if not isinstance(value, str | int):
+        return None
+    text = unicodedata.normalize("NFKC", str(value)).strip().upper()
+    if "无" in text or "未" in text:
+        return None
+    text = _PLATE_SEPARATORS.sub("", text)
+    if not text or not any(ch.isalnum() for ch in text) or text.strip("*?#") in NO_PLATE_WORDS:
+        return None
+    tail = text[1:] if not text[0].isascii() else text
+    if tail and set(tail) <= {"0"}:
+        return None
+    return text
+
+
+def event_id(vendor: str, device: str, *parts: object) -> str:
+    """A stable event id from the vendor event's own identity."""
+    return str(uuid.uuid5(BRIDGE_NAMESPACE, "/".join([vendor, device, *map(str, parts)])))
+
+
+# --- time ---------------------------------------------------------------------------------------
+
+
+def device_time(value: object, zone: tzinfo) -> tuple[str, bool]:
+    """(ISO 8601 with an offset, whether it was local time read in ``zone``) from epoch seconds
+    or an ISO 8601 / ``YYYY-MM-DD HH:MM:SS`` text; raises AdapterError for anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or not 0 <= value < 32503680000:  # before year 3000
+            raise AdapterError(f"device time {value!r} is not a POSIX time")
+        return datetime.fromtimestamp(value, UTC).isoformat(), False
+    if isinstance(value, str) and value.strip():
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise AdapterError(f"device time {value[:40]!r} is not ISO 8601") from None
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=zone).isoformat(), True
+        return parsed.isoformat(), False
+    raise AdapterError("no device time")
+
+
+# --- transport ----------------------------------------------------------------------------------
+
+
+def decode_text(data: bytes, encoding: str | None = None) -> str:
+    """Text from bytes: a UTF-8 BOM is dropped; ``encoding`` when given, else UTF-8, else
+    GB18030 (which reads GBK and GB2312). Raises AdapterError when none fits."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+        encoding = "utf-8"
+    try:
+        return data.decode(encoding or "utf-8")
+    except LookupError:
+        raise AdapterError(f"unknown text encoding {encoding!r} in the registry") from None
+    except UnicodeDecodeError as exc:
+        if encoding:
+            raise AdapterError(f"not {encoding} text at byte {exc.start}") from None
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise AdapterError(f"neither UTF-8 nor GB18030 text (byte {exc.start})") from None
+
+
+_BOUNDARY = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*--([^\r\n]{1,200})\r?\n")
+_HEADED = re.compile(rb"\A\s*content-type:\s*multipart/", re.IGNORECASE)
+_PICTURE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+
+
+def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
+    """(text, pictures): a ``multipart/form-data`` body gives its first non-image part, and
+    the number of image parts (whose bytes are dropped); anything else is decoded whole."""
+    if _HEADED.match(payload):  # the bridge kept the HTTP Content-Type header
+        message = BytesParser(policy=HTTP).parsebytes(payload.lstrip())
+    else:
+        match = _BOUNDARY.match(payload)
+        if match is None:
+            return decode_text(payload, encoding), 0
+        boundary = match.group(1).rstrip(b" \t").decode("latin-1")
+        head = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'
+        message = BytesParser(policy=HTTP).parsebytes(
+            head.encode("latin-1") + payload[match.start(1) - 2 :]
+        )
+    texts: list[str] = []
+    pictures = 0
+    parts = message.iter_parts() if message.is_multipart() else ()
+    for part in parts:
+        body = part.get_payload(decode=True)
+        if (
+            part.get_content_maintype() == "image"
+            or part.get_content_type() == "application/octet-stream"
+            or part.get_filename()
+            or (isinstance(body, bytes) and body.startswith(_PICTURE_MAGIC))
+        ):
+            pictures += 1
+            continue
+        if isinstance(body, bytes) and body.strip():
+            texts.append(decode_text(body, part.get_content_charset() or encoding))
+    if not texts:
+        raise AdapterError(f"a multipart body with no text part ({pictures} pictures)")
+    if all(text.lstrip().startswith("Code=") for text in texts):
+        return "\n".join(text.strip() for text in texts), pictures  # Dahua: one event a part
+    return texts[0], pictures
+
+
+def parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise AdapterError(f"not JSON: {exc}") from None
+
+
+def parse_xml(text: str) -> dict[str, Any]:
+    """An XML event (Hikvision's ``EventNotificationAlert``) as nested dicts, namespaces
+    dropped; a DOCTYPE (entities) is refused outright."""
+    if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
+        raise AdapterError("XML with a DOCTYPE or entities is not accepted")
+    # The text is decoded already: an encoding="GB2312" declaration would mislead the parser.
+    text = re.sub(r"\A\s*<\?xml[^>]*\?>", "", text)
+    try:
+        root = ET.fromstring(text.encode())
+    except ET.ParseError as exc:
+        raise AdapterError(f"not XML: {exc}") from None
+
+    def convert(node: ET.Element) -> Any:
+        children = list(node)
+        if not children:
+            return (node.text or "").strip()
+        out: dict[str, Any] = {}
+        for child in children:
+            out[child.tag.rsplit("}", 1)[-1]] = convert(child)
+        return out
+
+    return {root.tag.rsplit("}", 1)[-1]: convert(root)}
+
+
+def structured(text: str) -> Any:
+    """JSON, or XML when the text starts with ``<``."""
+    stripped = text.lstrip()
+    if stripped.startswith("<"):
+        return parse_xml(stripped)
+    return parse_json(stripped)
+
+
+# --- personal data in dead letters -----------------------------------------------------------
+
+# Keys (compared in lower case) whose values are personal, and the reference they become: the
+# same prefixes accepted events use, so an operator can match a dead letter to its person.
+PERSONAL_KEYS: dict[str, str] = {
+    "cardno": "cred", "card": "cred", "cardnumber": "cred", "employeenostring": "cred",
+    "employeeno": "cred", "userid": "cred", "personid": "cred", "idcardno": "cred",
+    "idnumber": "cred", "certificatenumber": "cred", "phone": "cred", "phonenumber": "cred",
+    "name": "name", "cardname": "name", "username": "name", "personname": "name",
+    "sub_label": "name", "license": "plate", "licenseplate": "plate", "plate": "plate",
+    "platenumber": "plate", "plateno": "plate", "recognized_license_plate": "plate",
+    "originallicenseplate": "plate", "facedata": "face", "picdata": "face", "image": "face",
+    "imagedata": "face", "picture": "face", "facepicture": "face", "snappicture": "face",
+    "pictureurl": "face", "faceurl": "face", "picurl": "face",
+}  # fmt: skip
+# The digest is HMAC(key, value) as in accepted events; the prefix may differ where only the
+# event's method tells (an employee number is ``face:`` on a face unlock, ``cred:`` here).
+
+
+def redact(data: Any, key: bytes) -> Any:
+    """``data`` with every personal value replaced by its keyed reference (plates normalised
+    as accepted events have them; a "no plate" placeholder stays, it names nobody)."""
+    if isinstance(data, dict):
+        out = {}
+        for name, value in data.items():
+            prefix = PERSONAL_KEYS.get(str(name).lower())
+            if prefix is None or value is None or value == "" or isinstance(value, bool):
+                out[name] = redact(value, key)
+            elif prefix == "plate":
+                text = plate_text(value) if isinstance(value, str | int) else None
+                out[name] = value if text is None else reference("plate", key, text)
+            elif isinstance(value, list) and value and isinstance(value[0], str):
+                out[name] = reference(prefix, key, value[0])  # Frigate's [name, score]
+            elif isinstance(value, list | dict):
+                out[name] = reference(prefix, key, json.dumps(value, sort_keys=True))
+            else:
+                out[name] = reference(prefix, key, value)
+        return out
+    if isinstance(data, list):
+        return [redact(value, key) for value in data]
+    return data
+
+
+def redacted_payload(payload: bytes, key: bytes, encoding: str | None = None) -> bytes:
+    """What a dead letter from a bridge keeps instead of the payload: its JSON (or XML, or
+    Dahua's ``Code=…;data={…}`` lines) with personal values replaced; for a payload that cannot
+    be read, only a keyed reference to the bytes. Picture parts are never kept."""
+    try:
+        text, pictures = unwrap(payload, encoding)
+        if text.lstrip().startswith("Code="):
+            lines = [_dahua_line(line) for line in text.splitlines() if line.strip()]
+            data: Any = {"lines": lines}
+        else:
+            data = structured(text)
+    except Exception:  # the payload cannot be read: keep none of it
+        unread = {"unreadable": reference("raw", key, payload.hex()), "bytes": len(payload)}
+        return json.dumps(unread).encode()
+    kept = {"redacted": redact(data, key)}
+    if pictures:
+        kept["pictures_dropped"] = pictures
+    return json.dumps(kept, ensure_ascii=False).encode("utf-8", "backslashreplace")
+
+
+# --- Hikvision --------------------------------------------------------------------------------
+
+HIK_MAJOR_EVENT = 5
+HIK_MAJOR_OPERATION = 3
+# Credential uses: minor -> (method, granted). Combined modes (card + fingerprint, face + PIN
+# ...) take the biometric, which identifies the person.
+HIK_CREDENTIALS: dict[int, tuple[str, bool]] = {
+    0x01: ("card", True), 0x02: ("card", True), 0x03: ("card", False), 0x04: ("card", False),
+    0x05: ("card", False), 0x06: ("card", False), 0x07: ("card", False), 0x08: ("card", False),
+    0x09: ("card", False), 0x0A: ("card", False),
+    0x26: ("fingerprint", True), 0x27: ("fingerprint", False), 0x28: ("fingerprint", True),
+    0x29: ("fingerprint", False), 0x2A: ("fingerprint", False), 0x2B: ("fingerprint", True),
+    0x2C: ("fingerprint", False), 0x2D: ("fingerprint", False), 0x2E: ("fingerprint", True),
+    0x2F: ("fingerprint", False), 0x30: ("fingerprint", False), 0x31: ("fingerprint", False),
+    0x45: ("fingerprint", True), 0x46: ("fingerprint", False), 0x47: ("fingerprint", False),
+    0x48: ("fingerprint", True), 0x49: ("fingerprint", False), 0x4A: ("fingerprint", False),
+    0x36: ("face", True), 0x37: ("face", False), 0x38: ("face", False), 0x39: ("face", True),
+    0x3A: ("face", False), 0x3B: ("face", False), 0x3C: ("face", True), 0x3D: ("face", False),
+    0x3E: ("face", False), 0x3F: ("face", True), 0x40: ("face", False), 0x41: ("face", False),
+    0x42: ("face", True), 0x43: ("face", False), 0x44: ("face", False), 0x4B: ("face", True),
+    0x4C: ("face", False), 0x4D: ("face", True), 0x4E: ("face", False), 0x4F: ("face", False),
+    0x50: ("face", False), 0x68: ("face", False), 0x69: ("face", True), 0x70: ("face", False),
+    0x65: ("pin", True), 0x66: ("pin", False), 0x67: ("pin", False), 0x94: ("pin", False),
+    0x96: ("pin", False), 0x97: ("pin", False), 0xB5: ("pin", True), 0xC3: ("pin", False),
+    0x9C: ("qr", True), 0x9D: ("qr", False), 0x9F: ("app", True), 0xA0: ("app", False),
+}  # fmt: skip
+# Door events that are not credential uses: minor -> (state, cause).
+HIK_DOOR: dict[int, tuple[str, str | None]] = {
+    0x15: ("unlocked", None), 0x16: ("locked", None), 0x17: ("unlocked", "exit_button"),
+    0x19: ("open", None), 0x1A: ("closed", None), 0x400: ("unlocked", "remote"),
+}  # fmt: skip
+HIK_ALARMS = {0x1B: "forced_open", 0x1C: "held_open"}
+HIK_IGNORED = {0x18: "exit button released"}
+HIK_VIDEO_STATUS = ("videoloss", "shelteralarm", "videomismatch", "badvideo")
+
+
+@bridge_vendor("hikvision")
+def hikvision(message: VendorMessage) -> list[Item]:
+    """ISAPI event notifications (``AccessControllerEvent``, ``heartBeat``, ``videoloss`` and the
+    other video-status alarms, ``ANPR``), as JSON or XML, and ``AcsEvent`` search items."""
+    data = structured(message.text)
+    if isinstance(data, dict) and isinstance(data.get("EventNotificationAlert"), dict):
+        data = data["EventNotificationAlert"]
+    if not isinstance(data, dict):
+        raise AdapterError("expected a JSON object")
+    event_type = str(data.get("eventType") or "")
+    if event_type.lower() == "heartbeat":
+        return [Sighting("heartBeat")]
+    if event_type.lower() in HIK_VIDEO_STATUS:
+        active = str(data.get("eventState", "active")).lower() == "active"
+        return [Sighting(event_type, {event_type.lower(): active})]
+    if event_type.upper() == "ANPR" and isinstance(data.get("ANPR"), dict):
+        return [_hik_anpr(message, data)]
+    if "AccessControllerEvent" in data:
+        event, when = data["AccessControllerEvent"], data.get("dateTime")
+        if not isinstance(event, dict):
+            raise AdapterError("AccessControllerEvent is not an object")
+        major, minor = event.get("majorEventType"), event.get("subEventType")
+        serial = event.get("serialNo")
+    elif "major" in data and "minor" in data:
+        event, when = data, data.get("time")
+        major, minor, serial = data["major"], data["minor"], None
+    else:
+        raise AdapterError(
+            f"event type {event_type or '(none)'!r} is neither an AccessControllerEvent,"
+            " an AcsEvent item, a heartBeat, a video status nor ANPR"
+        )
+    major, minor, serial = _int(major), _int(minor), _int(serial)  # XML gives digit strings
+    if major is None or minor is None:
+        raise AdapterError("majorEventType and subEventType must be integers")
+    ts, local = device_time(when, message.zone)
+    seq = serial if isinstance(serial, int) and 0 <= serial < 2**63 else UNNUMBERED
+    person = event.get("employeeNoString") or event.get("employeeNo") or event.get("cardNo")
+    door_no = _int(event.get("doorNo", 1))
+    door = "unit" if door_no is not None and door_no > 1 else "building"
+    pictures = message.pictures or _count(_int(event.get("picturesNumber")))
+    base: dict[str, Any] = {
+        "v": 1,
+        "id": event_id("hikvision", message.device_id, serial if serial is not None else when,
+                       minor),
+        "device": message.device_id,
+        "seq": seq,
+        "ts": ts,
+    }  # fmt: skip
+    if major == HIK_MAJOR_EVENT and minor in HIK_CREDENTIALS:
+        method, granted = HIK_CREDENTIALS[minor]
+        face = method == "face"
+        if person:
+            credential = message.reference("face" if face else "cred", person)
+        else:
+            credential = "face:unmatched" if face else "cred:unknown"
+        unlock = {**base, "type": "access.unlock", "door": door, "method": method,
+                  "credential": credential, "granted": granted}  # fmt: skip
+        if pictures:
+            unlock["pictures"] = pictures
+        return [Adapted(unlock, local)]
+    if major in (HIK_MAJOR_EVENT, HIK_MAJOR_OPERATION) and minor in HIK_DOOR:
+        state, cause = HIK_DOOR[minor]
+        door_event = {**base, "type": "access.door", "door": door, "state": state}
+        if cause:
+            door_event["cause"] = cause
+        return [Adapted(door_event, local)]
+    if major == HIK_MAJOR_EVENT and minor in HIK_ALARMS:
+        return [Adapted({**base, "type": "access.alarm", "door": door,
+                         "alarm": HIK_ALARMS[minor]}, local)]  # fmt: skip
+    if major == HIK_MAJOR_EVENT and minor in HIK_IGNORED:
+        return [Skipped(HIK_IGNORED[minor])]
+    other: dict[str, Any] = {**base, "type": "access.vendor", "vendor": "hikvision",
+                             "code": f"{major}/{minor}", "door": door}  # fmt: skip
+    if person:
+        other["credential"] = message.reference("cred", person)
+    if pictures:
+        other["pictures"] = pictures
+    return [Adapted(other, local)]
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 19:
+        return int(value)
+    return None
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and 0 <= value <= 100 else 0
+
+
+def _hik_anpr(message: VendorMessage, data: dict[str, Any]) -> Item:
+    anpr = data["ANPR"]
+    ts, local = device_time(data.get("dateTime"), message.zone)
+    raw_plate = anpr.get("licensePlate") or anpr.get("originalLicensePlate")
+    credential, unlicensed = message.plate(raw_plate)
+    uid = data.get("UUID") or data.get("dateTime")
+    base = {"v": 1, "id": event_id("hikvision", message.device_id, "anpr", uid, raw_plate),
+            "device": message.device_id, "seq": UNNUMBERED, "ts": ts}  # fmt: skip
+    return Adapted(_vehicle(message, base, credential, unlicensed, anpr.get("direction")), local)
+
+
+def _vehicle(
+    message: VendorMessage,
+    base: dict[str, Any],
+    credential: str | None,
+    unlicensed: bool,
+    direction: object,
+) -> dict[str, Any]:
+    """A plate read: a gate's pass, or a camera's vehicle detection, by the device's kind."""
+    if message.kind == "camera":
+        event = {**base, "type": "camera.detection", "cls": "vehicle", "count": 1,
+                 "confidence": 1.0, "zone": "plate"}  # fmt: skip
+    else:
+        leaving = direction in (4, "4", "reverse", "out", "exit")
+        event = {**base, "type": "gate.pass", "direction": "out" if leaving else "in",
+                 "method": "plate", "granted": True}  # fmt: skip
+        if message.pictures:
+            event["pictures"] = message.pictures
+    if credential:
+        event["credential"] = credential
+    if unlicensed:
+        event["unlicensed"] = True
+    return event
+
+
+# --- Dahua --------------------------------------------------------------------------------------
+
+# The HTTP upload's Method -> our method; None: not a credential use (door event with a cause).
+DAHUA_METHODS: dict[int, tuple[str, str | None]] = {
+    0: ("pin", None), 1: ("card", None), 2: ("card", None), 3: ("card", None),
+    4: ("remote", "remote"), 5: ("exit_button", "exit_button"), 6: ("fingerprint", None),
+    7: ("fingerprint", None), 8: ("fingerprint", None), 9: ("fingerprint", None),
+    14: ("qr", None), 15: ("face", None), 17: ("face", None), 19: ("app", None),
+    20: ("pin", None), 21: ("pin", None), 22: ("face", None), 23: ("fingerprint", None),
+    24: ("face", None), 25: ("face", None), 43: ("qr", None), 44: ("face", None),
+}  # fmt: skip
+DAHUA_DOOR_STATES = {"open": "open", "close": "closed", "closed": "closed"}
+DAHUA_HEARTBEATS = frozenset({"heartbeat", "keepalive"})
+# Dahua ITC plate cameras' events (a plate in Data.TrafficCar.PlateNumber or Data.Object.Text).
+DAHUA_PLATE_EVENTS = frozenset({"TrafficJunction", "TrafficParkingSpaceParking", "TrafficGate"})
+DAHUA_VIDEO_STATUS = frozenset({"videoloss", "videoblind", "storagefailure", "netabort"})
+
+
+def _dahua_line(line: str) -> dict[str, Any]:
+    """``Code=AccessControl;action=Pulse;index=0;data={...}`` as an event object."""
+    fields = dict(part.split("=", 1) for part in line.strip().split(";", 3) if "=" in part)
+    data = parse_json(fields["data"]) if "data" in fields else {}
+    return {"Code": fields.get("Code"), "Action": fields.get("action"),
+            "Index": fields.get("index"), "Data": data}  # fmt: skip
+
+
+@bridge_vendor("dahua")
+def dahua(message: VendorMessage) -> list[Item]:
+    """Dahua access control: the HTTP upload JSON (``Events``, several per upload, each judged
+    on its own), one event object, or eventManager ``Code=…`` lines. ``AccessControl`` is a
+    credential use (or a door event for remote and exit-button openings), ``DoorStatus`` the
+    door contact, heartbeats and video status are liveness."""
+    text = message.text.strip()
+    if text.lower() in DAHUA_HEARTBEATS:  # eventManager's keep-alive part is the bare word
+        return [Sighting(text)]
+    if text.startswith("Code="):
+        items: Any = [_dahua_line(line) for line in text.splitlines() if line.strip()]
+    else:
+        data = parse_json(text)
+        if isinstance(data, dict) and "Code" in data:
+            items = [data]
+        else:
+            items = data.get("Events") if isinstance(data, dict) else None
+        if not isinstance(items, list) or not items:
+            raise AdapterError("no Events list")
+    out: list[Item] = []
+    for item in items:
+        try:
+            out.append(_dahua_event(message, item))
+        except AdapterError as exc:
+            out.append(Rejected(str(exc), item))
+    return out
+
+
+def _dahua_event(message: VendorMessage, item: Any) -> Item:
+    if not isinstance(item, dict):
+        raise AdapterError("an event is not an object")
+    code = str(item.get("Code") or "")
+    d = item.get("Data") or {}
+    if not isinstance(d, dict):
+        raise AdapterError(f"{code}: Data is not an object")
+    action = str(item.get("Action") or d.get("Action") or "")
+    if code.lower() in DAHUA_HEARTBEATS:
+        return Sighting(code)
+    if code.lower() in DAHUA_VIDEO_STATUS:
+        return Sighting(code, {code.lower(): action.lower() != "stop"})
+    seconds = d.get("RealUTC") or d.get("UTC")
+    if seconds is not None:
+        ts, local = device_time(seconds, message.zone)
+    else:
+        ts, local = device_time(d.get("LocaleTime") or d.get("Time"), message.zone)
+    door = "unit" if isinstance(d.get("Door"), int) and d["Door"] > 0 else "building"
+    base = {"v": 1, "device": message.device_id, "seq": UNNUMBERED, "ts": ts}
+    if code == "DoorStatus":
+        state = DAHUA_DOOR_STATES.get(str(d.get("Status", "")).lower())
+        if state is None:
+            raise AdapterError(f"DoorStatus {d.get('Status')!r} is neither Open nor Close")
+        ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"))
+        return Adapted({**base, "id": ident, "type": "access.door", "door": door,
+                        "state": state}, local)  # fmt: skip
+    if code in DAHUA_PLATE_EVENTS:
+        car: dict[str, Any] = d["TrafficCar"] if isinstance(d.get("TrafficCar"), dict) else {}
+        obj: dict[str, Any] = d["Object"] if isinstance(d.get("Object"), dict) else {}
+        raw = car.get("PlateNumber") if "PlateNumber" in car else obj.get("Text")
+        credential, unlicensed = message.plate(raw)
+        ident = event_id("dahua", message.device_id, code, seconds or ts, d.get("EventID"), raw)
+        base["id"] = ident
+        if isinstance(d.get("EventID"), int) and 0 < d["EventID"] < 2**63:
+            base["seq"] = d["EventID"]
+        direction = car.get("Direction") or d.get("Direction")
+        return Adapted(_vehicle(message, base, credential, unlicensed, direction), local)
+    if code != "AccessControl":
+        raise AdapterError(f"event code {code!r} is not mapped")
+    person = d.get("UserID") or d.get("CardNo")
+    rec = d.get("RecNo")
+    if isinstance(rec, int) and 0 < rec < 2**63:
+        base["seq"] = rec
+    base["id"] = event_id("dahua", message.device_id, seconds, person, d.get("ReaderID"), rec)
+    granted = d.get("Status", 1) == 1 and not d.get("ErrorCode")
+    method_code = d.get("Method", 1)
+    number = _int(method_code)
+    known = DAHUA_METHODS.get(number) if number is not None else None
+    if known is None:
+        other: dict[str, Any] = {**base, "type": "access.vendor", "vendor": "dahua",
+                                 "code": f"AccessControl/Method={method_code}", "door": door,
+                                 "granted": granted}  # fmt: skip
+        if person:
+            other["credential"] = message.reference("cred", person)
+        return Adapted(other, local)
+    method, cause = known
+    if cause is not None:
+        return Adapted({**base, "type": "access.door", "door": door, "state": "unlocked",
+                        "cause": cause}, local)  # fmt: skip
+    if person:
+        credential = message.reference("face" if method == "face" else "cred", person)
+    else:
+        credential = "face:unmatched" if method == "face" else "cred:unknown"
+    unlock = {**base, "type": "access.unlock", "door": door, "method": method,
+              "credential": credential, "granted": granted}  # fmt: skip
+    pictures = message.pictures or len(d.get("ImageInfo") or [])
+    if pictures:
+        unlock["pictures"] = min(pictures, 100)
+    return Adapted(unlock, local)
+
+
+# --- AlphaDigi / Vzenith plate cameras ----------------------------------------------------------
+
+
+@bridge_vendor("alphadigi")
+def alphadigi(message: VendorMessage) -> list[Item]:
+    """AlphaDigi/Vzenith ``AlarmInfoPlate`` (a vehicle gate camera read a plate, or read none:
+    unlicensed) and its comet-poll ``heartbeat`` object."""
+    data = parse_json(message.text)
+    if isinstance(data, dict) and any(str(k).lower() in ("heartbeat", "keepalive") for k in data):
+        return [Sighting("heartbeat")]
+    try:
+        info = data["AlarmInfoPlate"]
+        plate = info["result"]["PlateResult"]
+        seconds = plate["timeStamp"]["Timeval"]["sec"]
+    except (KeyError, TypeError):
+        raise AdapterError("no AlarmInfoPlate.result.PlateResult with a timeStamp") from None
+    ts, local = device_time(seconds, message.zone)
+    raw = plate.get("license")
+    credential, unlicensed = message.plate(raw)
+    usec = plate["timeStamp"]["Timeval"].get("usec")
+    where = json.dumps(plate.get("location"), sort_keys=True)
+    ident = event_id("alphadigi", message.device_id, info.get("serialno"), seconds, usec,
+                     plate.get("plateid"), raw, where)  # fmt: skip
+    base = {"v": 1, "id": ident, "device": message.device_id, "seq": UNNUMBERED, "ts": ts}
+    # Vzenith's direction: 4 is a vehicle moving away from the camera (leaving).
+    return [Adapted(_vehicle(message, base, credential, unlicensed, plate.get("direction")), local)]
+
+
+# --- Frigate ------------------------------------------------------------------------------------
+
 # Frigate labels to our detection classes.
 FRIGATE_CLASSES = {
     "person": "person",
@@ -45,217 +717,119 @@ FRIGATE_CLASSES = {
     "fire": "fire",
     "smoke": "smoke",
 }
+# Objects Frigate reads plates on (docs.frigate.video, License Plate Recognition).
+FRIGATE_PLATE_LABELS = frozenset({"car", "truck", "bus", "motorcycle", "license_plate"})
+_FRIGATE_ID_START = re.compile(r"^(\d{9,11}(?:\.\d+)?)-")
 
 
-class AdapterError(ValueError):
-    """The payload is not the vendor format this bridge expects; says what was missing."""
+def _frigate_start(object_id: object, fallback: object) -> float:
+    """When Frigate began tracking: its object ids start with that time."""
+    match = _FRIGATE_ID_START.match(str(object_id))
+    value = float(match.group(1)) if match else fallback
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise AdapterError("a tracked object with neither a timed id nor a start_time")
+    return float(value)
 
 
-Adapter = Callable[[str, bytes, bytes], list[dict[str, Any]]]
-
-
-def reference(prefix: str, key: bytes, value: object) -> str:
-    digest = hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:20]
-    return f"{prefix}:{digest}"
-
-
-def _event_id(vendor: str, device: str, *parts: object) -> str:
-    return str(uuid.uuid5(BRIDGE_NAMESPACE, "/".join([vendor, device, *map(str, parts)])))
-
-
-def _epoch(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
-
-
-def _json(payload: bytes) -> Any:
-    try:
-        return json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"not JSON: {exc}") from None
-
-
-def hikvision(device: str, payload: bytes, key: bytes) -> list[dict[str, Any]]:
-    """ISAPI event notifications (``AccessControllerEvent``) and ``AcsEvent`` search items."""
-    data = _json(payload)
-    if not isinstance(data, dict):
-        raise AdapterError("expected a JSON object")
-    if "AccessControllerEvent" in data:
-        event, when = data["AccessControllerEvent"], data.get("dateTime")
-        major, minor = event.get("majorEventType"), event.get("subEventType")
-        serial = event.get("serialNo")
-    elif "major" in data and "minor" in data:
-        event, when = data, data.get("time")
-        major, minor, serial = data["major"], data["minor"], None
-    else:
-        raise AdapterError("neither an AccessControllerEvent nor an AcsEvent item")
-    if major != 5:
-        raise AdapterError(f"major event type {major} is not an access event (5)")
-    if not when:
-        raise AdapterError("no dateTime")
-    seq = int(serial) if isinstance(serial, int) else UNNUMBERED
-    person = event.get("employeeNoString") or event.get("cardNo")
-    door = "unit" if event.get("doorNo", 1) > 1 else "building"
-    base = {
-        "v": 1,
-        "id": _event_id("hikvision", device, serial if serial is not None else when, minor),
-        "device": device,
-        "seq": seq,
-        "ts": when,
-    }
-    if minor in (
-        HIK_MINOR_FACE_PASS,
-        HIK_MINOR_FACE_FAIL,
-        HIK_MINOR_CARD_PASS,
-        HIK_MINOR_CARD_FAIL,
-    ):
-        face = minor in (HIK_MINOR_FACE_PASS, HIK_MINOR_FACE_FAIL)
-        granted = minor in (HIK_MINOR_FACE_PASS, HIK_MINOR_CARD_PASS)
-        credential = reference("face" if face else "cred", key, person) if person else (
-            "face:unmatched" if face else "cred:unknown"
-        )  # fmt: skip
-        method = "face" if face else "card"
-        return [{**base, "type": "access.unlock", "door": door, "method": method,
-                 "credential": credential, "granted": granted}]  # fmt: skip
-    if minor in (HIK_MINOR_DOOR_UNLOCKED, HIK_MINOR_DOOR_LOCKED):
-        state = "unlocked" if minor == HIK_MINOR_DOOR_UNLOCKED else "locked"
-        return [{**base, "type": "access.door", "door": door, "state": state}]
-    raise AdapterError(f"access event minor type {minor} is not mapped")
-
-
-def dahua(device: str, payload: bytes, key: bytes) -> list[dict[str, Any]]:
-    """Dahua access control: the HTTP upload JSON (``Events``) or an eventManager line."""
-    text = payload.decode("utf-8", errors="replace").strip()
-    if text.startswith("Code="):
-        fields = dict(part.split("=", 1) for part in text.split(";", 3) if "=" in part)
-        if fields.get("Code") != "AccessControl":
-            raise AdapterError(f"event code {fields.get('Code')!r} is not AccessControl")
-        items: Any = [{"Code": "AccessControl", "Data": _json(fields.get("data", "").encode())}]
-    else:
-        data = _json(payload)
-        items = data.get("Events") if isinstance(data, dict) else None
-        if not isinstance(items, list) or not items:
-            raise AdapterError("no Events list")
-    events = []
-    for item in items:
-        if item.get("Code") != "AccessControl":
-            raise AdapterError(f"event code {item.get('Code')!r} is not AccessControl")
-        d = item.get("Data") or {}
-        seconds = d.get("RealUTC") or d.get("UTC")
-        if not isinstance(seconds, int | float):
-            raise AdapterError("no UTC time")
-        person = d.get("UserID") or d.get("CardNo")
-        method = DAHUA_METHODS.get(d.get("Method", 1), "card")
-        credential = (
-            reference("face" if method == "face" else "cred", key, person)
-            if person
-            else "cred:unknown"
-        )
-        events.append(
-            {
-                "v": 1,
-                "type": "access.unlock",
-                "id": _event_id(
-                    "dahua", device, seconds, person, d.get("ReaderID"), d.get("RecNo")
-                ),
-                "device": device,
-                "seq": int(d["RecNo"]) if isinstance(d.get("RecNo"), int) else UNNUMBERED,
-                "ts": _epoch(seconds),
-                "door": "unit" if int(d.get("Door", 0) or 0) > 0 else "building",
-                "method": method,
-                "credential": credential,
-                "granted": d.get("Status", 1) == 1 and not d.get("ErrorCode"),
-            }
-        )  # fmt: skip
-    return events
-
-
-def alphadigi(device: str, payload: bytes, key: bytes) -> list[dict[str, Any]]:
-    """AlphaDigi/Vzenith ``AlarmInfoPlate``: a vehicle gate camera read a plate."""
-    data = _json(payload)
-    try:
-        info = data["AlarmInfoPlate"]
-        plate = info["result"]["PlateResult"]
-        seconds = plate["timeStamp"]["Timeval"]["sec"]
-    except (KeyError, TypeError):
-        raise AdapterError("no AlarmInfoPlate.result.PlateResult with a timeStamp") from None
-    license_plate = plate.get("license")
-    if not license_plate:
-        raise AdapterError("no plate was read")
-    # Vzenith's direction: 4 is a vehicle moving away from the camera (leaving).
-    return [
-        {
-            "v": 1,
-            "type": "gate.pass",
-            "id": _event_id("alphadigi", device, info.get("serialno"), seconds, license_plate),
-            "device": device,
-            "seq": UNNUMBERED,
-            "ts": _epoch(seconds),
-            "direction": "out" if plate.get("direction") == 4 else "in",
-            "method": "plate",
-            "granted": True,
-            "credential": reference("plate", key, license_plate),
-        }
-    ]
-
-
-def frigate(device: str, payload: bytes, key: bytes) -> list[dict[str, Any]]:
+@bridge_vendor("frigate")
+def frigate(message: VendorMessage) -> list[Item]:
     """Frigate's ``frigate/events`` (new/update/end) and its tracked-object updates (face,
-    plate). The camera's name becomes the detection's zone; images stay in Frigate."""
-    data = _json(payload)
+    plate). One tracked object is ONE detection: its id and time come from Frigate's object id,
+    so ``update`` and ``end`` replace the row ``new`` made (``track``, ``until``), and a face or
+    plate update adds its credential to that same row. False
+    positives are not detections. On a vehicle, ``recognized_license_plate`` or a
+    ``sub_label`` is a plate credential (never a face); on a person a ``sub_label`` is a face.
+    The camera's zone becomes the detection's zone; images stay in Frigate."""
+    data = parse_json(message.text)
     if not isinstance(data, dict):
         raise AdapterError("expected a JSON object")
     kind = data.get("type")
     if kind in ("new", "update", "end") and isinstance(data.get("after"), dict):
         after = data["after"]
+        if after.get("false_positive"):
+            return [Skipped("false_positive")]
         label = after.get("label")
-        cls = FRIGATE_CLASSES.get(label)
+        cls = FRIGATE_CLASSES.get(str(label))
         if cls is None:
-            raise AdapterError(f"label {label!r} is not a class this platform records")
+            return [Skipped(f"label {str(label)[:32]}")]  # a dog, a cat: not recorded here
+        object_id = str(after.get("id") or "")
+        if not object_id:
+            raise AdapterError("a tracked object without an id")
+        start = _frigate_start(object_id, after.get("start_time"))
+        last = after.get("end_time") or after.get("frame_time") or start
         sub = after.get("sub_label")
         name = sub[0] if isinstance(sub, list) and sub else sub
-        zones = after.get("current_zones") or [after.get("camera") or "none"]
-        event = {
+        zones = after.get("current_zones")
+        if not isinstance(zones, list) or not zones:
+            zones = [after.get("camera") or "none"]
+        event: dict[str, Any] = {
             "v": 1,
             "type": "camera.detection",
-            "id": _event_id("frigate", device, after.get("id"), after.get("frame_time")),
-            "device": device,
+            "id": event_id("frigate", message.device_id, object_id),
+            "device": message.device_id,
             "seq": UNNUMBERED,
-            "ts": _epoch(float(after["frame_time"])),
+            "ts": device_time(start, message.zone)[0],
+            "until": device_time(last, message.zone)[0],
+            "track": _track_reference(object_id),
             "cls": cls,
             "count": 1,
-            "confidence": float(after.get("top_score") or after.get("score") or 0),
-            "zone": str(zones[-1])[:64],
+            "confidence": _score(after.get("top_score") or after.get("score")),
+            "zone": str(zones[-1])[:64] or "none",
         }
         if after.get("has_snapshot"):
-            event["snapshot"] = f"frigate/{after.get('id')}"
-        if name:
-            event["credential"] = reference("face", key, name)
-        return [event]
+            event["snapshot"] = event["track"]
+        if label in FRIGATE_PLATE_LABELS:
+            plate = after.get("recognized_license_plate") or name
+            if plate:
+                credential, unlicensed = message.plate(plate)
+                if credential:
+                    event["credential"] = credential
+                if unlicensed:
+                    event["unlicensed"] = True
+        elif name and cls == "person":
+            event["credential"] = message.reference("face", name)
+        return [Adapted(event)]
     if kind in ("face", "lpr"):
         value = data.get("name") if kind == "face" else data.get("plate")
         if not value:
             raise AdapterError(f"a {kind} update with nothing recognised")
-        return [
-            {
-                "v": 1,
-                "type": "camera.detection",
-                "id": _event_id("frigate", device, data.get("id"), kind, data.get("timestamp")),
-                "device": device,
-                "seq": UNNUMBERED,
-                "ts": _epoch(float(data["timestamp"])),
-                "cls": "person" if kind == "face" else "vehicle",
-                "count": 1,
-                "confidence": float(data.get("score") or 0),
-                "zone": str(data.get("camera") or "none")[:64],
-                "credential": reference("face" if kind == "face" else "plate", key, value),
-            }
-        ]
+        # The same tracked object as frigate/events: the same detection, whose credential
+        # this adds (a partial update: it has no ``until``, so it changes nothing else).
+        object_id = str(data.get("id") or "")
+        if not object_id:
+            raise AdapterError(f"a {kind} update without the tracked object's id")
+        start = _frigate_start(object_id, data.get("timestamp"))
+        event = {
+            "v": 1,
+            "type": "camera.detection",
+            "id": event_id("frigate", message.device_id, object_id),
+            "device": message.device_id,
+            "seq": UNNUMBERED,
+            "ts": device_time(start, message.zone)[0],
+            "track": _track_reference(object_id),
+            "cls": "person" if kind == "face" else "vehicle",
+            "count": 1,
+            "confidence": _score(data.get("score")),
+            "zone": str(data.get("camera") or "none")[:64],
+        }  # fmt: skip
+        if kind == "face":
+            event["credential"] = message.reference("face", value)
+        else:
+            credential, unlicensed = message.plate(value)
+            if credential:
+                event["credential"] = credential
+            if unlicensed:
+                event["unlicensed"] = True
+        return [Adapted(event)]
     raise AdapterError(f"Frigate message type {kind!r} is not mapped")
 
 
-ADAPTERS: dict[str, Adapter] = {
-    "hikvision": hikvision,
-    "dahua": dahua,
-    "alphadigi": alphadigi,
-    "frigate": frigate,
-}
+def _track_reference(object_id: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9:_.\-/]", "_", object_id)[:100]
+    return f"frigate/{safe}"
+
+
+def _score(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    return 0.0

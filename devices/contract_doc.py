@@ -35,6 +35,8 @@ EXAMPLES: dict[str, tuple[str, BaseModel]] = {
                      alarm="held_open", door="building")),
     "access.door": ("acc-lh00001", p.AccessDoor(id=_id(11), device="acc-lh00001", seq=303, ts=_TS,
                     door="building", state="unlocked")),
+    "access.vendor": ("acc-lh00001", p.AccessVendor(id=_id(12), device="acc-lh00001", seq=304,
+                      ts=_TS, vendor="hikvision", code="5/112", door="building", granted=False)),
     "app.checkin": ("app-kaobutong", p.AppCheckIn(id=_id(6), device="app-kaobutong", seq=5001,
                     ts=_TS, unit="LH00001-301", credential="cred:77aa01")),
     "app.checkout": ("app-kaobutong", p.AppCheckOut(id=_id(7), device="app-kaobutong", seq=5002,

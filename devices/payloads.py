@@ -63,6 +63,10 @@ class GatePass(_Event):
     method: Literal["face", "card", "qr", "plate"]
     granted: bool
     credential: Reference | None = None
+    unlicensed: bool | None = Field(
+        default=None, description="a vehicle without a readable plate: no credential, flagged"
+    )
+    pictures: int | None = Field(default=None, ge=0, le=100, description="images taken, not sent")
 
 
 class GateAlarm(_Event):
@@ -82,6 +86,17 @@ class CameraDetection(_Event):
     credential: Reference | None = Field(
         default=None, description="plate or face match reference, when the camera recognises one"
     )
+    track: Reference | None = Field(
+        default=None,
+        description="the tracker's object id: a later message with the same event id replaces"
+        " this one (one detection kept current, not one per message)",
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="when the tracked object was last seen, or its track ended"
+    )
+    unlicensed: bool | None = Field(
+        default=None, description="a vehicle without a readable plate: no credential, flagged"
+    )
 
 
 class AccessUnlock(_Event):
@@ -90,9 +105,10 @@ class AccessUnlock(_Event):
     type: Literal["access.unlock"] = "access.unlock"
     door: Literal["building", "unit"]
     unit: Code | None = None
-    method: Literal["card", "face", "pin", "app"]
+    method: Literal["card", "face", "pin", "app", "fingerprint", "qr"]
     credential: Reference
     granted: bool
+    pictures: int | None = Field(default=None, ge=0, le=100, description="images taken, not sent")
 
 
 class AccessAlarm(_Event):
@@ -107,8 +123,27 @@ class AccessDoor(_Event):
 
     type: Literal["access.door"] = "access.door"
     door: Literal["building", "unit"]
-    state: Literal["unlocked", "locked"]
+    state: Literal["unlocked", "locked", "open", "closed"] = Field(
+        description="the lock (unlocked, locked) or the door contact (open, closed)"
+    )
     unit: Code | None = None
+    cause: Literal["exit_button", "remote"] | None = Field(
+        default=None, description="what unlocked it, when no credential did"
+    )
+
+
+class AccessVendor(_Event):
+    """An access event the vendor's code table has but the contract does not name: stored with
+    the vendor's own code (e.g. Hikvision ``5/112``), never refused, so nothing is lost."""
+
+    type: Literal["access.vendor"] = "access.vendor"
+    vendor: Code
+    code: Code
+    door: Literal["building", "unit"] | None = None
+    unit: Code | None = None
+    granted: bool | None = None
+    credential: Reference | None = None
+    pictures: int | None = Field(default=None, ge=0, le=100, description="images taken, not sent")
 
 
 class AppCheckIn(_Event):
@@ -157,6 +192,7 @@ EventModel = (
     | AccessUnlock
     | AccessAlarm
     | AccessDoor
+    | AccessVendor
     | AppCheckIn
     | AppCheckOut
     | AppVisitor
@@ -210,7 +246,9 @@ class Status(_Message):
 EVENT_TYPES_BY_KIND: dict[DeviceKind, frozenset[str]] = {
     DeviceKind.GATE: frozenset({"gate.pass", "gate.alarm", "heartbeat"}),
     DeviceKind.CAMERA: frozenset({"camera.detection", "heartbeat"}),
-    DeviceKind.ACCESS: frozenset({"access.unlock", "access.alarm", "access.door", "heartbeat"}),
+    DeviceKind.ACCESS: frozenset(
+        {"access.unlock", "access.alarm", "access.door", "access.vendor", "heartbeat"}
+    ),
     DeviceKind.APP: frozenset(
         {"app.checkin", "app.checkout", "app.visitor", "app.incident", "heartbeat"}
     ),

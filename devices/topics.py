@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from devices.adapters import ADAPTERS
+
 ROOT = "vt"
 CONTRACT_VERSION = "v1"
 DEVICE_ID_PATTERN = r"[a-z0-9][a-z0-9_.-]{1,63}"
@@ -68,7 +70,8 @@ class DeviceTopic:
 
 
 BRIDGE = "bridge"
-BRIDGE_VENDORS = ("hikvision", "dahua", "alphadigi", "frigate")
+# The one registry of vendors is devices.adapters.ADAPTERS; this is a live view of its names.
+BRIDGE_VENDORS = ADAPTERS.keys()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ingest.validate import ConfigUpdate, EventRow, Received, Refusal, StatusChange, Verdict
+from ingest.validate import (
+    ConfigUpdate,
+    EventRow,
+    Liveness,
+    Received,
+    Refusal,
+    StatusChange,
+    Verdict,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +22,8 @@ class Batch:
     refusals: tuple[Refusal, ...]
     statuses: tuple[StatusChange, ...]
     configs: tuple[ConfigUpdate, ...] = ()
+    tracked: tuple[EventRow, ...] = ()  # detections kept current (bridged)
+    sightings: tuple[Liveness, ...] = ()  # vendor heartbeats and status (bridged)
 
 
 @dataclass
@@ -31,6 +41,8 @@ class Batcher:
     _refusals: list[Refusal] = field(default_factory=list)
     _statuses: list[StatusChange] = field(default_factory=list)
     _configs: list[ConfigUpdate] = field(default_factory=list)
+    _tracked: list[EventRow] = field(default_factory=list)
+    _sightings: list[Liveness] = field(default_factory=list)
     _opened_at: float | None = None
 
     def add(self, message: Received, verdict: Verdict, now: float) -> None:
@@ -43,10 +55,21 @@ class Batcher:
             self._statuses.append(verdict.status)
         if verdict.config is not None:
             self._configs.append(verdict.config)
+        if verdict.tracked:
+            self._tracked.extend(verdict.tracked)
+        if verdict.sightings:
+            self._sightings.extend(verdict.sightings)
 
     @property
     def rows(self) -> int:
-        return len(self._events) + len(self._refusals) + len(self._statuses) + len(self._configs)
+        return (
+            len(self._events)
+            + len(self._refusals)
+            + len(self._statuses)
+            + len(self._configs)
+            + len(self._tracked)
+            + len(self._sightings)
+        )
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -68,7 +91,11 @@ class Batcher:
             tuple(self._refusals),
             tuple(self._statuses),
             tuple(self._configs),
+            tuple(self._tracked),
+            tuple(self._sightings),
         )
+        self._tracked.clear()
+        self._sightings.clear()
         self._messages.clear()
         self._events.clear()
         self._refusals.clear()

@@ -55,6 +55,12 @@ class IngestMetrics:
             "batches rolled back by a deadlock with another writer or ingester, retried at once",
             registry=r,
         )
+        self.bridge_notes = Counter(
+            "vt_bridge_notes",
+            "bridged vendor messages stored or skipped with a note (unmapped code, skipped)",
+            ["note"],
+            registry=r,
+        )
         self.mqtt_connected = Gauge(
             "vt_mqtt_connected", "1 while connected to the broker", registry=r
         )

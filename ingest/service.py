@@ -220,6 +220,7 @@ class Ingester:
                 message.mid,
                 message.qos,
                 self._generation,
+                message.retain,
             ),
             self.stopping,
         )
@@ -372,6 +373,8 @@ class Ingester:
                 refusal.payload_size,
                 refusal.payload[:120],
             )
+        for note in verdict.notes:  # bridged only: unmapped vendor codes, skipped messages
+            self.metrics.bridge_notes.labels(note).inc()
         self._batcher.add(message, verdict, time.monotonic())
 
     # --- writer thread ---------------------------------------------------------------------
@@ -404,6 +407,8 @@ class Ingester:
                     batch.statuses,
                     batch.configs,
                     direct=time.monotonic() >= self._staging_until,
+                    tracked=batch.tracked,
+                    sightings=batch.sightings,
                 )
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 # Another writer holds some of the same events (duplicates in flight): the

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
@@ -47,8 +48,20 @@ class IngestOptions(BaseModel):
     # Key for the keyed hashes that replace faces, cards and plates from vendor bridges;
     # set your own, and keep it: changing it makes everyone look new.
     credential_key: SecretStr = SecretStr(DEFAULT_CREDENTIAL_KEY)
+    # The village's time zone (IANA name): vendor times sent without a UTC offset are read in
+    # it, unless the device's registry row names its own (`villagetwin devices bridge`).
+    time_zone: str = "Asia/Shanghai"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9108, ge=0, description="0 turns /metrics and /healthz off")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+        return value
 
     def retention(self) -> RetentionPlan:
         return RetentionPlan(
@@ -62,6 +75,7 @@ class IngestOptions(BaseModel):
             max_future=timedelta(seconds=self.max_future_s),
             max_age=timedelta(days=self.max_age_days),
             credential_key=self.credential_key.get_secret_value().encode(),
+            time_zone=self.time_zone,
         )
 
 

@@ -19,6 +19,7 @@ so an acknowledged message is always fully stored.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,14 @@ from psycopg.pq import Format
 
 from devices.payloads import DeviceKind
 from ingest import derive
-from ingest.validate import ConfigUpdate, EventRow, KnownDevice, Refusal, StatusChange
+from ingest.validate import (
+    ConfigUpdate,
+    EventRow,
+    KnownDevice,
+    Liveness,
+    Refusal,
+    StatusChange,
+)
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
@@ -159,6 +167,75 @@ ON CONFLICT DO NOTHING
 """
 
 
+# A retained status or config replayed at (re)subscription is old news: it fills what is unknown
+# and nothing else (no last seen, no history row, no undoing an operator's correction).
+_STATUS_REPLAYED = """
+UPDATE devices SET online = %(online)s
+WHERE device_id = %(device_id)s AND online IS NULL AND status_changed_at IS NULL
+"""
+_CONFIG_REPLAYED = """
+UPDATE devices SET
+    floor = %(floor)s, door = %(door)s, config_at = %(at)s,
+    building_id = (SELECT building_id FROM buildings WHERE building_id = %(building)s)
+WHERE device_id = %(device_id)s AND config_at IS NULL
+  AND building_id IS NULL AND floor IS NULL AND door IS NULL
+"""
+
+# A detection kept current (Frigate's new -> update -> end of one tracked object): one row per
+# event id, replaced by a later message, never by an older one (``until`` orders them); what an
+# earlier message learnt (a plate, a face) stays unless a later one says otherwise.
+_TRACKED = f"""
+INSERT INTO events AS e ({_EVENT_COLUMNS})
+SELECT ts, received_at, event_id, device_id, seq, kind, building_id, unit_id, credential_ref,
+       payload::jsonb
+FROM unnest(%(ts)s::timestamptz[], %(received)s::timestamptz[], %(id)s::uuid[],
+            %(device)s::text[], %(seq)s::int8[], %(kind)s::text[], %(building)s::text[],
+            %(unit)s::text[], %(credential)s::text[], %(payload)s::text[])
+     AS n(ts, received_at, event_id, device_id, seq, kind, building_id, unit_id,
+          credential_ref, payload)
+ORDER BY event_id, ts
+ON CONFLICT ON CONSTRAINT events_once DO UPDATE SET
+    payload = CASE WHEN EXCLUDED.payload ? 'until' THEN e.payload || EXCLUDED.payload
+                   ELSE e.payload || jsonb_strip_nulls(jsonb_build_object(
+                       'credential', EXCLUDED.payload -> 'credential',
+                       'unlicensed', EXCLUDED.payload -> 'unlicensed')) END,
+    received_at = greatest(e.received_at, EXCLUDED.received_at),
+    credential_ref = coalesce(EXCLUDED.credential_ref, e.credential_ref)
+-- A partial update (a face or plate recognised later: no ``until``) adds its credential only.
+WHERE NOT EXCLUDED.payload ? 'until'
+   OR coalesce((EXCLUDED.payload ->> 'until')::timestamptz, EXCLUDED.ts)
+   >= coalesce((e.payload ->> 'until')::timestamptz, e.ts)
+RETURNING event_id, ts, (xmax = 0) AS inserted
+"""
+_TRACKED_SEEN = """
+UPDATE devices AS d SET last_seen = greatest(d.last_seen, s.seen)
+FROM unnest(%(device)s::text[], %(seen)s::timestamptz[]) AS s(device_id, seen)
+WHERE d.device_id = s.device_id
+"""
+# A vendor heartbeat or status message: the device is alive (online, unless a newer status
+# says otherwise; a history row only when that is a change), and its flags are recorded.
+_LIVENESS = """
+WITH before AS (
+    SELECT device_id, online FROM devices WHERE device_id = %(device_id)s FOR UPDATE
+), updated AS (
+    UPDATE devices AS d SET
+        last_seen = greatest(d.last_seen, %(at)s),
+        vendor_status = d.vendor_status || %(status)s::jsonb,
+        online = CASE WHEN d.status_changed_at IS NULL OR d.status_changed_at <= %(at)s
+                      THEN true ELSE d.online END,
+        status_changed_at = CASE
+            WHEN d.online IS DISTINCT FROM true
+             AND (d.status_changed_at IS NULL OR d.status_changed_at <= %(at)s)
+            THEN %(at)s ELSE d.status_changed_at END
+    FROM before AS b WHERE d.device_id = b.device_id
+    RETURNING d.device_id, b.online AS was, d.online AS is_online
+)
+INSERT INTO device_status_history (device_id, at, online)
+SELECT device_id, %(at)s, true FROM updated WHERE is_online AND was IS DISTINCT FROM true
+ON CONFLICT DO NOTHING
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreResult:
     inserted: int
@@ -217,6 +294,8 @@ def store(
     configs: Sequence[ConfigUpdate] = (),
     *,
     direct: bool = True,
+    tracked: Sequence[EventRow] = (),
+    sightings: Sequence[Liveness] = (),
 ) -> StoreResult:
     """Writes one batch atomically; raises on failure with nothing written. ``direct=False``
     goes the staging way at once (when redeliveries are expected)."""
@@ -247,23 +326,88 @@ def store(
                         )
                     )
         for config in configs:
-            cur.execute(_CONFIG, {
+            cur.execute(_CONFIG_REPLAYED if config.replayed else _CONFIG, {
                 "floor": config.floor, "door": config.door, "building": config.building_id,
                 "device_id": config.device_id, "at": config.at,
             })  # fmt: skip
         for status in statuses:
             params = {"online": status.online, "at": status.at, "device_id": status.device_id}
+            if status.replayed:
+                cur.execute(_STATUS_REPLAYED, params)
+                continue
             cur.execute(_STATUS, params)
             cur.execute(_STATUS_HISTORY, params)
-    return StoreResult(inserted, len(events) - inserted, len(refusals), conflicted)
+        if tracked:
+            inserted += store_tracked(cur, tracked)
+        store_liveness(cur, sightings)
+    total = len(events) + len(tracked)
+    return StoreResult(inserted, total - inserted, len(refusals), conflicted)
+
+
+def store_tracked(cur: psycopg.Cursor[Any], rows: Sequence[EventRow]) -> int:
+    """Upserts detections kept current (``Verdict.tracked``); returns how many were new. Only
+    new ones feed the derived tables (a track is one detection); every one moves last seen."""
+    latest: dict[tuple[object, object], EventRow] = {}
+    for row in rows:  # several messages of one track in a batch: merged as the upsert would
+        key = (row.event_id, row.ts)
+        before = latest.get(key)
+        latest[key] = row if before is None else _merge_track(before, row)
+    unique = list(latest.values())
+    names = ("ts", "received", "id", "device", "seq", "kind", "building", "unit", "credential")
+    params: dict[str, list[Any]] = {
+        name: [row[i] for row in unique] for i, name in enumerate((*names, "payload"))
+    }
+    returned = cur.execute(_TRACKED, params).fetchall()
+    new_keys = {(event_id, ts) for event_id, ts, inserted in returned if inserted}
+    new = [row for row in unique if (row.event_id, row.ts) in new_keys]
+    if new:
+        cur.execute(_DERIVE, derive.columns(derive.summarise(new)))
+    seen: dict[str, Any] = {}
+    for row in unique:
+        seen[row.device_id] = max(seen.get(row.device_id, row.received_at), row.received_at)
+    cur.execute(_TRACKED_SEEN, {"device": list(seen), "seen": list(seen.values())})
+    return len(new)
+
+
+def _merge_track(a: EventRow, b: EventRow) -> EventRow:
+    """Two messages of one track: the later one (by ``until``) wins field by field, and what
+    only the other knows (a plate, a face) stays."""
+    pa, pb = json.loads(a.payload), json.loads(b.payload)
+    if "until" in pa and "until" not in pb:  # b adds a credential to a's detection
+        learnt = {k: pb[k] for k in ("credential", "unlicensed") if k in pb}
+        return a._replace(
+            payload=json.dumps({**pa, **learnt}, ensure_ascii=False),
+            credential_ref=b.credential_ref or a.credential_ref,
+            received_at=max(a.received_at, b.received_at),
+        )
+    if "until" in pa and str(pb.get("until") or "") < str(pa.get("until") or ""):
+        a, b, pa, pb = b, a, pb, pa
+    return b._replace(
+        payload=json.dumps({**pa, **pb}, ensure_ascii=False),
+        credential_ref=b.credential_ref or a.credential_ref,
+        received_at=max(a.received_at, b.received_at),
+    )
+
+
+def store_liveness(cur: psycopg.Cursor[Any], sightings: Sequence[Liveness]) -> None:
+    """Vendor heartbeats and status messages; a replayed (retained) one changes nothing."""
+    for sighting in sightings:
+        if sighting.replayed:
+            continue
+        at = sighting.at.isoformat()
+        flags = {name: {"active": active, "at": at} for name, active in sighting.status.items()}
+        cur.execute(_LIVENESS, {
+            "at": sighting.at, "status": json.dumps(flags), "device_id": sighting.device_id,
+        })  # fmt: skip
 
 
 def load_registry(conn: psycopg.Connection) -> dict[str, KnownDevice]:
     rows = conn.execute(
-        "SELECT device_id, kind, building_id, revoked_at IS NOT NULL FROM devices"
+        "SELECT device_id, kind, building_id, revoked_at IS NOT NULL, time_zone, text_encoding"
+        " FROM devices"
     ).fetchall()
     conn.commit()
     return {
-        device_id: KnownDevice(device_id, DeviceKind(kind), building_id, revoked)
-        for device_id, kind, building_id, revoked in rows
+        device_id: KnownDevice(device_id, DeviceKind(kind), building_id, revoked, zone, encoding)
+        for device_id, kind, building_id, revoked, zone, encoding in rows
     }

@@ -7,6 +7,7 @@ batch refuses that event only; the rest of the batch is stored.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Mapping
@@ -16,10 +17,22 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
-from devices.adapters import ADAPTERS, AdapterError
+from devices.adapters import (
+    ADAPTERS,
+    Adapted,
+    AdapterError,
+    Rejected,
+    Sighting,
+    Skipped,
+    VendorMessage,
+    redact,
+    redacted_payload,
+    unwrap,
+)
 from devices.payloads import (
     EVENT_ADAPTER,
     EVENT_TYPES_BY_KIND,
@@ -67,6 +80,9 @@ class Limits:
     max_age: timedelta = timedelta(days=30)
     # Key of the hashes that replace faces, cards and plates in bridged vendor payloads.
     credential_key: bytes = b""
+    # The village's zone: vendor times without a UTC offset are read in it, unless the
+    # device's registry row names its own (devices.time_zone).
+    time_zone: str = "Asia/Shanghai"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +91,10 @@ class KnownDevice:
     kind: DeviceKind
     building_id: str | None = None
     revoked: bool = False
+    # Bridged devices only: the zone of vendor times without an offset (None: the village's),
+    # and the payload's text encoding (None: UTF-8, else GB18030, detected).
+    time_zone: str | None = None
+    text_encoding: str | None = None
 
 
 class Received(NamedTuple):
@@ -87,6 +107,9 @@ class Received(NamedTuple):
     mid: int = 0
     qos: int = 0
     generation: int = 0  # which broker connection delivered it (acks go back on that one only)
+    # The broker's retain flag: set only on a retained message replayed because the ingester
+    # (re)subscribed, never on a live one (MQTT 3.1.1 §3.3.1.3), so it marks old news.
+    retain: bool = False
 
 
 class EventRow(NamedTuple):
@@ -124,6 +147,20 @@ class StatusChange:
     device_id: str
     online: bool
     at: datetime
+    # A retained status replayed at (re)subscription: fills an unknown state only, moves no
+    # last-seen time and adds no history row.
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """A bridged device was heard (a vendor heartbeat or status message): last seen moves
+    (unless ``replayed``), and its vendor status flags (e.g. videoloss) are recorded."""
+
+    device_id: str
+    at: datetime
+    status: Mapping[str, bool]
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +172,9 @@ class ConfigUpdate:
     floor: int | None
     door: str | None
     at: datetime  # received: a later commit of an older config does not overwrite a newer one
+    # A retained config replayed at (re)subscription: applies only to a device never configured,
+    # so it cannot undo an operator's correction.
+    replayed: bool = False
 
 
 class Verdict(NamedTuple):
@@ -142,6 +182,11 @@ class Verdict(NamedTuple):
     refusals: tuple[Refusal, ...] = ()
     status: StatusChange | None = None
     config: ConfigUpdate | None = None
+    # Bridged only: detections a later message keeps current (upserted by event id), vendor
+    # liveness, and notes counted in metrics (unmapped vendor codes, skipped messages).
+    tracked: tuple[EventRow, ...] = ()
+    sightings: tuple[Liveness, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 def _depth_exceeds(data: Any, limit: int) -> bool:
@@ -226,19 +271,153 @@ def _refusal(message: Received, refused: _Refuse, raw: bytes, limits: Limits) ->
 def _judge_bridged(
     message: Received, registry: Mapping[str, KnownDevice], limits: Limits
 ) -> Verdict:
-    """A vendor's payload on vt/bridge/<vendor>/<device>: adapted, then judged as native."""
+    """A vendor's payload on vt/bridge/<vendor>/<device>: adapted, then judged as native.
+
+    Total: whatever an adapter raises becomes a ``vendor_format`` dead letter with the
+    exception's text. A refusal never keeps the vendor's bytes: its dead letter holds the
+    payload with personal values replaced by keyed references (devices.adapters.redact)."""
+    device = None
     try:
-        topic = BridgeTopic.parse(message.topic)
-    except TopicError as exc:
-        raise _Refuse(Reason.BAD_TOPIC, str(exc)) from None
+        try:
+            topic = BridgeTopic.parse(message.topic)
+        except TopicError as exc:
+            raise _Refuse(Reason.BAD_TOPIC, str(exc)) from None
+        device = registry.get(topic.device_id)
+        return _adapt_bridged(message, topic, registry, limits)
+    except _Refuse as refused:
+        return Verdict(refusals=(_bridge_refusal(message, refused, device, limits),))
+    except Exception as exc:  # totality: an adapter's bug is a dead letter
+        bug = _Refuse(
+            Reason.VENDOR_FORMAT,
+            f"{type(exc).__name__}: {exc}"[:2000],
+            device.device_id if device else None,
+        )
+        return Verdict(refusals=(_bridge_refusal(message, bug, device, limits),))
+
+
+def _bridge_refusal(
+    message: Received,
+    refused: _Refuse,
+    device: KnownDevice | None,
+    limits: Limits,
+    kept: bytes | None = None,
+) -> Refusal:
+    if kept is None and len(message.payload) > limits.max_payload_bytes:
+        kept = b'{"oversized": true}'  # not parsed: its size is the problem
+    if kept is None:
+        encoding = device.text_encoding if device else None
+        try:
+            kept = redacted_payload(message.payload, limits.credential_key, encoding)
+        except Exception:  # keep nothing rather than the raw bytes
+            kept = b'{"unreadable": true}'
+    # The detail may quote vendor text: PostgreSQL's text holds neither NUL nor surrogates.
+    detail = refused.detail.replace("\x00", "\\x00").encode("utf-8", "backslashreplace")
+    return Refusal(
+        received_at=message.received_at,
+        topic=message.topic,
+        device_id=refused.device_id,
+        reason=refused.reason,
+        detail=detail.decode(),
+        payload=kept[: limits.max_payload_bytes],
+        payload_size=len(message.payload),
+    )
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _set_zone_hint(device_id: str) -> str:
+    return (
+        f"set the device's zone: villagetwin devices bridge {device_id} --time-zone <IANA zone>"
+        " (e.g. Asia/Shanghai), or the village's: VT_INGEST__TIME_ZONE"
+    )
+
+
+def _adapt_bridged(
+    message: Received, topic: BridgeTopic, registry: Mapping[str, KnownDevice], limits: Limits
+) -> Verdict:
     device_id = topic.device_id
     _check_size(message, limits, device_id)
     device = _known(registry, device_id)
+    if not message.payload.strip():
+        if message.retain or not message.payload:
+            return Verdict()  # a cleared retained message (see _judge)
+        raise _Refuse(Reason.VENDOR_FORMAT, f"{topic.vendor}: an empty payload", device_id)
+    zone_name = device.time_zone or limits.time_zone
     try:
-        items = ADAPTERS[topic.vendor](device_id, message.payload, limits.credential_key)
+        zone = _zone(zone_name)
+    except (ValueError, LookupError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        raise _Refuse(
+            Reason.VENDOR_FORMAT,
+            f"time zone {zone_name!r} is not an IANA zone; {_set_zone_hint(device_id)}",
+            device_id,
+        ) from None
+    try:
+        text, pictures = unwrap(message.payload, device.text_encoding)
+        vendor = VendorMessage(
+            device_id, device.kind.value, text, limits.credential_key, zone, pictures
+        )
+        items = ADAPTERS[topic.vendor](vendor)
     except AdapterError as exc:
         raise _Refuse(Reason.VENDOR_FORMAT, f"{topic.vendor}: {exc}", device_id) from None
-    return _judge_items(items, message, device, limits, keep_item=False)
+    rows: list[EventRow] = []
+    tracked: list[EventRow] = []
+    refusals: list[Refusal] = []
+    sightings: list[Liveness] = []
+    notes: list[str] = []
+    for item in items:
+        if isinstance(item, Adapted):
+            try:
+                problem = _unstorable(item.event)  # vendor text may hold NUL or surrogates
+                if problem:
+                    raise _Refuse(Reason.UNSTORABLE_JSON, problem, device_id)
+                row = _event_row(item.event, message, device, limits)
+            except _Refuse as refused:
+                if item.local_time and refused.reason in (
+                    Reason.TIMESTAMP_FUTURE,
+                    Reason.TIMESTAMP_TOO_OLD,
+                ):
+                    refused.detail += (
+                        "; the device sent local time without a UTC offset, read in"
+                        f" {zone_name}: if its clock keeps another zone,"
+                        f" {_set_zone_hint(device_id)}"
+                    )
+                kept = json.dumps(item.event, ensure_ascii=False, default=str).encode(
+                    "utf-8", "backslashreplace"
+                )
+                refusals.append(_bridge_refusal(message, refused, device, limits, kept))
+                continue
+            if row.kind == "access.vendor":
+                notes.append(f"{topic.vendor} unmapped {item.event.get('code')}")
+            if row.kind == "camera.detection" and item.event.get("track"):
+                tracked.append(row)
+            else:
+                rows.append(row)
+        elif isinstance(item, Sighting):
+            sightings.append(
+                Liveness(device_id, message.received_at, dict(item.status), message.retain)
+            )
+        elif isinstance(item, Skipped):
+            notes.append(f"{topic.vendor} skipped {item.why}")
+        elif isinstance(item, Rejected):
+            rejected = _Refuse(Reason.VENDOR_FORMAT, f"{topic.vendor}: {item.detail}", device_id)
+            kept = json.dumps(
+                {"redacted": redact(item.item, limits.credential_key)},
+                ensure_ascii=False,
+                default=str,
+            ).encode("utf-8", "backslashreplace")
+            refusals.append(_bridge_refusal(message, rejected, device, limits, kept))
+        else:
+            raise AdapterError(f"{topic.vendor}: the adapter returned {type(item).__name__}")
+    return Verdict(
+        events=tuple(rows),
+        refusals=tuple(refusals),
+        tracked=tuple(tracked),
+        sightings=tuple(sightings),
+        notes=tuple(notes),
+    )
 
 
 # pydantic-core's validators themselves: TypeAdapter's wrappers cost a tenth of a single event.
@@ -301,6 +480,10 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
         fast = _fast_path(message, registry.get(device_id), limits)
         if fast is not None:
             return fast
+    if not message.payload and (message.retain or topic.channel is not Channel.EVENT):
+        # A zero-length publish clears a retained message: nothing to judge. Brokers forward
+        # it live with the retain flag cleared, so on status and config it is always a clear.
+        return Verdict()
     data = _decode(message.payload, limits, device_id)
     if not isinstance(data, dict):
         raise _Refuse(Reason.SCHEMA_INVALID, "the message is not a JSON object", device_id)
@@ -317,7 +500,9 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
     if topic.channel is Channel.STATUS:
         status = _validated(Status, data, device_id)
         return Verdict(
-            status=StatusChange(device_id, status.state == "online", message.received_at)
+            status=StatusChange(
+                device_id, status.state == "online", message.received_at, message.retain
+            )
         )
     if topic.channel is Channel.CONFIG:
         config = _validated(DeviceConfig, data, device_id)
@@ -330,7 +515,12 @@ def _judge(message: Received, registry: Mapping[str, KnownDevice], limits: Limit
             )
         return Verdict(
             config=ConfigUpdate(
-                device_id, config.building, config.floor, config.door, message.received_at
+                device_id,
+                config.building,
+                config.floor,
+                config.door,
+                message.received_at,
+                message.retain,
             )
         )
 
@@ -389,6 +579,8 @@ def _fast_path(message: Received, device: KnownDevice | None, limits: Limits) ->
 
 
 def _decode(payload: bytes, limits: Limits, device_id: str) -> Any:
+    if payload.startswith(codecs.BOM_UTF8):  # the same rule as on bridge topics (unwrap)
+        payload = payload[len(codecs.BOM_UTF8) :]
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:

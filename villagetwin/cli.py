@@ -234,6 +234,31 @@ def devices_revoke(settings: AppSettings, device_id: str) -> None:
     _echo(f"revoked {device_id}")
 
 
+@devices.command("bridge")
+@click.argument("device_id")
+@click.option(
+    "--time-zone", default=None, help="IANA zone of the vendor's local times ('' clears)."
+)
+@click.option("--encoding", default=None, help="Payload text encoding, e.g. gbk ('' clears).")
+@click.pass_obj
+def devices_bridge(
+    settings: AppSettings, device_id: str, time_zone: str | None, encoding: str | None
+) -> None:
+    """Set a bridged device's time zone and text encoding (default: the village's zone;
+    UTF-8, else GB18030)."""
+    from villagetwin.provision import ProvisioningError, set_bridge
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            set_bridge(conn, device_id, time_zone, encoding)
+    except (ProvisioningError, psycopg.Error) as exc:
+        _fail(str(exc))
+    _echo(
+        f"{device_id}: time zone {time_zone or 'unchanged/default'},"
+        f" encoding {encoding or 'unchanged/default'}"
+    )
+
+
 @devices.command("service-account")
 @click.argument("username")
 @click.pass_obj

@@ -129,3 +129,39 @@ def reload_broker(pid_file: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def set_bridge(
+    conn: psycopg.Connection,
+    device_id: str,
+    time_zone: str | None,
+    encoding: str | None,
+) -> None:
+    """A bridged device's time zone (IANA name, for vendor times without a UTC offset) and
+    payload text encoding; ``""`` clears one back to the default (the village's zone; UTF-8,
+    else GB18030). Raises ProvisioningError for an unknown zone, encoding or device. The
+    ingester picks it up at its next registry reload."""
+    import codecs
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if time_zone:
+        try:
+            ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ProvisioningError(f"{time_zone!r} is not an IANA time zone") from None
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ProvisioningError(f"{encoding!r} is not a text encoding Python knows") from None
+    row = conn.execute(
+        "UPDATE devices SET"
+        " time_zone = CASE WHEN %(zone)s::text IS NULL THEN time_zone"
+        "                  ELSE nullif(%(zone)s, '') END,"
+        " text_encoding = CASE WHEN %(encoding)s::text IS NULL THEN text_encoding"
+        "                      ELSE nullif(%(encoding)s, '') END"
+        " WHERE device_id = %(device)s RETURNING device_id",
+        {"zone": time_zone, "encoding": encoding, "device": device_id},
+    ).fetchone()
+    if row is None:
+        raise ProvisioningError(f"no device {device_id!r}")
