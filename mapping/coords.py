@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import coordTransform as ct
 import geopandas as gpd
@@ -157,7 +158,7 @@ def check_extent(frame: gpd.GeoDataFrame, crs: str | pyproj.CRS) -> None:
         )
 
 
-def _pointwise(func: Callable[[float, float], tuple[float, float]]) -> Callable[..., object]:
+def _pointwise(func: Callable[[float, float], tuple[float, float]]) -> Callable[[Any], Any]:
     import numpy as np
 
     def apply(coords: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ village twice changes nothing.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import geopandas as gpd
 import pandas as pd
@@ -85,7 +86,7 @@ def load_units(cur: psycopg.Cursor[Any], units: pd.DataFrame) -> None:
         ["unit_id", "building_id", "floor", "room", "area_m2", "use"],
         [
             (r.unit_id, r.building_id, int(r.floor), str(r.room), _none(r.area_m2), r.use)
-            for r in units.itertuples()
+            for r in cast(Iterator[Any], units.itertuples())
         ],
     )
 
@@ -245,8 +246,10 @@ def existing_ids(conn: psycopg.Connection, table: str) -> set[str]:
 
 def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
     rows = conn.execute(
-        "SELECT building_id, address, grid_code, storeys, height_m, landlord, use, lon, lat,"
-        " footprint FROM buildings ORDER BY building_id"
+        # The landlord is a person (migration 0061): their masked name, and their id for a reveal.
+        "SELECT b.building_id, b.address, b.grid_code, b.storeys, b.height_m,"
+        " (SELECT p.name FROM people_masked p WHERE p.person_id = b.landlord_id), b.use,"
+        " b.lon, b.lat, b.landlord_id, b.footprint FROM buildings b ORDER BY b.building_id"
     ).fetchall()
     columns = [
         "building_id",
@@ -258,6 +261,7 @@ def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
         "use",
         "lon",
         "lat",
+        "landlord_id",
     ]
     frame = pd.DataFrame([row[:-1] for row in rows], columns=columns)
     return gpd.GeoDataFrame(frame, geometry=[shape(row[-1]) for row in rows], crs=WGS84)

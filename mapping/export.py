@@ -35,7 +35,9 @@ def read_layers(conn: psycopg.Connection) -> dict[str, gpd.GeoDataFrame]:
     """The village's places from the database, WGS-84: buildings (with ``basements``), grid
     cells, roads, points of interest."""
     buildings = village_db.read_buildings(conn)
-    basements = dict(conn.execute("SELECT building_id, basements FROM buildings").fetchall())
+    basements: dict[str, int] = dict(
+        conn.execute("SELECT building_id, basements FROM buildings").fetchall()
+    )
     buildings["basements"] = buildings.building_id.map(basements).fillna(0).astype(int)
     return {
         "buildings": buildings,

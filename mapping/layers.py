@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,12 @@ class View:
             pitch=self.pitch,
             bearing=self.bearing,
         )
+
+
+def _rows(frame: pd.DataFrame) -> Iterator[Any]:
+    """A frame's rows as named tuples; their fields are untyped (pandas-stubs types them as
+    any scalar)."""
+    return frame.itertuples()
 
 
 def view_of(buildings: gpd.GeoDataFrame) -> View:
@@ -144,7 +150,7 @@ def building_records(
         )
     ]
     tips = [
-        f"<b>{a}</b><br/>{b} · {n} 层 storeys<br/>指标 metric: {v:g}"
+        f"{a}\n{b} · {n} 层 storeys\n指标 metric: {v:g}"
         for a, b, n, v in zip(addresses, ids, storeys, values, strict=True)
     ]
     if district:
@@ -181,6 +187,7 @@ def buildings_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
     """Events at their place (building or device), coloured by device kind."""
     records = []
+    row: Any  # a pandas row: its fields are untyped
     for row in events.itertuples():
         family = str(row.kind).split(".")[0]
         records.append(
@@ -194,7 +201,7 @@ def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
                 "kind": row.kind,
                 "device_id": row.device_id,
                 "ts": str(row.ts),
-                "tip": f"{row.kind}<br/>{row.device_id}<br/>{row.ts}",
+                "tip": f"{row.kind}\n{row.device_id}\n{row.ts}",
                 "colour": list(EVENT_COLOURS.get(family, (90, 90, 90))),
             }
         )
@@ -319,6 +326,7 @@ DEVICE_COLOURS = {
 
 def device_records(devices: pd.DataFrame) -> list[dict[str, Any]]:
     records = []
+    row: Any  # a pandas row: its fields are untyped
     for row in devices.itertuples():
         online = None if pd.isna(row.online) else bool(row.online)
         records.append(
@@ -330,7 +338,7 @@ def device_records(devices: pd.DataFrame) -> list[dict[str, Any]]:
                     online
                 ],
                 "colour": list(DEVICE_COLOURS[online]),
-                "tip": f"{row.device_id} · {row.kind}<br/>"
+                "tip": f"{row.device_id} · {row.kind}\n"
                 + {True: "在线 online", False: "离线 offline", None: "未上报 silent"}[online],
             }
         )
@@ -375,9 +383,9 @@ def object_records(objects: pd.DataFrame) -> list[dict[str, Any]]:
         {
             "position": [round(float(r.lon), 7), round(float(r.lat), 7), 0.5],
             "colour": list(OBJECT_COLOURS.get(r.kind, (90, 90, 90))),
-            "tip": f"{OBJECT_NAMES.get(r.kind, r.kind)}<br/>{r.object_id}",
+            "tip": f"{OBJECT_NAMES.get(r.kind, r.kind)}\n{r.object_id}",
         }
-        for r in objects.itertuples()
+        for r in _rows(objects)
     ]
 
 
@@ -395,9 +403,9 @@ def organisation_records(organisations: pd.DataFrame) -> list[dict[str, Any]]:
         {
             "position": [round(float(r.lon), 7), round(float(r.lat), 7), float(r.height_m) + 2],
             "name": r.name,
-            "tip": f"{r.name}<br/>{r.kind} · {r.building_id}",
+            "tip": f"{r.name}\n{r.kind} · {r.building_id}",
         }
-        for r in organisations.itertuples()
+        for r in _rows(organisations)
     ]
 
 
@@ -466,7 +474,7 @@ def floor_records(
             if cell.is_empty:
                 continue
             cell_wgs = gpd.GeoSeries([cell], crs=utm).to_crs("EPSG:4326").iloc[0]
-            unit = names[i] if i < len(names) else None
+            unit: Any = names[i] if i < len(names) else None
             unit_id = unit.unit_id if unit is not None else f"{floor}F"
             state = status.get(
                 unit_id, "shop" if unit is not None and unit.use == "shop" else "unknown"
@@ -484,7 +492,7 @@ def floor_records(
                         "colour": list(
                             UNIT_STATUS_COLOURS.get(state, UNIT_STATUS_COLOURS["unknown"])
                         ),
-                        "tip": f"{unit_id} · {floor} 层 floor<br/>{state}",
+                        "tip": f"{unit_id} · {floor} 层 floor\n{state}",
                     }
                 )
     return records
@@ -498,7 +506,8 @@ def floors_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
     )  # fmt: skip
 
 
-TOOLTIP = {"html": "{tip}", "style": {"fontSize": "12px"}}
+# A text tooltip: deck.gl sets it as text, so names and addresses never render as HTML.
+TOOLTIP = {"text": "{tip}", "style": {"fontSize": "12px"}}
 
 
 class CompactDeck(pdk.Deck):  # type: ignore[misc]
@@ -527,7 +536,7 @@ def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = Non
             initial_view_state=view.state(),
             map_style=base_map_url,
             map_provider="carto",
-            tooltip=TOOLTIP,  # type: ignore[arg-type]
+            tooltip=TOOLTIP,
         )
     # Not ``map_style=None``: Streamlit then fills in a Carto base map from the internet. The
     # untouched default with no provider is what Streamlit reads as "no base map at all".
@@ -535,5 +544,5 @@ def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = Non
         layers=list(layers),
         initial_view_state=view.state(),
         map_provider=None,
-        tooltip=TOOLTIP,  # type: ignore[arg-type]
+        tooltip=TOOLTIP,
     )

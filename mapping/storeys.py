@@ -78,8 +78,8 @@ def parse_storeys(value: Any) -> Storeys:
     text = text.removeprefix("地上").strip()
     notes: list[str] = []
     below = 0
-    for match in re.finditer(r"地下\s*(\d+)\s*层?", text):
-        below = max(below, int(match.group(1)))
+    for found in re.finditer(r"地下\s*(\d+)\s*层?", text):
+        below = max(below, int(found.group(1)))
     text = re.sub(r"地下\s*\d+\s*层?", " ", text).strip()
     # Basements first, so that "-1" or "b2" is never read as a range or a count above ground.
     parts = [p for p in re.split(r"\s*\+\s*|\s+", text) if p] if "+" in text else [text]
