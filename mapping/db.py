@@ -60,7 +60,7 @@ def load_buildings(cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame) -> Non
 
     if len(buildings):
         minx, miny, maxx, maxy = buildings.total_bounds
-        metric = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
+        metric: Any = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
     else:
         metric = "EPSG:32649"
     centroids = buildings.to_crs(metric).centroid.to_crs(WGS84)

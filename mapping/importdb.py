@@ -52,7 +52,7 @@ def import_buildings(
     with the ids they have in the database."""
     if len(buildings):
         minx, miny, maxx, maxy = buildings.total_bounds
-        metric = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
+        metric: Any = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
     else:
         metric = "EPSG:32649"
     centroids = buildings.to_crs(metric).centroid.to_crs("EPSG:4326")

@@ -438,9 +438,9 @@ def floor_records(
     so every floor reads on its own."""
     from shapely.geometry import box
 
-    status = status or {}
     from mapping.coords import utm_crs
 
+    status = status or {}
     frame = gpd.GeoSeries([footprint], crs="EPSG:4326")
     centre = footprint.centroid
     utm = utm_crs(centre.x, centre.y)  # the building's own UTM zone, wherever the village is
