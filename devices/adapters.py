@@ -205,16 +205,38 @@ def event_id(vendor: str, device: str, *parts: object) -> str:
 # --- time ---------------------------------------------------------------------------------------
 
 
+# Compact local times: 20261129201500 and Hikvision's absTime 20261129201500555 (milliseconds).
+_COMPACT_TIME = re.compile(r"(\d{4})(\d\d)(\d\d)[T ]?(\d\d)(\d\d)(\d\d)(\d{3})?")
+_EPOCH_MS = 10**11  # a POSIX time above this is in milliseconds (10**11 s is the year 5138)
+
+
 def device_time(value: object, zone: tzinfo) -> tuple[str, bool]:
     """(ISO 8601 with an offset, whether it was local time read in ``zone``) from epoch seconds
-    or an ISO 8601 / ``YYYY-MM-DD HH:MM:SS`` text; raises AdapterError for anything else."""
+    or milliseconds (a number or a digit string), an ISO 8601 / ``YYYY-MM-DD HH:MM:SS`` text
+    (also with ``/`` between the date's parts), or a compact ``YYYYMMDDHHMMSS[mmm]``; raises
+    AdapterError for anything else."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{9,13}(\.\d+)?\s*", value):
+        value = float(value)  # epoch as a digit string (Dahua's UTC from some firmware)
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if math.isfinite(value) and value >= _EPOCH_MS:
+            value = value / 1000
         if not math.isfinite(value) or not 0 <= value < 32503680000:  # before year 3000
             raise AdapterError(f"device time {value!r} is not a POSIX time")
         return datetime.fromtimestamp(value, UTC).isoformat(), False
     if isinstance(value, str) and value.strip():
+        text = value.strip()
+        compact = _COMPACT_TIME.fullmatch(text)
         try:
-            parsed = datetime.fromisoformat(value.strip())
+            if compact:
+                y, mo, d, h, mi, s, ms = compact.groups()
+                parsed = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s),
+                                  int(ms or 0) * 1000)  # fmt: skip
+            else:
+                if re.match(r"\d{4}/\d{1,2}/\d{1,2}", text):
+                    day, _, rest = text.partition(" ")
+                    y, mo, d = day.split("/")
+                    text = f"{y}-{int(mo):02d}-{int(d):02d}" + (f" {rest}" if rest else "")
+                parsed = datetime.fromisoformat(text)
         except ValueError:
             raise AdapterError(f"device time {value[:40]!r} is not ISO 8601") from None
         if parsed.tzinfo is None:
@@ -232,6 +254,12 @@ def decode_text(data: bytes, encoding: str | None = None) -> str:
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
         encoding = "utf-8"
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"  # Windows-side bridges; the codec reads and drops the BOM
+    elif len(data) >= 4 and not encoding and data[1] == 0 and data[3] == 0 and data[0]:
+        encoding = "utf-16-le"  # ASCII-led UTF-16 without a BOM: every other byte is NUL
+    elif len(data) >= 4 and not encoding and data[0] == 0 and data[2] == 0 and data[1]:
+        encoding = "utf-16-be"
     try:
         return data.decode(encoding or "utf-8")
     except LookupError:
@@ -247,13 +275,25 @@ def decode_text(data: bytes, encoding: str | None = None) -> str:
 
 _BOUNDARY = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*--([^\r\n]{1,200})\r?\n")
 _HEADED = re.compile(rb"\A\s*content-type:\s*multipart/", re.IGNORECASE)
+# A bridge that kept the whole HTTP request: ``POST /path HTTP/1.1`` and its headers.
+_REQUEST_LINE = re.compile(rb"\A\s*[A-Z]{3,7} \S+ HTTP/\d(?:\.\d)?\r?\n")
+_MULTIPART_HEADER = re.compile(rb"^content-type:\s*multipart/", re.IGNORECASE | re.MULTILINE)
 _PICTURE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+_TEXT_TYPES = ("text/", "application/json", "application/xml")
 
 
 def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
     """(text, pictures): a ``multipart/form-data`` body gives its first non-image part, and
     the number of image parts (whose bytes are dropped); anything else is decoded whole."""
-    if _HEADED.match(payload):  # the bridge kept the HTTP Content-Type header
+    request = _REQUEST_LINE.match(payload)
+    if request:
+        head_end = re.search(rb"\r?\n\r?\n", payload)
+        head = payload[: head_end.start()] if head_end else payload
+        if not _MULTIPART_HEADER.search(head):
+            return decode_text(payload, encoding), 0  # the adapter reads the request line
+        payload = payload[request.end() :]  # the headers that follow are MIME headers
+        message = BytesParser(policy=HTTP).parsebytes(payload)
+    elif _HEADED.match(payload):  # the bridge kept the HTTP Content-Type header
         message = BytesParser(policy=HTTP).parsebytes(payload.lstrip())
     else:
         match = _BOUNDARY.match(payload)
@@ -269,11 +309,16 @@ def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
     parts = message.iter_parts() if message.is_multipart() else ()
     for part in parts:
         body = part.get_payload(decode=True)
+        declared = part.get_content_type()
+        # Hikvision names its XML part as a file (filename="MoveDetection.xml"): a part is a
+        # picture by its type or its bytes, a file name alone only when its body is not text.
+        texty = declared.startswith(_TEXT_TYPES) or (
+            isinstance(body, bytes) and body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"<")
+        )
         if (
             part.get_content_maintype() == "image"
-            or part.get_content_type() == "application/octet-stream"
-            or part.get_filename()
             or (isinstance(body, bytes) and body.startswith(_PICTURE_MAGIC))
+            or (not texty and (declared == "application/octet-stream" or part.get_filename()))
         ):
             pictures += 1
             continue
@@ -375,7 +420,7 @@ def redacted_payload(payload: bytes, key: bytes, encoding: str | None = None) ->
     try:
         text, pictures = unwrap(payload, encoding)
         if text.lstrip().startswith("Code="):
-            lines = [_dahua_line(line) for line in text.splitlines() if line.strip()]
+            lines = [_dahua_line(record) for record in _dahua_records(text)]
             data: Any = {"lines": lines}
         else:
             data = structured(text)
@@ -504,6 +549,11 @@ def hikvision(message: VendorMessage) -> list[Item]:
     return [Adapted(other, local)]
 
 
+def _label(text: str) -> str:
+    """Vendor text made safe for a metrics label and a log line."""
+    return re.sub(r"[^\w ./=-]", "_", text)
+
+
 def _int(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -561,12 +611,26 @@ DAHUA_METHODS: dict[int, tuple[str, str | None]] = {
     14: ("qr", None), 15: ("face", None), 17: ("face", None), 19: ("app", None),
     20: ("pin", None), 21: ("pin", None), 22: ("face", None), 23: ("fingerprint", None),
     24: ("face", None), 25: ("face", None), 43: ("qr", None), 44: ("face", None),
+    10: ("fingerprint", None), 13: ("pin", None), 18: ("face", None), 42: ("remote", "remote"),
+    45: ("fingerprint", None),
 }  # fmt: skip
 DAHUA_DOOR_STATES = {"open": "open", "close": "closed", "closed": "closed"}
+# Dahua's door alarms (NetSDK ALARM_ACCESS_CTL_NOT_CLOSE_INFO, ALARM_ACCESS_CTL_BREAK_IN_INFO).
+DAHUA_ALARMS = {"DoorNotClosed": "held_open", "BreakIn": "forced_open"}
 DAHUA_HEARTBEATS = frozenset({"heartbeat", "keepalive"})
 # Dahua ITC plate cameras' events (a plate in Data.TrafficCar.PlateNumber or Data.Object.Text).
 DAHUA_PLATE_EVENTS = frozenset({"TrafficJunction", "TrafficParkingSpaceParking", "TrafficGate"})
 DAHUA_VIDEO_STATUS = frozenset({"videoloss", "videoblind", "storagefailure", "netabort"})
+DAHUA_MAPPED = frozenset({"AccessControl", "DoorStatus", *DAHUA_ALARMS, *DAHUA_PLATE_EVENTS})
+
+
+_DAHUA_RECORD = re.compile(r"^(?=Code=)", re.MULTILINE)
+
+
+def _dahua_records(text: str) -> list[str]:
+    """eventManager's text split into its ``Code=…`` records: a record's ``data={…}`` may span
+    lines (firmware pretty-prints it), so records start at a line beginning with ``Code=``."""
+    return [part.strip() for part in _DAHUA_RECORD.split(text) if part.strip()]
 
 
 def _dahua_line(line: str) -> dict[str, Any]:
@@ -587,17 +651,29 @@ def dahua(message: VendorMessage) -> list[Item]:
     if text.lower() in DAHUA_HEARTBEATS:  # eventManager's keep-alive part is the bare word
         return [Sighting(text)]
     if text.startswith("Code="):
-        items: Any = [_dahua_line(line) for line in text.splitlines() if line.strip()]
+        items: Any = []
+        for record in _dahua_records(text):
+            try:
+                items.append(_dahua_line(record))
+            except AdapterError as exc:  # one unreadable record: the others still count
+                items.append(exc)
     else:
         data = parse_json(text)
+        if isinstance(data, dict) and isinstance(data.get("params"), dict):
+            data = data["params"]  # the RPC stream: client.notifyEventStream's params
         if isinstance(data, dict) and "Code" in data:
             items = [data]
+        elif isinstance(data, dict) and isinstance(data.get("eventList"), list):
+            items = data["eventList"]
         else:
             items = data.get("Events") if isinstance(data, dict) else None
         if not isinstance(items, list) or not items:
             raise AdapterError("no Events list")
     out: list[Item] = []
     for item in items:
+        if isinstance(item, AdapterError):
+            out.append(Rejected(str(item)))
+            continue
         try:
             out.append(_dahua_event(message, item))
         except AdapterError as exc:
@@ -618,17 +694,20 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
     if code.lower() in DAHUA_VIDEO_STATUS:
         return Sighting(code, {code.lower(): action.lower() != "stop"})
     seconds = d.get("RealUTC") or d.get("UTC")
-    if seconds is not None:
-        ts, local = device_time(seconds, message.zone)
-    else:
-        ts, local = device_time(d.get("LocaleTime") or d.get("Time"), message.zone)
+    when = seconds if seconds is not None else d.get("LocaleTime") or d.get("Time")
+    if code not in DAHUA_MAPPED and (when is None or message.kind != "access"):
+        # An event the tables do not map, with no time to store it by, or from a camera or
+        # gate (whose kinds have no generic event): understood as Dahua's, skipped, counted.
+        return Skipped(_label(f"{code[:32] or '(no code)'} {action[:16]}".strip()))
+    ts, local = device_time(when, message.zone)
     door = "unit" if isinstance(d.get("Door"), int) and d["Door"] > 0 else "building"
     base = {"v": 1, "device": message.device_id, "seq": UNNUMBERED, "ts": ts}
     if code == "DoorStatus":
         state = DAHUA_DOOR_STATES.get(str(d.get("Status", "")).lower())
         if state is None:
             raise AdapterError(f"DoorStatus {d.get('Status')!r} is neither Open nor Close")
-        ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"))
+        ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"),
+                         state)  # fmt: skip
         return Adapted({**base, "id": ident, "type": "access.door", "door": door,
                         "state": state}, local)  # fmt: skip
     if code in DAHUA_PLATE_EVENTS:
@@ -642,14 +721,25 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
             base["seq"] = d["EventID"]
         direction = car.get("Direction") or d.get("Direction")
         return Adapted(_vehicle(message, base, credential, unlicensed, direction), local)
+    if code in DAHUA_ALARMS:
+        if action.lower() == "stop":
+            return Skipped(f"{code} Stop")  # the alarm ended: its start was stored
+        ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"))
+        return Adapted({**base, "id": ident, "type": "access.alarm", "door": door,
+                        "alarm": DAHUA_ALARMS[code]}, local)  # fmt: skip
     if code != "AccessControl":
-        raise AdapterError(f"event code {code!r} is not mapped")
+        # Another access event (BackKeyLight, DoorCard, AlarmLocal, …): kept with its code.
+        ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"),
+                         action)  # fmt: skip
+        return Adapted({**base, "id": ident, "type": "access.vendor", "vendor": "dahua",
+                        "code": f"{code}/{action}"[:64], "door": door}, local)  # fmt: skip
     person = d.get("UserID") or d.get("CardNo")
     rec = d.get("RecNo")
     if isinstance(rec, int) and 0 < rec < 2**63:
         base["seq"] = rec
     base["id"] = event_id("dahua", message.device_id, seconds, person, d.get("ReaderID"), rec)
-    granted = d.get("Status", 1) == 1 and not d.get("ErrorCode")
+    status, error = d.get("Status", 1), d.get("ErrorCode")
+    granted = str(status).lower() in ("1", "true") and str(error or 0) in ("0", "")
     method_code = d.get("Method", 1)
     number = _int(method_code)
     known = DAHUA_METHODS.get(number) if number is not None else None

@@ -107,7 +107,7 @@ def test_a_bridged_event_is_idempotent_and_keeps_its_device_time() -> None:
     ("topic", "payload", "reason"),
     [
         ("vt/bridge/hikvision/acc-hik1", b'{"eventType": "VMD", "dateTime": "x"}', "vendor_format"),
-        ("vt/bridge/dahua/acc-dahua1", b"Code=VideoMotion;action=Start;index=0", "vendor_format"),
+        ("vt/bridge/dahua/acc-dahua1", b"Code=AccessControl;action=Pulse;index=0", "vendor_format"),
         ("vt/bridge/alphadigi/gate-plate1", b"not json", "vendor_format"),
         ("vt/bridge/acme/acc-hik1", b"{}", "bad_topic"),
         ("vt/bridge/hikvision/acc-nobody", b"{}", "unknown_device"),
@@ -338,12 +338,13 @@ def test_a_mixed_dahua_upload_is_judged_event_by_event() -> None:
     ]}  # fmt: skip
     verdict = bridged("dahua", "acc-dahua1", json.dumps(upload, ensure_ascii=False))
     kinds = [(r.kind, json.loads(r.payload).get("state")) for r in verdict.events]
-    assert kinds == [("access.door", "closed"), ("access.unlock", None)]
+    assert kinds == [("access.door", "closed"), ("access.unlock", None), ("access.vendor", None)]
     assert verdict.events[1].credential_ref == reference("cred", KEY, "7F00AA11")
     assert verdict.events[1].seq == 88
-    assert [r.reason.value for r in verdict.refusals] == ["vendor_format"]
-    assert "AlarmLocal" in verdict.refusals[0].detail
-    assert "王五".encode() not in verdict.refusals[0].payload  # the name is a reference there
+    # An unmapped code is stored with the vendor's code and counted, not refused (§2).
+    assert json.loads(verdict.events[2].payload)["code"] == "AlarmLocal/Start"
+    assert "王五" not in verdict.events[2].payload
+    assert verdict.refusals == () and verdict.notes == ("dahua unmapped AlarmLocal/Start",)
     assert [dict(s.status) for s in verdict.sightings] == [{"videoloss": True}]
 
 
@@ -606,7 +607,8 @@ def test_vendor_text_postgresql_cannot_hold_is_refused_by_name() -> None:
             "frame_time": start, "current_zones": ["lane\u0000x"]}  # fmt: skip
     verdict = bridged("frigate", "cam-frigate1", json.dumps({"type": "new", "after": body}))
     assert [r.reason.value for r in verdict.refusals] == ["unstorable_json"]
-    bad_code = bridged("dahua", "acc-dahua1", json.dumps({"Events": [{"Code": "X\u0000\udc00"}]}))
+    bad_code = bridged("dahua", "acc-dahua1",
+                       json.dumps({"Events": [{"Code": "X\u0000\udc00", "Data": {"UTC": start}}]}))  # fmt: skip
     detail = bad_code.refusals[0].detail
     assert "\x00" not in detail and detail.encode("utf-8")
     assert bad_code.refusals[0].payload.decode("utf-8")  # storable, the surrogate escaped
