@@ -174,25 +174,41 @@ def reference(prefix: str, key: bytes, value: object) -> str:
 # What plate readers put in the plate field when they read none (Chinese and English forms).
 NO_PLATE_WORDS = frozenset(
     {"无牌", "无牌车", "无车牌", "无", "未识别", "未知", "识别失败", "车牌", "NOPLATE", "NONE",
-     "NULL", "UNKNOWN", "NA", "N/A", "NOTAVAILABLE", "UNREAD", "UNRECOGNIZED"}
+     "NULL", "UNKNOWN", "NA", "N/A", "NOTAVAILABLE", "UNREAD", "UNRECOGNIZED", "UNLICENSED",
+     "UNLICENCED", "NOPLATES", "NOTREAD", "NOTFOUND", "NOTRECOGNIZED", "NOLICENSE"}
 )  # fmt: skip
+# Words that say "none", "not yet" or "failed" (simplified and traditional): no plate holds them.
+NO_PLATE_MARKS = ("无", "無", "未", "失败", "失敗", "不详", "不詳", "不明", "没有", "沒有")
 _PLATE_SEPARATORS = re.compile(r"[\s·•・.\-_]+")
+# Province abbreviations that start a mainland plate (GA 36-2018).
+PROVINCES = frozenset("京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼")
+# Hikvision's HCNetSDK and some Dahua firmware put the plate's colour first (蓝粤A12345).
+_PLATE_COLOURS = ("黄绿", "渐变绿", "蓝", "黄", "白", "黑", "绿")
+_WILDCARDS = frozenset("*?#")
 
 
 def plate_text(value: object) -> str | None:
-    """The plate as stored (NFKC, upper case, no separators), or None for a placeholder:
-    empty, a "no plate" word or anything holding 无 or 未 (no plate has either), only
-    punctuation, or only zeros after the province character."""
+    """The plate as stored (NFKC, upper case, no separators, no leading colour word), or None
+    for a placeholder: empty, a "no plate" word or anything holding 无/無, 未 or 失败 (no plate
+    has them), a partial read with wildcards (``粤A*****``), fewer than two letters or digits
+    (``京A``), or one character repeated (``0000000``, ``XXXXXXX``) after the province."""
     if not isinstance(value, str | int):
         return None
     text = unicodedata.normalize("NFKC", str(value)).strip().upper()
-    if "无" in text or "未" in text:
+    if any(mark in text for mark in NO_PLATE_MARKS):
         return None
     text = _PLATE_SEPARATORS.sub("", text)
-    if not text or not any(ch.isalnum() for ch in text) or text.strip("*?#") in NO_PLATE_WORDS:
+    for colour in _PLATE_COLOURS:
+        rest = text[len(colour) :]
+        if text.startswith(colour) and rest[:1] in PROVINCES and len(rest) >= 7:
+            text = rest
+            break
+    if not text or text.strip("*?#") in NO_PLATE_WORDS or _WILDCARDS & set(text):
+        return None
+    if sum(ch.isascii() and ch.isalnum() for ch in text) < 2:
         return None
     tail = text[1:] if not text[0].isascii() else text
-    if tail and set(tail) <= {"0"}:
+    if len(tail) > 2 and len(set(tail)) == 1:
         return None
     return text
 
@@ -792,6 +808,67 @@ def alphadigi(message: VendorMessage) -> list[Item]:
     base = {"v": 1, "id": ident, "device": message.device_id, "seq": UNNUMBERED, "ts": ts}
     # Vzenith's direction: 4 is a vehicle moving away from the camera (leaving).
     return [Adapted(_vehicle(message, base, credential, unlicensed, plate.get("direction")), local)]
+
+
+# --- ZKTeco (ADMS / iclock push protocol) -------------------------------------------------------
+
+# ATTLOG's verify mode -> our method (ZKTeco's push protocol: 0 password, 1 fingerprint, 2 card,
+# 15 face); other modes (palm, combinations) are stored as access.vendor with their number.
+ZKTECO_VERIFY = {0: "pin", 1: "fingerprint", 2: "card", 3: "pin", 4: "card", 15: "face"}
+_ZK_REQUEST = re.compile(r"\A\s*(GET|POST) (/iclock/\S*)(?: HTTP/\d\.\d)?\s*$", re.MULTILINE)
+
+
+@bridge_vendor("zkteco")
+def zkteco(message: VendorMessage) -> list[Item]:
+    """ZKTeco terminals' push protocol (ADMS, ``/iclock/…``), as the bridge received it: the
+    request line (``POST /iclock/cdata?SN=…&table=ATTLOG``) and its body, or the body alone.
+    ``ATTLOG`` lines (tab-separated PIN, local time, state, verify mode, work code) are
+    credential uses; ``getrequest`` polls are the terminal's heartbeat; other tables (OPERLOG,
+    BIODATA, …) are skipped and counted. Times carry no offset: read in the device's zone."""
+    text = message.text.replace("\r\n", "\n")
+    request = _ZK_REQUEST.match(text)
+    table = "ATTLOG"
+    serial = ""
+    if request:
+        path = request.group(2)
+        query = dict(
+            part.split("=", 1) for part in path.partition("?")[2].split("&") if "=" in part
+        )
+        serial = query.get("SN", "")
+        if "/getrequest" in path or ("/cdata" in path and "table" not in query):
+            return [Sighting("iclock poll")]  # the terminal polls for commands: alive
+        table = query.get("table", "").upper()
+        text = text[request.end() :]
+        if re.match(r"\s*[\w-]+: ", text):  # the request's headers, then a blank line
+            text = text.partition("\n\n")[2]
+    if table != "ATTLOG":
+        return [Skipped(_label(f"table {table[:24]}"))]
+    out: list[Item] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.strip("\r").split("\t")
+        try:
+            pin, when = fields[0].strip(), fields[1].strip()
+            ts, local = device_time(when, message.zone)
+        except (IndexError, AdapterError) as exc:
+            out.append(Rejected(f"ATTLOG line: {exc}", {"line": fields[:1] and "…"}))
+            continue
+        verify = _int(fields[3]) if len(fields) > 3 else None
+        method = ZKTECO_VERIFY.get(verify) if verify is not None else "card"
+        base = {"v": 1, "id": event_id("zkteco", message.device_id, serial, pin, when, verify),
+                "device": message.device_id, "seq": UNNUMBERED, "ts": ts}  # fmt: skip
+        prefix = "face" if method == "face" else "cred"
+        credential = message.reference(prefix, pin) if pin else f"{prefix}:unknown"
+        if method is None:
+            event: dict[str, Any] = {**base, "type": "access.vendor", "vendor": "zkteco",
+                                     "code": f"ATTLOG/verify={verify}", "granted": True,
+                                     "credential": credential}  # fmt: skip
+        else:
+            event = {**base, "type": "access.unlock", "door": "building", "method": method,
+                     "granted": True, "credential": credential}  # fmt: skip
+        out.append(Adapted(event, local))
+    return out
 
 
 # --- Frigate ------------------------------------------------------------------------------------
