@@ -99,6 +99,9 @@ class Sighting:
 
     what: str
     status: Mapping[str, bool] = field(default_factory=dict)
+    # False: the vendor says the device went away (Frigate's ``offline`` will): a status change
+    # to offline, not a sign of life.
+    online: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,17 @@ class Rejected:
     item: Any = None
 
 
-Item = Adapted | Sighting | Skipped | Rejected
+@dataclass(frozen=True, slots=True)
+class Retracted:
+    """A detection stored earlier is withdrawn (Frigate marked its tracked object a false
+    positive): the row with this ``event_id`` and ``ts`` is removed, with its counts."""
+
+    event_id: str
+    ts: str
+    why: str
+
+
+Item = Adapted | Sighting | Skipped | Rejected | Retracted
 
 
 class VendorAdapter(Protocol):
@@ -316,9 +329,9 @@ def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
         if match is None:
             return decode_text(payload, encoding), 0
         boundary = match.group(1).rstrip(b" \t").decode("latin-1")
-        head = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'
+        header = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'
         message = BytesParser(policy=HTTP).parsebytes(
-            head.encode("latin-1") + payload[match.start(1) - 2 :]
+            header.encode("latin-1") + payload[match.start(1) - 2 :]
         )
     texts: list[str] = []
     pictures = 0
@@ -883,7 +896,12 @@ FRIGATE_CLASSES = {
     "bicycle": "ebike",
     "fire": "fire",
     "smoke": "smoke",
+    "license_plate": "vehicle",  # a dedicated LPR camera tracks the plate itself
 }
+# What Frigate names a face it did not recognise (a sub_label or a face update's name).
+FRIGATE_UNKNOWN = frozenset({"unknown", "none", "null", ""})
+# tracked_object_update types that carry no detection (GenAI descriptions, audio, …).
+FRIGATE_IGNORED_UPDATES = frozenset({"description", "classification", "audio"})
 # Objects Frigate reads plates on (docs.frigate.video, License Plate Recognition).
 FRIGATE_PLATE_LABELS = frozenset({"car", "truck", "bus", "motorcycle", "license_plate"})
 _FRIGATE_ID_START = re.compile(r"^(\d{9,11}(?:\.\d+)?)-")
@@ -907,14 +925,30 @@ def frigate(message: VendorMessage) -> list[Item]:
     positives are not detections. On a vehicle, ``recognized_license_plate`` or a
     ``sub_label`` is a plate credential (never a face); on a person a ``sub_label`` is a face.
     The camera's zone becomes the detection's zone; images stay in Frigate."""
-    data = parse_json(message.text)
+    text = message.text.strip()
+    if text.lower() in ("online", "offline"):  # frigate/available, Frigate's will
+        online = text.lower() == "online"
+        return [Sighting("available", {"available": online}, online)]
+    data = parse_json(text)
+    if isinstance(data, int | float) and not isinstance(data, bool):
+        return [Skipped("object count")]  # frigate/<camera>/<label>: a count, not an object
     if not isinstance(data, dict):
         raise AdapterError("expected a JSON object")
     kind = data.get("type")
+    if kind is None and isinstance(data.get("service"), dict):
+        return [Sighting("stats")]  # frigate/stats, published every stats_interval
     if kind in ("new", "update", "end") and isinstance(data.get("after"), dict):
         after = data["after"]
         if after.get("false_positive"):
-            return [Skipped("false_positive")]
+            object_id = str(after.get("id") or "")
+            if not _FRIGATE_ID_START.match(object_id):
+                return [Skipped("false_positive")]
+            # Stored already if an earlier message of this track was a true positive.
+            began = device_time(_frigate_start(object_id, None), message.zone)[0]
+            return [Retracted(event_id("frigate", message.device_id, object_id), began,
+                              "false_positive")]  # fmt: skip
+        if "label" not in after and isinstance(after.get("data"), dict):
+            return [Skipped("review")]  # frigate/reviews: a summary of tracked objects
         label = after.get("label")
         cls = FRIGATE_CLASSES.get(str(label))
         if cls is None:
@@ -926,6 +960,8 @@ def frigate(message: VendorMessage) -> list[Item]:
         last = after.get("end_time") or after.get("frame_time") or start
         sub = after.get("sub_label")
         name = sub[0] if isinstance(sub, list) and sub else sub
+        if isinstance(name, str) and name.strip().lower() in FRIGATE_UNKNOWN:
+            name = None  # an unrecognised face is nobody's: never one shared identity
         zones = after.get("current_zones")
         if not isinstance(zones, list) or not zones:
             zones = [after.get("camera") or "none"]
@@ -958,8 +994,8 @@ def frigate(message: VendorMessage) -> list[Item]:
         return [Adapted(event)]
     if kind in ("face", "lpr"):
         value = data.get("name") if kind == "face" else data.get("plate")
-        if not value:
-            raise AdapterError(f"a {kind} update with nothing recognised")
+        if not value or (isinstance(value, str) and value.strip().lower() in FRIGATE_UNKNOWN):
+            return [Skipped(f"{kind} not recognised")]
         # The same tracked object as frigate/events: the same detection, whose credential
         # this adds (a partial update: it has no ``until``, so it changes nothing else).
         object_id = str(data.get("id") or "")
@@ -988,6 +1024,8 @@ def frigate(message: VendorMessage) -> list[Item]:
             if unlicensed:
                 event["unlicensed"] = True
         return [Adapted(event)]
+    if kind in FRIGATE_IGNORED_UPDATES:
+        return [Skipped(f"{kind} update")]
     raise AdapterError(f"Frigate message type {kind!r} is not mapped")
 
 

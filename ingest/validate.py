@@ -26,6 +26,7 @@ from devices.adapters import (
     Adapted,
     AdapterError,
     Rejected,
+    Retracted,
     Sighting,
     Skipped,
     VendorMessage,
@@ -177,6 +178,16 @@ class ConfigUpdate:
     replayed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Retraction:
+    """A bridged detection withdrawn by its vendor (a Frigate false positive): the events row
+    ``(event_id, ts)`` of ``device_id`` is deleted, and its hourly counts with it."""
+
+    device_id: str
+    event_id: UUID
+    ts: datetime
+
+
 class Verdict(NamedTuple):
     events: tuple[EventRow, ...] = ()
     refusals: tuple[Refusal, ...] = ()
@@ -187,6 +198,7 @@ class Verdict(NamedTuple):
     tracked: tuple[EventRow, ...] = ()
     sightings: tuple[Liveness, ...] = ()
     notes: tuple[str, ...] = ()
+    retracted: tuple[Retraction, ...] = ()  # bridged detections withdrawn (false positives)
 
 
 def _depth_exceeds(data: Any, limit: int) -> bool:
@@ -367,6 +379,8 @@ def _adapt_bridged(
     refusals: list[Refusal] = []
     sightings: list[Liveness] = []
     notes: list[str] = []
+    retracted: list[Retraction] = []
+    status: StatusChange | None = None
     for item in items:
         if isinstance(item, Adapted):
             try:
@@ -395,10 +409,17 @@ def _adapt_bridged(
                 tracked.append(row)
             else:
                 rows.append(row)
+        elif isinstance(item, Sighting) and not item.online:
+            # The vendor says the device went away: a status change, like a native LWT.
+            status = StatusChange(device_id, False, message.received_at, message.retain)
         elif isinstance(item, Sighting):
             sightings.append(
                 Liveness(device_id, message.received_at, dict(item.status), message.retain)
             )
+        elif isinstance(item, Retracted):
+            ts = datetime.fromisoformat(item.ts)
+            retracted.append(Retraction(device_id, UUID(item.event_id), ts))
+            notes.append(f"{topic.vendor} retracted {item.why}")
         elif isinstance(item, Skipped):
             notes.append(f"{topic.vendor} skipped {item.why}")
         elif isinstance(item, Rejected):
@@ -417,6 +438,8 @@ def _adapt_bridged(
         tracked=tuple(tracked),
         sightings=tuple(sightings),
         notes=tuple(notes),
+        retracted=tuple(retracted),
+        status=status,
     )
 
 

@@ -445,7 +445,7 @@ def test_a_frigate_track_is_one_detection_and_false_positives_none() -> None:
     false_positive = frigate_message("new", oid + "x", start, start + 1, false_positive=True)
     fp = bridged("frigate", "cam-frigate1", false_positive)
     assert fp.events == fp.tracked == fp.refusals == ()
-    assert fp.notes == ("frigate skipped false_positive",)
+    assert fp.notes == ("frigate retracted false_positive",) and len(fp.retracted) == 1
     dog = bridged("frigate", "cam-frigate1", frigate_message("new", oid, start, start, label="dog"))
     assert dog.events == dog.tracked == dog.refusals == ()
     assert dog.notes == ("frigate skipped label dog",)
@@ -607,8 +607,8 @@ def test_vendor_text_postgresql_cannot_hold_is_refused_by_name() -> None:
             "frame_time": start, "current_zones": ["lane\u0000x"]}  # fmt: skip
     verdict = bridged("frigate", "cam-frigate1", json.dumps({"type": "new", "after": body}))
     assert [r.reason.value for r in verdict.refusals] == ["unstorable_json"]
-    bad_code = bridged("dahua", "acc-dahua1",
-                       json.dumps({"Events": [{"Code": "X\u0000\udc00", "Data": {"UTC": start}}]}))  # fmt: skip
+    upload = {"Events": [{"Code": "X\u0000\udc00", "Data": {"UTC": start}}]}
+    bad_code = bridged("dahua", "acc-dahua1", json.dumps(upload))
     detail = bad_code.refusals[0].detail
     assert "\x00" not in detail and detail.encode("utf-8")
     assert bad_code.refusals[0].payload.decode("utf-8")  # storable, the surrogate escaped
