@@ -309,6 +309,7 @@ _REQUEST_LINE = re.compile(rb"\A\s*[A-Z]{3,7} \S+ HTTP/\d(?:\.\d)?\r?\n")
 _MULTIPART_HEADER = re.compile(rb"^content-type:\s*multipart/", re.IGNORECASE | re.MULTILINE)
 _PICTURE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 _TEXT_TYPES = ("text/", "application/json", "application/xml")
+_KEEPALIVES = frozenset({"heartbeat", "keepalive"})  # Dahua's bare keep-alive parts
 
 
 def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
@@ -355,8 +356,10 @@ def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
             texts.append(decode_text(body, part.get_content_charset() or encoding))
     if not texts:
         raise AdapterError(f"a multipart body with no text part ({pictures} pictures)")
-    if all(text.lstrip().startswith("Code=") for text in texts):
-        return "\n".join(text.strip() for text in texts), pictures  # Dahua: one event a part
+    if any(text.lstrip().startswith("Code=") for text in texts) and all(
+        text.lstrip().startswith("Code=") or text.strip().lower() in _KEEPALIVES for text in texts
+    ):  # Dahua's event stream: one event (or a keep-alive) a part
+        return "\n".join(text.strip() for text in texts), pictures
     return texts[0], pictures
 
 
@@ -653,7 +656,7 @@ DAHUA_VIDEO_STATUS = frozenset({"videoloss", "videoblind", "storagefailure", "ne
 DAHUA_MAPPED = frozenset({"AccessControl", "DoorStatus", *DAHUA_ALARMS, *DAHUA_PLATE_EVENTS})
 
 
-_DAHUA_RECORD = re.compile(r"^(?=Code=)", re.MULTILINE)
+_DAHUA_RECORD = re.compile(r"^(?=Code=|(?:heartbeat|keepalive)\s*$)", re.MULTILINE | re.I)
 
 
 def _dahua_records(text: str) -> list[str]:
@@ -679,9 +682,12 @@ def dahua(message: VendorMessage) -> list[Item]:
     text = message.text.strip()
     if text.lower() in DAHUA_HEARTBEATS:  # eventManager's keep-alive part is the bare word
         return [Sighting(text)]
-    if text.startswith("Code="):
+    if text.startswith("Code=") or text.partition("\n")[0].strip().lower() in DAHUA_HEARTBEATS:
         items: Any = []
         for record in _dahua_records(text):
+            if record.lower() in DAHUA_HEARTBEATS:
+                items.append({"Code": record})
+                continue
             try:
                 items.append(_dahua_line(record))
             except AdapterError as exc:  # one unreadable record: the others still count
