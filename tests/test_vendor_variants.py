@@ -325,3 +325,43 @@ def test_a_refused_multipart_post_keeps_no_name_card_or_picture() -> None:
         assert secret not in kept
     assert json.loads(kept)["pictures_dropped"] == 1
     assert reference("cred", KEY, "99887766").encode() in kept
+
+
+def test_a_refused_bridged_message_keeps_no_id_number_address_or_embedded_picture() -> None:
+    picture = "/9j/4AAQSkZJRgABAQ" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo" * 8  # base64 JPEG
+    hik = {"dateTime": "garbage", "eventType": "AccessControllerEvent", "AccessControllerEvent": {
+        "majorEventType": 5, "subEventType": 1, "cardNo": "8877665544",
+        "IDCardInfo": {"name": "孙八", "birth": "1990-01-02", "addr": "海珠区某村12号",
+                       "IDCardNo": "440105199001021234"},
+        "faceImage": picture, "snapshotBlob": picture}}  # fmt: skip
+    dahua = {"Events": [{"Code": "AccessControl", "Data": {
+        "UTC": "bad", "CitizenIDNo": "440105199001021234", "Address": "海珠区某村12号",
+        "Number": "7a087d0f"}}]}  # fmt: skip
+    plate = json.loads(alphadigi("粤A99999", sec="never"))
+    plate["AlarmInfoPlate"]["result"]["PlateResult"]["imageFile"] = picture
+    kept: dict[str, str] = {}
+    for vendor, device, body in [("hikvision", "acc-v1", hik), ("dahua", "acc-v1", dahua),
+                                 ("alphadigi", "gate-v1", plate)]:  # fmt: skip
+        [refused] = judged(vendor, device, json.dumps(body, ensure_ascii=False)).refusals
+        kept[vendor] = refused.payload.decode()
+        for secret in ("440105199001021234", "海珠区", "1990-01-02", "7a087d0f", picture[:40],
+                       "孙八", "8877665544", "粤A99999"):  # fmt: skip
+            assert secret not in kept[vendor], (vendor, secret)
+    # The same keyed reference accepted events would carry, so an operator can match them.
+    assert reference("cred", KEY, "440105199001021234") in kept["dahua"]
+    assert reference("plate", KEY, "粤A99999") in kept["alphadigi"]
+
+
+def test_unmapped_hikvision_alerts_are_vendor_events_on_readers_and_counted_on_cameras() -> None:
+    alert = {"dateTime": "2026-11-29T20:15:00+08:00", "eventType": "doorbellRinging",
+             "eventState": "active", "activePostCount": 2}  # fmt: skip
+    verdict = judged("hikvision", "acc-v1", json.dumps(alert))
+    [event] = payloads(verdict)
+    assert (event["type"], event["code"]) == ("access.vendor", "doorbellRinging/active")
+    assert verdict.notes == ("hikvision unmapped doorbellRinging/active",)
+    vmd = (
+        "<EventNotificationAlert><dateTime>2026-11-29T20:15:00+08:00</dateTime>"
+        "<eventType>VMD</eventType><eventState>active</eventState></EventNotificationAlert>"
+    )
+    motion = judged("hikvision", "cam-v1", vmd)
+    assert motion.refusals == () and motion.notes == ("hikvision skipped VMD active",)
