@@ -837,10 +837,19 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
 @bridge_vendor("alphadigi")
 def alphadigi(message: VendorMessage) -> list[Item]:
     """AlphaDigi/Vzenith ``AlarmInfoPlate`` (a vehicle gate camera read a plate, or read none:
-    unlicensed) and its comet-poll ``heartbeat`` object."""
-    data = parse_json(message.text)
+    unlicensed), its comet poll (a ``heartbeat`` object, or the form-encoded
+    ``device_name=…&serialno=…`` poll, whose password field is never kept), and its other
+    ``Alarm…`` pushes (IO inputs, serial data), skipped and counted."""
+    text = message.text.strip()
+    if not text.startswith(("{", "[")) and "serialno=" in text and "=" in text.split("&")[0]:
+        return [Sighting("heartbeat")]  # the HTTP comet poll, application/x-www-form-urlencoded
+    data = parse_json(text)
     if isinstance(data, dict) and any(str(k).lower() in ("heartbeat", "keepalive") for k in data):
         return [Sighting("heartbeat")]
+    if isinstance(data, dict) and "AlarmInfoPlate" not in data:
+        other = [str(k) for k in data if str(k).startswith("Alarm")]
+        if other:
+            return [Skipped(_label(other[0][:32]))]  # AlarmGioIn, AlarmSerialData, …
     try:
         info = data["AlarmInfoPlate"]
         plate = info["result"]["PlateResult"]

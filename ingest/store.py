@@ -222,7 +222,13 @@ WITH before AS (
 ), updated AS (
     UPDATE devices AS d SET
         last_seen = greatest(d.last_seen, %(at)s),
-        vendor_status = d.vendor_status || %(status)s::jsonb,
+        -- Flag by flag, the later report wins, whichever batch commits first.
+        vendor_status = d.vendor_status || coalesce((
+            SELECT jsonb_object_agg(n.key, n.value)
+            FROM jsonb_each(%(status)s::jsonb) AS n(key, value)
+            WHERE NOT d.vendor_status ? n.key
+               OR (n.value ->> 'at')::timestamptz
+                  >= (d.vendor_status -> n.key ->> 'at')::timestamptz), '{}'::jsonb),
         online = CASE WHEN d.status_changed_at IS NULL OR d.status_changed_at <= %(at)s
                       THEN true ELSE d.online END,
         status_changed_at = CASE

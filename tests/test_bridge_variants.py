@@ -188,3 +188,20 @@ def test_frigates_retained_availability_replayed_is_not_a_sighting(
     assert state == [(yesterday, False)]
     assert count(db, "SELECT count(*) FROM device_status_history") == 0
     publish(publisher, "vt/bridge/frigate/cam-frigate8", b"", retain=True)  # cleared
+
+
+def test_vendor_status_flags_keep_the_later_report_whatever_the_commit_order(db: str) -> None:
+    from ingest.store import store
+    from ingest.validate import Liveness
+
+    register(db)
+    t = now()
+    with psycopg.connect(db) as conn:
+        # Two writers: the later videoloss report (it ended) commits first, the earlier after.
+        store(conn, [], [], sightings=[Liveness("acc-hik8", t, {"videoloss": False})])
+        store(conn, [], [], sightings=[Liveness("acc-hik8", t - timedelta(seconds=5),
+                                                {"videoloss": True, "tamper": True})])  # fmt: skip
+    [(status,)] = rows(db, "SELECT vendor_status FROM devices WHERE device_id = 'acc-hik8'")
+    assert status["videoloss"]["active"] is False  # not undone by the older report
+    assert status["tamper"]["active"] is True  # what only the older one knew is kept
+    assert datetime.fromisoformat(status["heartbeat"]["at"]) == t

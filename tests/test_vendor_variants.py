@@ -365,3 +365,18 @@ def test_unmapped_hikvision_alerts_are_vendor_events_on_readers_and_counted_on_c
     )
     motion = judged("hikvision", "cam-v1", vmd)
     assert motion.refusals == () and motion.notes == ("hikvision skipped VMD active",)
+
+
+def test_plate_cameras_form_encoded_poll_is_a_heartbeat_and_io_pushes_are_counted() -> None:
+    poll = (
+        "device_name=IVS&ipaddr=192.168.1.100&port=80&user_name=admin&pass_wd=s3cret"
+        "&serialno=a1b2c3d4-e5f60718&channel_num=1"
+    )
+    verdict = judged("alphadigi", "gate-v1", poll)
+    assert len(verdict.sightings) == 1 and verdict.refusals == ()
+    gio = {
+        "AlarmGioIn": {"deviceName": "IVS", "result": {"TriggerResult": {"source": 0, "value": 1}}}
+    }
+    assert judged("alphadigi", "gate-v1", json.dumps(gio)).notes == (
+        "alphadigi skipped AlarmGioIn",
+    )
