@@ -528,7 +528,7 @@ def hikvision(message: VendorMessage) -> list[Item]:
     if event_type.lower() in HIK_VIDEO_STATUS:
         active = str(data.get("eventState", "active")).lower() == "active"
         return [Sighting(event_type, {event_type.lower(): active})]
-    if event_type.upper() == "ANPR" and isinstance(data.get("ANPR"), dict):
+    if isinstance(data.get("ANPR"), dict):  # ANPR, and ITS cameras' vehicleDetection
         return [_hik_anpr(message, data)]
     if "AccessControllerEvent" in data:
         event, when = data["AccessControllerEvent"], data.get("dateTime")
@@ -746,6 +746,12 @@ def dahua(message: VendorMessage) -> list[Item]:
     return out
 
 
+def _dahua_plate_bearing(code: str, d: dict[str, Any]) -> bool:
+    """Another ITC ``Traffic…`` event that carries a plate (TrafficCar.PlateNumber)."""
+    car = d.get("TrafficCar")
+    return code.startswith("Traffic") and isinstance(car, dict) and "PlateNumber" in car
+
+
 def _dahua_event(message: VendorMessage, item: Any) -> Item:
     if not isinstance(item, dict):
         raise AdapterError("an event is not an object")
@@ -760,7 +766,11 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
         return Sighting(code, {code.lower(): action.lower() != "stop"})
     seconds = d.get("RealUTC") or d.get("UTC")
     when = seconds if seconds is not None else d.get("LocaleTime") or d.get("Time")
-    if code not in DAHUA_MAPPED and (when is None or message.kind != "access"):
+    if (
+        code not in DAHUA_MAPPED
+        and not _dahua_plate_bearing(code, d)
+        and (when is None or message.kind != "access")
+    ):
         # An event the tables do not map, with no time to store it by, or from a camera or
         # gate (whose kinds have no generic event): understood as Dahua's, skipped, counted.
         return Skipped(_label(f"{code[:32] or '(no code)'} {action[:16]}".strip()))
@@ -775,7 +785,7 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
                          state)  # fmt: skip
         return Adapted({**base, "id": ident, "type": "access.door", "door": door,
                         "state": state}, local)  # fmt: skip
-    if code in DAHUA_PLATE_EVENTS:
+    if code in DAHUA_PLATE_EVENTS or _dahua_plate_bearing(code, d):
         car: dict[str, Any] = d["TrafficCar"] if isinstance(d.get("TrafficCar"), dict) else {}
         obj: dict[str, Any] = d["Object"] if isinstance(d.get("Object"), dict) else {}
         raw = car.get("PlateNumber") if "PlateNumber" in car else obj.get("Text")

@@ -380,3 +380,17 @@ def test_plate_cameras_form_encoded_poll_is_a_heartbeat_and_io_pushes_are_counte
     assert judged("alphadigi", "gate-v1", json.dumps(gio)).notes == (
         "alphadigi skipped AlarmGioIn",
     )
+
+
+def test_plate_reads_inside_other_event_types_are_plate_reads() -> None:
+    its = {"dateTime": "2026-11-29T20:15:00+08:00", "eventType": "vehicleDetection",
+           "eventState": "active", "UUID": "its-1",
+           "ANPR": {"licensePlate": "粤C·5N123", "direction": "reverse"}}  # fmt: skip
+    [passed] = payloads(judged("hikvision", "gate-v1", json.dumps(its, ensure_ascii=False)))
+    assert (passed["type"], passed["direction"]) == ("gate.pass", "out")
+    assert passed["credential"] == reference("plate", KEY, "粤C5N123")
+    itc = {"Code": "TrafficVehiclePosition", "Action": "Pulse", "Index": 0,
+           "Data": {"UTC": 1795954500, "EventID": 88,
+                    "TrafficCar": {"PlateNumber": "粤C5N123", "PlateColor": "Blue"}}}  # fmt: skip
+    [camera] = payloads(judged("dahua", "gate-v1", json.dumps(itc, ensure_ascii=False)))
+    assert camera["credential"] == passed["credential"]
