@@ -909,6 +909,8 @@ def zkteco(message: VendorMessage) -> list[Item]:
         text = text[request.end() :]
         if re.match(r"\s*[\w-]+: ", text):  # the request's headers, then a blank line
             text = text.partition("\n\n")[2]
+    if table == "RTLOG":
+        return [_zk_rtlog(message, serial, line) for line in text.splitlines() if line.strip()]
     if table != "ATTLOG":
         return [Skipped(_label(f"table {table[:24]}"))]
     out: list[Item] = []
@@ -937,6 +939,27 @@ def zkteco(message: VendorMessage) -> list[Item]:
                      "granted": True, "credential": credential}  # fmt: skip
         out.append(Adapted(event, local))
     return out
+
+
+def _zk_rtlog(message: VendorMessage, serial: str, line: str) -> Item:
+    """An access panel's real-time log line (``time=…\tpin=…\tevent=…\tverifytype=…``): kept
+    as ``access.vendor`` with ZKTeco's event number (its table is not mapped here)."""
+    fields = dict(part.split("=", 1) for part in line.strip().split("\t") if "=" in part)
+    try:
+        ts, local = device_time(fields.get("time"), message.zone)
+    except AdapterError as exc:
+        return Rejected(f"RTLOG line: {exc}")
+    pin = fields.get("pin", "").strip()
+    event: dict[str, Any] = {
+        "v": 1, "type": "access.vendor", "vendor": "zkteco",
+        "id": event_id("zkteco", message.device_id, serial, "rtlog", fields.get("index"),
+                       fields.get("time"), pin),
+        "device": message.device_id, "seq": UNNUMBERED, "ts": ts,
+        "code": f"rtlog/event={fields.get('event', '')[:16]}",
+    }  # fmt: skip
+    if pin and pin != "0":
+        event["credential"] = message.reference("cred", pin)
+    return Adapted(event, local)
 
 
 # --- Frigate ------------------------------------------------------------------------------------

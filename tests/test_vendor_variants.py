@@ -394,3 +394,14 @@ def test_plate_reads_inside_other_event_types_are_plate_reads() -> None:
                     "TrafficCar": {"PlateNumber": "粤C5N123", "PlateColor": "Blue"}}}  # fmt: skip
     [camera] = payloads(judged("dahua", "gate-v1", json.dumps(itc, ensure_ascii=False)))
     assert camera["credential"] == passed["credential"]
+
+
+def test_zkteco_access_panel_realtime_log_is_kept_with_its_event_number() -> None:
+    body = ("POST /iclock/cdata?SN=C3PANEL01&table=rtlog&Stamp=9 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "time=2026-11-29 20:15:00\tpin=1001\tcardno=3344\teventaddr=1\tevent=0\t"
+            "inoutstatus=0\tverifytype=4\tindex=17\r\n")  # fmt: skip
+    verdict = judged("zkteco", "acc-v1", body)
+    [event] = payloads(verdict)
+    assert (event["type"], event["code"]) == ("access.vendor", "rtlog/event=0")
+    assert event["credential"] == reference("cred", KEY, "1001")
+    assert verdict.notes == ("zkteco unmapped rtlog/event=0",)
