@@ -304,6 +304,8 @@ def decode_text(data: bytes, encoding: str | None = None) -> str:
 
 _BOUNDARY = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*--([^\r\n]{1,200})\r?\n")
 _HEADED = re.compile(rb"\A\s*content-type:\s*multipart/", re.IGNORECASE)
+# A boundary after a preamble ("This is a multi-part message…"): a ``--x`` line then a header.
+_PREAMBLED = re.compile(rb"(?:\r?\n)--([!-~][^\r\n]{0,199})\r?\n(?=[Cc]ontent-)")
 # A bridge that kept the whole HTTP request: ``POST /path HTTP/1.1`` and its headers.
 _REQUEST_LINE = re.compile(rb"\A\s*[A-Z]{3,7} \S+ HTTP/\d(?:\.\d)?\r?\n")
 _MULTIPART_HEADER = re.compile(rb"^content-type:\s*multipart/", re.IGNORECASE | re.MULTILINE)
@@ -320,13 +322,16 @@ def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
         head_end = re.search(rb"\r?\n\r?\n", payload)
         head = payload[: head_end.start()] if head_end else payload
         if not _MULTIPART_HEADER.search(head):
-            return decode_text(payload, encoding), 0  # the adapter reads the request line
+            if b" /iclock/" in payload[: request.end()]:
+                return decode_text(payload, encoding), 0  # ZKTeco's adapter reads its query
+            content = payload[head_end.end() :] if head_end else b""
+            return decode_text(content, encoding), 0
         payload = payload[request.end() :]  # the headers that follow are MIME headers
         message = BytesParser(policy=HTTP).parsebytes(payload)
     elif _HEADED.match(payload):  # the bridge kept the HTTP Content-Type header
         message = BytesParser(policy=HTTP).parsebytes(payload.lstrip())
     else:
-        match = _BOUNDARY.match(payload)
+        match = _BOUNDARY.match(payload) or _PREAMBLED.search(payload[:1024])
         if match is None:
             return decode_text(payload, encoding), 0
         boundary = match.group(1).rstrip(b" \t").decode("latin-1")

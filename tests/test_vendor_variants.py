@@ -79,8 +79,16 @@ PICTURE = (b'Content-Disposition: form-data; name="Picture"; filename="Picture.j
         multipart([(b'Content-Disposition: form-data; name="AccessControllerEvent";'
                     b' filename="AccessControllerEvent.json"\r\nContent-Type: application/json',
                     HIK_JSON.encode()), PICTURE]),
+        # A MIME preamble before the first boundary.
+        b"This is a multi-part message in MIME format.\r\n"
+        + multipart([(b'Content-Disposition: form-data; name="event_log"\r\n'
+                      b'Content-Type: application/json; charset="UTF-8"', HIK_JSON.encode()),
+                     PICTURE], b"----WebKitFormBoundary7MA4YWxkTrZu0gW"),
+        # A request kept whole whose body is the JSON alone (its picture counted by the device).
+        b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\r\n"
+        + HIK_JSON.encode(),
     ],
-    ids=["request-line-kept", "json-part-named-as-a-file"],
+    ids=["request-line-kept", "json-part-named-as-a-file", "preamble", "request-line-json-body"],
 )  # fmt: skip
 def test_a_multipart_post_in_other_wrappings_is_read(payload: bytes) -> None:
     verdict = judged("hikvision", "acc-v1", payload)
