@@ -1107,7 +1107,7 @@ def frigate(message: VendorMessage) -> list[Item]:
             if unlicensed:
                 event["unlicensed"] = True
         return [Adapted(event)]
-    if kind in FRIGATE_IGNORED_UPDATES:
+    if isinstance(kind, str) and kind in FRIGATE_IGNORED_UPDATES:
         return [Skipped(f"{kind} update")]
     raise AdapterError(f"Frigate message type {kind!r} is not mapped")
 

@@ -711,11 +711,21 @@ _json = st.recursive(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    vendor=st.sampled_from(["hikvision", "dahua", "alphadigi", "frigate"]),
+    vendor=st.sampled_from(["hikvision", "dahua", "alphadigi", "frigate", "zkteco"]),
     payload=st.one_of(
         _json.map(lambda d: json.dumps(d, allow_nan=True).encode()),
         st.binary(max_size=200),
         _json.map(lambda d: ("Code=AccessControl;action=Pulse;data=" + json.dumps(d)).encode()),
+        # ZKTeco's push protocol: a request line, then tab-separated lines of anything.
+        st.tuples(
+            st.sampled_from(["ATTLOG", "rtlog", "OPERLOG", ""]),
+            st.lists(st.lists(st.text(max_size=20), max_size=6), max_size=4),
+        ).map(
+            lambda t: (
+                f"POST /iclock/cdata?SN=Z1&table={t[0]}\r\n\r\n"
+                + "\r\n".join("\t".join(f) for f in t[1])
+            ).encode("utf-8", "replace")
+        ),
     ),
     retain=st.booleans(),
 )
@@ -724,6 +734,7 @@ def test_judge_returns_for_anything_on_a_bridge_topic(
 ) -> None:
     device = {"alphadigi": "gate-plate1", "frigate": "cam-frigate1"}.get(vendor, "acc-hik1")
     verdict = bridged(vendor, device, payload, retain=retain)
+    assert all("Error:" not in refusal.detail for refusal in verdict.refusals), verdict.refusals
     for refusal in verdict.refusals:
         assert refusal.reason.value and refusal.detail.encode("utf-8")
         assert "\x00" not in refusal.detail
