@@ -521,10 +521,26 @@ HIK_VIDEO_STATUS = ("videoloss", "shelteralarm", "videomismatch", "badvideo")
 @bridge_vendor("hikvision")
 def hikvision(message: VendorMessage) -> list[Item]:
     """ISAPI event notifications (``AccessControllerEvent``, ``heartBeat``, ``videoloss`` and the
-    other video-status alarms, ``ANPR``), as JSON or XML, and ``AcsEvent`` search items."""
+    other video-status alarms, ``ANPR``), as JSON or XML, and ``AcsEvent`` search items (one,
+    or a whole ``AcsEvent.InfoList`` search result, each item judged on its own)."""
     data = structured(message.text)
     if isinstance(data, dict) and isinstance(data.get("EventNotificationAlert"), dict):
         data = data["EventNotificationAlert"]
+    search = data.get("AcsEvent") if isinstance(data, dict) else None
+    if isinstance(search, dict) and isinstance(search.get("InfoList"), list):
+        out: list[Item] = []
+        for info in search["InfoList"]:
+            try:
+                if not isinstance(info, dict):
+                    raise AdapterError("an InfoList item is not an object")
+                out.extend(_hikvision_event(message, info))
+            except AdapterError as exc:
+                out.append(Rejected(str(exc), info))
+        return out
+    return _hikvision_event(message, data)
+
+
+def _hikvision_event(message: VendorMessage, data: Any) -> list[Item]:
     if not isinstance(data, dict):
         raise AdapterError("expected a JSON object")
     event_type = str(data.get("eventType") or "")

@@ -413,3 +413,19 @@ def test_zkteco_access_panel_realtime_log_is_kept_with_its_event_number() -> Non
     assert (event["type"], event["code"]) == ("access.vendor", "rtlog/event=0")
     assert event["credential"] == reference("cred", KEY, "1001")
     assert verdict.notes == ("zkteco unmapped rtlog/event=0",)
+
+
+def test_a_whole_hikvision_acsevent_search_result_is_judged_item_by_item() -> None:
+    result = {"AcsEvent": {"searchID": "s1", "responseStatusStrg": "OK", "numOfMatches": 3,
+                           "totalMatches": 3, "InfoList": [
+        {"major": 5, "minor": 38, "time": "2026-11-29T20:15:00+08:00", "cardReaderNo": 1,
+         "doorNo": 1, "employeeNoString": "E1", "name": "钱七", "serialNo": 501},
+        {"major": 5, "minor": 23, "time": "2026-11-29T20:16:00+08:00", "doorNo": 1,
+         "serialNo": 502},
+        {"major": 5, "minor": 75, "time": "not a time", "employeeNoString": "E2", "name": "孙八"},
+    ]}}  # fmt: skip
+    verdict = judged("hikvision", "acc-v1", json.dumps(result, ensure_ascii=False))
+    got = [(e["type"], e.get("method") or e.get("cause")) for e in payloads(verdict)]
+    assert got == [("access.unlock", "fingerprint"), ("access.door", "exit_button")]
+    [refused] = verdict.refusals
+    assert "孙八" not in refused.payload.decode() and b"E2" not in refused.payload
