@@ -204,7 +204,8 @@ def plate_text(value: object) -> str | None:
     """The plate as stored (NFKC, upper case, no separators, no leading colour word), or None
     for a placeholder: empty, a "no plate" word or anything holding 无/無, 未 or 失败 (no plate
     has them), a partial read with wildcards (``粤A*****``), fewer than two letters or digits
-    (``京A``), or one character repeated (``0000000``, ``XXXXXXX``) after the province."""
+    (``京A``), or one character repeated (``0000000``, ``XXXXXXX``) after the province, or
+    only zeros after the province and city letter (``粤A00000``)."""
     if not isinstance(value, str | int):
         return None
     text = unicodedata.normalize("NFKC", str(value)).strip().upper()
@@ -223,6 +224,8 @@ def plate_text(value: object) -> str | None:
     tail = text[1:] if not text[0].isascii() else text
     if len(tail) > 2 and len(set(tail)) == 1:
         return None
+    if not text[0].isascii() and len(tail) > 3 and set(tail[1:]) == {"0"}:
+        return None  # 粤A00000: the province and city letter, then nothing read
     return text
 
 

@@ -230,7 +230,7 @@ def test_a_camera_motion_code_without_data_is_skipped_and_counted() -> None:
 @pytest.mark.parametrize(
     "placeholder",
     ["無牌車", "未識別", "车牌识别失败", "粤A*****", "???????", "京A", "XXXXXXX", "Unlicensed",
-     "车牌号码未知", "新能源", "粤0000000"],
+     "车牌号码未知", "新能源", "粤0000000", "粤A00000", "NO_PLATE", "  "],
 )  # fmt: skip
 def test_more_no_plate_placeholders_give_no_credential(placeholder: str) -> None:
     assert plate_text(placeholder) is None
