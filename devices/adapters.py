@@ -1085,6 +1085,8 @@ def frigate(message: VendorMessage) -> list[Item]:
             event["snapshot"] = event["track"]
         if label in FRIGATE_PLATE_LABELS:
             plate = after.get("recognized_license_plate") or name
+            if isinstance(plate, list):  # [plate, score], as sub_label is [name, score]
+                plate = plate[0] if plate else None
             if plate:
                 credential, unlicensed = message.plate(plate)
                 if credential:

@@ -429,3 +429,13 @@ def test_a_whole_hikvision_acsevent_search_result_is_judged_item_by_item() -> No
     assert got == [("access.unlock", "fingerprint"), ("access.door", "exit_button")]
     [refused] = verdict.refusals
     assert "孙八" not in refused.payload.decode() and b"E2" not in refused.payload
+
+
+def test_a_frigate_plate_given_with_its_score_is_still_the_plate() -> None:
+    start = 1795954500.25
+    after = {"id": f"{start}-c9", "camera": "gate", "label": "car", "start_time": start,
+             "frame_time": start + 1, "false_positive": False,
+             "recognized_license_plate": ["粤B 12345", 0.93]}  # fmt: skip
+    [car] = payloads(judged("frigate", "cam-v1", json.dumps({"type": "update", "after": after},
+                                                            ensure_ascii=False)))  # fmt: skip
+    assert car["credential"] == reference("plate", KEY, "粤B12345") and "unlicensed" not in car
