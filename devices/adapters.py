@@ -518,7 +518,9 @@ HIK_DOOR: dict[int, tuple[str, str | None]] = {
 }  # fmt: skip
 HIK_ALARMS = {0x1B: "forced_open", 0x1C: "held_open"}
 HIK_IGNORED = {0x18: "exit button released"}
-HIK_VIDEO_STATUS = ("videoloss", "shelteralarm", "videomismatch", "badvideo")
+# Device and video health alerts (ISAPI eventType, lower case): status flags, not events.
+HIK_VIDEO_STATUS = ("videoloss", "shelteralarm", "videomismatch", "badvideo", "tamperdetection",
+                    "diskfull", "diskerror", "nicbroken", "ipconflict")  # fmt: skip
 
 
 @bridge_vendor("hikvision")
@@ -706,7 +708,9 @@ DAHUA_ALARMS = {"DoorNotClosed": "held_open", "BreakIn": "forced_open"}
 DAHUA_HEARTBEATS = frozenset({"heartbeat", "keepalive"})
 # Dahua ITC plate cameras' events (a plate in Data.TrafficCar.PlateNumber or Data.Object.Text).
 DAHUA_PLATE_EVENTS = frozenset({"TrafficJunction", "TrafficParkingSpaceParking", "TrafficGate"})
-DAHUA_VIDEO_STATUS = frozenset({"videoloss", "videoblind", "storagefailure", "netabort"})
+DAHUA_VIDEO_STATUS = frozenset({"videoloss", "videoblind", "storagefailure", "netabort",
+                                "storagenotexist", "storagelowspace", "ipconflict",
+                                "videoabnormal", "powerfault"})  # fmt: skip
 DAHUA_MAPPED = frozenset({"AccessControl", "DoorStatus", *DAHUA_ALARMS, *DAHUA_PLATE_EVENTS})
 
 

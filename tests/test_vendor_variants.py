@@ -439,3 +439,15 @@ def test_a_frigate_plate_given_with_its_score_is_still_the_plate() -> None:
     [car] = payloads(judged("frigate", "cam-v1", json.dumps({"type": "update", "after": after},
                                                             ensure_ascii=False)))  # fmt: skip
     assert car["credential"] == reference("plate", KEY, "粤B12345") and "unlicensed" not in car
+
+
+def test_device_health_alerts_are_status_flags_not_events() -> None:
+    disk = {"dateTime": "2026-11-29T20:15:00+08:00", "eventType": "diskfull",
+            "eventState": "active", "channelID": 1}  # fmt: skip
+    verdict = judged("hikvision", "acc-v1", json.dumps(disk))
+    assert [dict(s.status) for s in verdict.sightings] == [{"diskfull": True}]
+    assert verdict.events == () and verdict.refusals == ()
+    stream = "Code=StorageLowSpace;action=Start;index=0\nCode=NetAbort;action=Stop;index=0\n"
+    dahua = judged("dahua", "acc-v1", stream)
+    assert [dict(s.status) for s in dahua.sightings] == [{"storagelowspace": True},
+                                                         {"netabort": False}]  # fmt: skip
