@@ -167,7 +167,7 @@ class Ingester:
         self._community = False
         # The first retention pass runs a minute after start, not while catching up.
         self._maintained_at = time.monotonic() - self.options.maintenance_interval_s + 60
-        self._swept_at = 0.0
+        self._swept_at = time.monotonic()  # the first check a quarter of the silence after start
         self.totals = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
         self.metrics.since_commit.set_function(lambda: time.monotonic() - self._last_commit)
 
@@ -512,7 +512,7 @@ class Ingester:
         """Bridged devices whose vendor heartbeats stopped go offline (store.mark_silent_offline),
         checked every quarter of ``bridge_silence_s``."""
         silence = self.options.bridge_silence_s
-        if time.monotonic() - self._swept_at < silence / 4:
+        if self.stopping.is_set() or time.monotonic() - self._swept_at < silence / 4:
             return
         self._swept_at = time.monotonic()
         try:
