@@ -320,6 +320,7 @@ _KEEPALIVES = frozenset({"heartbeat", "keepalive"})  # Dahua's bare keep-alive p
 def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
     """(text, pictures): a ``multipart/form-data`` body gives its first non-image part, and
     the number of image parts (whose bytes are dropped); anything else is decoded whole."""
+    preamble = b""
     request = _REQUEST_LINE.match(payload)
     if request:
         head_end = re.search(rb"\r?\n\r?\n", payload)
@@ -337,12 +338,15 @@ def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
         match = _BOUNDARY.match(payload) or _PREAMBLED.search(payload[:1024])
         if match is None:
             return decode_text(payload, encoding), 0
+        preamble = payload[: match.start()].strip()
         boundary = match.group(1).rstrip(b" \t").decode("latin-1")
         header = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'
         message = BytesParser(policy=HTTP).parsebytes(
             header.encode("latin-1") + payload[match.start(1) - 2 :]
         )
     texts: list[str] = []
+    if preamble.startswith(b"Code="):  # a Dahua stream cut mid-part: its first record
+        texts.append(decode_text(preamble, encoding))
     pictures = 0
     parts = message.iter_parts() if message.is_multipart() else ()
     for part in parts:
@@ -717,9 +721,14 @@ DAHUA_MAPPED = frozenset({"AccessControl", "DoorStatus", *DAHUA_ALARMS, *DAHUA_P
 _DAHUA_RECORD = re.compile(r"^(?=Code=|(?:heartbeat|keepalive)\s*$)", re.MULTILINE | re.I)
 
 
+_STRAY_BOUNDARY = re.compile(r"^--\S+\s*$", re.MULTILINE)
+
+
 def _dahua_records(text: str) -> list[str]:
     """eventManager's text split into its ``Code=…`` records: a record's ``data={…}`` may span
-    lines (firmware pretty-prints it), so records start at a line beginning with ``Code=``."""
+    lines (firmware pretty-prints it), so records start at a line beginning with ``Code=``.
+    A stray ``--myboundary`` line (a stream cut at a part's end) is dropped."""
+    text = _STRAY_BOUNDARY.sub("", text)
     return [part.strip() for part in _DAHUA_RECORD.split(text) if part.strip()]
 
 

@@ -451,3 +451,18 @@ def test_device_health_alerts_are_status_flags_not_events() -> None:
     dahua = judged("dahua", "acc-v1", stream)
     assert [dict(s.status) for s in dahua.sightings] == [{"storagelowspace": True},
                                                          {"netabort": False}]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ["\r\n\r\n--myboundary\r\n",  # cut at the next part's boundary
+     "\r\n--myboundary\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nHeartbeat\r\n"],
+    ids=["trailing-boundary", "next-part-follows"],
+)  # fmt: skip
+def test_a_dahua_stream_cut_mid_part_keeps_its_first_record(tail: str) -> None:
+    record = (
+        'Code=AccessControl;action=Pulse;index=0;data={"UserID":"1001","UTC":1795954500,"Method":1}'
+    )
+    verdict = judged("dahua", "acc-v1", record + tail)
+    assert verdict.refusals == ()
+    assert verdict.events[0].credential_ref == reference("cred", KEY, "1001")
