@@ -281,11 +281,11 @@ def device_time(value: object, zone: tzinfo) -> tuple[str, bool]:
 
 
 def decode_text(data: bytes, encoding: str | None = None) -> str:
-    """Text from bytes: a UTF-8 BOM is dropped; ``encoding`` when given, else UTF-8, else
-    GB18030 (which reads GBK and GB2312). Raises AdapterError when none fits."""
+    """Text from bytes: a UTF-8 BOM is dropped; a UTF-16 BOM, or the NULs of ASCII-led UTF-16
+    without one, select UTF-16; else ``encoding`` when given, else UTF-8, else GB18030 (which
+    reads GBK and GB2312). Raises AdapterError when none fits."""
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-        encoding = "utf-8"
+        data = data[len(codecs.BOM_UTF8) :]  # then detected as usual: tools prepend it blindly
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         encoding = "utf-16"  # Windows-side bridges; the codec reads and drops the BOM
     elif len(data) >= 4 and not encoding and data[1] == 0 and data[3] == 0 and data[0]:

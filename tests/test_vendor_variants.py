@@ -466,3 +466,8 @@ def test_a_dahua_stream_cut_mid_part_keeps_its_first_record(tail: str) -> None:
     verdict = judged("dahua", "acc-v1", record + tail)
     assert verdict.refusals == ()
     assert verdict.events[0].credential_ref == reference("cred", KEY, "1001")
+
+
+def test_a_bom_before_gbk_text_is_dropped_and_the_text_still_detected() -> None:
+    verdict = judged("alphadigi", "gate-v1", b"\xef\xbb\xbf" + alphadigi("粤A12345").encode("gbk"))
+    assert verdict.events[0].credential_ref == reference("plate", KEY, "粤A12345")
