@@ -920,6 +920,7 @@ def alphadigi(message: VendorMessage) -> list[Item]:
 # ATTLOG's verify mode -> our method (ZKTeco's push protocol: 0 password, 1 fingerprint, 2 card,
 # 15 face); other modes (palm, combinations) are stored as access.vendor with their number.
 ZKTECO_VERIFY = {0: "pin", 1: "fingerprint", 2: "card", 3: "pin", 4: "card", 15: "face"}
+_ZK_SPACED = re.compile(r"(\S+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s*(.*)")
 _ZK_REQUEST = re.compile(r"\A\s*(GET|POST) (/iclock/\S*)(?: HTTP/\d\.\d)?\s*$", re.MULTILINE)
 
 
@@ -955,6 +956,9 @@ def zkteco(message: VendorMessage) -> list[Item]:
         if not line.strip():
             continue
         fields = line.strip("\r").split("\t")
+        spaced = _ZK_SPACED.match(line.strip()) if len(fields) == 1 else None
+        if spaced:  # tabs turned to spaces on the way (a copy-paste or a proxy's log format)
+            fields = [spaced.group(1), spaced.group(2), *spaced.group(3).split()]
         try:
             pin, when = fields[0].strip(), fields[1].strip()
             ts, local = device_time(when, message.zone)

@@ -471,3 +471,9 @@ def test_a_dahua_stream_cut_mid_part_keeps_its_first_record(tail: str) -> None:
 def test_a_bom_before_gbk_text_is_dropped_and_the_text_still_detected() -> None:
     verdict = judged("alphadigi", "gate-v1", b"\xef\xbb\xbf" + alphadigi("粤A12345").encode("gbk"))
     assert verdict.events[0].credential_ref == reference("plate", KEY, "粤A12345")
+
+
+def test_zkteco_attendance_lines_with_spaces_for_tabs() -> None:
+    verdict = judged("zkteco", "acc-v1", "78979877 2026-11-29 20:15:00 0 15 0")
+    [event] = payloads(verdict)
+    assert event["method"] == "face" and event["credential"] == reference("face", KEY, "78979877")
