@@ -335,6 +335,9 @@ def _bridge_refusal(
     )
 
 
+_PICTURES = (b"\xff\xd8\xff", b"\x89PNG\r\n", b"GIF87a", b"GIF89a")  # JPEG, PNG, GIF
+
+
 @lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
@@ -357,6 +360,10 @@ def _adapt_bridged(
         if message.retain or not message.payload:
             return Verdict()  # a cleared retained message (see _judge)
         raise _Refuse(Reason.VENDOR_FORMAT, f"{topic.vendor}: an empty payload", device_id)
+    if message.payload.startswith(_PICTURES):
+        # A picture alone (Frigate's <camera>/<label>/snapshot, forwarded by a bridge that
+        # subscribes to everything): no event, and its bytes are never kept.
+        return Verdict(notes=(f"{topic.vendor} skipped picture",))
     zone_name = device.time_zone or limits.time_zone
     try:
         zone = _zone(zone_name)

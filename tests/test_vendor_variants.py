@@ -477,3 +477,9 @@ def test_zkteco_attendance_lines_with_spaces_for_tabs() -> None:
     verdict = judged("zkteco", "acc-v1", "78979877 2026-11-29 20:15:00 0 15 0")
     [event] = payloads(verdict)
     assert event["method"] == "face" and event["credential"] == reference("face", KEY, "78979877")
+
+
+def test_a_bare_picture_on_a_bridge_topic_is_skipped_and_not_kept() -> None:
+    verdict = judged("frigate", "cam-v1", JPEG)
+    assert verdict.refusals == () and verdict.events == ()
+    assert verdict.notes == ("frigate skipped picture",)
