@@ -36,6 +36,7 @@ from psycopg.conninfo import make_conninfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import queries
+from ingest import derived_tables
 from mapping.db import load_village, read_units
 from mapping.generate import generate
 from villagetwin.migrate import migrate
@@ -53,7 +54,7 @@ GENERATE = """
 WITH picked AS (
     SELECT n, now() - random() * interval '14 days' AS ts, random() AS r,
            1 + floor(random() * %(units)s)::int AS i
-    FROM generate_series(%(first)s, %(last)s) AS n
+    FROM generate_series(%(first)s::int8, %(last)s::int8) AS n
 )
 INSERT INTO events (ts, received_at, stored_at, event_id, device_id, seq, kind, building_id,
                     unit_id, credential_ref, payload)
@@ -71,19 +72,9 @@ SELECT p.ts, p.ts, p.ts, gen_random_uuid(),
 FROM picked p JOIN bench_units u USING (i)
 """
 
+# The derived tables come from their one definition (ingest/derived_tables.py), as
+# `villagetwin derive rebuild` computes them; then what the replay needs.
 DERIVE = [
-    """INSERT INTO building_hourly (building_id, hour, kind, events)
-       SELECT coalesce(building_id, ''), time_bucket(interval '1 hour', ts), kind, count(*)
-       FROM events GROUP BY 1, 2, 3""",
-    """INSERT INTO village_hourly (hour, kind, events)
-       SELECT hour, kind, sum(events) FROM building_hourly GROUP BY 1, 2""",
-    """INSERT INTO unit_daily_credentials
-       SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts), max(ts),
-              count(*)
-       FROM events WHERE unit_id IS NOT NULL AND credential_ref IS NOT NULL GROUP BY 1, 2, 3""",
-    """INSERT INTO device_latest
-       SELECT DISTINCT ON (device_id) device_id, ts, received_at, kind, seq, payload
-       FROM events ORDER BY device_id, ts DESC""",
     # Four availability changes per device per day: what the replay draws devices from.
     """INSERT INTO device_status_history (device_id, at, online)
        SELECT d.device_id, now() - (n * interval '6 hours') - random() * interval '5 hours',
@@ -116,9 +107,40 @@ def generate_events(dsn: str, units: int, events: int, say: Callable[[str], None
             conn.execute(GENERATE, {"first": first, "last": last, "units": units})
             rate = last / (time.monotonic() - started)
             say(f"  {last:,} events ({rate:,.0f}/s)")
+        derived_tables.rebuild(conn, datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC")))
         for statement in DERIVE:
             conn.execute(statement)
     say(f"generated and derived in {time.monotonic() - started:.0f}s")
+
+
+def _sessions(dsn: str) -> dict[str, Any]:
+    """An admin's and a one-grid inspector's connections as the dashboard's role."""
+    password = "bench password 1"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT grid_code FROM buildings GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()
+        grid = str(row[0]) if row else ""
+        for name, role, grids in (
+            ("bench-admin", "admin", []),
+            ("bench-insp", "inspector", [grid]),
+        ):
+            conn.execute(
+                "INSERT INTO app_users (username, role, grids) VALUES (%s, %s, %s)"
+                " ON CONFLICT (username) DO UPDATE SET grids = EXCLUDED.grids",
+                (name, role, grids),
+            )
+            conn.execute("SELECT vt_set_password(%s, %s)", (name, password))
+    found: dict[str, Any] = {"grid": grid}
+    for who, name in (("admin", "bench-admin"), ("inspector", "bench-insp")):
+        c = psycopg.connect(make_conninfo(dsn, user="vt_dashboard"), autocommit=True)
+        row = c.execute(
+            "SELECT token FROM vt_sign_in(%s, %s, 'bench', '30 minutes')", (name, password)
+        ).fetchone()
+        assert row and row[0], f"{name} could not sign in"
+        c.execute("SELECT set_config('vt.session', %s, false)", (row[0],))
+        found[who] = c
+    return found
 
 
 def main() -> None:
@@ -253,7 +275,31 @@ def main() -> None:
             ("devices: latest per device", "device_latest", timed(latest, args.repeat), 100),
             ("devices: latest per device", "raw events (baseline)", timed(latest_raw, 3), None),
         ]
+        # Row-level security (issue 14): the same pages as the dashboard's role, signed in as
+        # an admin (policies short-circuit) and as an inspector of one grid, beside the owner.
+        owner = conn
+        sessions = _sessions(dsn)
+        grid_buildings = [r[0] for r in owner.execute(
+            "SELECT building_id FROM buildings WHERE grid_code = %s", (sessions["grid"],)
+        )]  # fmt: skip
+        all_buildings = buildings
+        rls_rows = []
+        for who in ("owner", "admin", "inspector"):
+            conn = owner if who == "owner" else sessions[who]
+            buildings = grid_buildings if who == "inspector" else all_buildings
+            rls_rows.append((who, "live overview", timed(overview, args.repeat)))
+            rls_rows.append((who, "building inspector", timed(inspector, args.repeat)))
+        conn = owner
+        buildings = all_buildings
+        for c in (sessions["admin"], sessions["inspector"]):
+            c.close()
         conn.close()
+        print()
+        print("row-level security: each page's queries as the table owner (no policies) and as")
+        print("the dashboard's role signed in; p50 / p95 ms and p50 ratio to the owner's")
+        base = {page: p50 for who, page, (p50, _) in rls_rows if who == "owner"}
+        for who, page, (p50, p95) in rls_rows:
+            print(f"{who:<10} {page:<20} {p50:8.1f} {p95:8.1f}   x{p50 / base[page]:.2f}")
         print()
         print(f"{args.events:,} events, large village; each page's queries, milliseconds")
         print(f"{'page':<28} {'answered from':<24} {'p50':>8} {'p95':>8} {'target':>8}")

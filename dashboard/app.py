@@ -16,11 +16,11 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, inspection, queries
-from dashboard.auth import User, authenticate
+from dashboard import actions, inspection, pool, queries
+from dashboard.auth import Refused, User, bind, sign_in
+from dashboard.safe import csv_bytes, md
 from dashboard.settings import DashboardSettings
-from mapping import db as village_db
-from mapping import layers
+from mapping import db as village_db, layers
 
 METRICS = {
     "events": "近期事件 recent events",
@@ -44,21 +44,17 @@ THEMES = {
 }
 
 
-@st.cache_resource(show_spinner=False)
-def _connection(dsn: str) -> psycopg.Connection:
-    return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-
-
 def _conn(dsn: str) -> psycopg.Connection:
-    conn = _connection(dsn)
-    if conn.closed or conn.broken:
-        _connection.clear()
-        conn = _connection(dsn)
-    return conn
+    """The signed-in user's own connection, carrying their session token: the database
+    decides what it returns (row-level security, migration 0061). Stops the page and shows
+    the sign-in form when the session has timed out, here or in the database."""
+    _still_signed_in()
+    return _session_conn(DashboardSettings(dashboard_dsn=dsn))
 
 
 @st.cache_data(ttl=300, show_spinner="正在加载村庄 Loading the village…")
-def _village(dsn: str) -> dict[str, Any]:
+def _village(dsn: str, token: str = "") -> dict[str, Any]:
+    """What the user may see of the village; cached per session token, never shared."""
     conn = _conn(dsn)
     return {
         "buildings": village_db.read_buildings(conn),
@@ -161,10 +157,12 @@ def _building_panel(
     settings: DashboardSettings, buildings: gpd.GeoDataFrame, building_id: str
 ) -> None:
     row = buildings.loc[buildings.building_id == building_id].iloc[0]
-    st.subheader(f"{row.address} · {building_id}")
-    st.write(
-        f"{int(row.storeys)} 层 storeys · 业主 landlord: {mask_text(row.landlord)}"
-        f" · 网格 grid: {row.grid_code or '—'}"
+    st.subheader(md(f"{row.address} · {building_id}"))
+    st.markdown(
+        md(
+            f"{int(row.storeys)} 层 storeys · 业主 landlord: {mask_text(row.landlord)}"
+            f" · 网格 grid: {row.grid_code or '—'}"
+        )
     )
     events = queries.building_events(_conn(settings.reader_dsn()), building_id)
     if events.empty:
@@ -185,7 +183,7 @@ def mask_text(name: object) -> str:
 def overview_page(settings: DashboardSettings, user: User) -> None:
     st.title("城中村三维地图 · Village map")
     try:
-        village = _village(settings.reader_dsn())
+        village = _village(settings.reader_dsn(), _token())
     except psycopg.OperationalError as exc:
         st.error(f"无法连接数据库 Cannot reach the database: {exc}")
         return
@@ -225,7 +223,7 @@ def inspector_page(settings: DashboardSettings, user: User) -> None:
     st.title("楼栋检查 · Building inspector")
     try:
         conn = _conn(settings.reader_dsn())
-        buildings = _village(settings.reader_dsn())["buildings"]
+        buildings = _village(settings.reader_dsn(), _token())["buildings"]
     except psycopg.OperationalError as exc:
         st.error(f"无法连接数据库 Cannot reach the database: {exc}")
         return
@@ -248,7 +246,13 @@ def inspector_page(settings: DashboardSettings, user: User) -> None:
             else mine
         )
     if choices.empty:
-        st.info("没有匹配的楼栋 No building matches.")
+        # The database returns only the buildings of the user's grids, so a building of
+        # another grid is not found: refused without saying whether it exists.
+        st.error(
+            "无权查看或不存在 Not allowed or not found: no building matching"
+            f" {md(query) if by.startswith('地址') else ''} in your grids"
+            f" ({', '.join(user.grids) if user.role == 'inspector' else 'all'})."
+        )
         return
     labels = dict(zip(choices.building_id, choices.address, strict=True))
     building_id = st.selectbox(
@@ -266,7 +270,7 @@ def inspector_page(settings: DashboardSettings, user: User) -> None:
 
 def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, row: Any) -> None:
     building_id = str(row.building_id)
-    st.subheader(f"{row.address} · {building_id}")
+    st.subheader(md(f"{row.address} · {building_id}"))
     units = village_db.read_units(conn, building_id)
     registered = queries.registered_tenants(conn, building_id)
     observed = queries.observed_credentials(conn, building_id, settings.observation_days)
@@ -278,7 +282,7 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
     cols[1].metric("单元 Units", len(units))
     cols[2].metric("登记租户 Registered", len(registered))
     cols[3].metric("异常 Discrepancies", len(issues))
-    st.write(f"业主 Landlord: {mask_text(row.landlord)} · 网格 Grid: {row.grid_code or '—'}")
+    st.markdown(md(f"业主 Landlord: {mask_text(row.landlord)} · 网格 Grid: {row.grid_code or '—'}"))
     if issues:
         st.markdown("#### 异常 Discrepancies")
         flagged = pd.DataFrame(
@@ -291,7 +295,7 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
             inspection.AFTER_TENANCY: "退租后仍使用 used after the tenancy ended",
         }
         st.markdown(
-            "\n".join(f"- **{d.unit_id}** {names[d.kind]}: {d.detail}" for d in issues[:50])
+            "\n".join(f"- **{md(d.unit_id)}** {names[d.kind]}: {md(d.detail)}" for d in issues[:50])
         )
     st.markdown(f"#### 单元 Units (门禁观察 observed over {settings.observation_days} days)")
     st.dataframe(table, hide_index=True, use_container_width=True)
@@ -300,20 +304,7 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
         registered.drop(columns=["credential_ref"]), hide_index=True, use_container_width=True
     )
     with st.expander("查看完整身份信息 Reveal one record (audited)"):
-        if registered.empty:
-            st.caption("无租户 No tenants.")
-        else:
-            person = st.selectbox("人员 Person", registered.person_id.tolist(), key="reveal-person")
-            reason = st.text_input("理由 Reason (required)", key="reveal-reason")
-            if st.button("查看 Reveal", key="reveal"):
-                if len(reason.strip()) < 4:
-                    st.error("请说明理由 State a reason of at least 4 characters.")
-                else:
-                    found = actions.reveal_person(
-                        _session_conn(settings), user.username, person, reason
-                    )
-                    if found:
-                        st.success(f"{found[0]} · {found[1]} · {found[2]} (已记录审计 audited)")
+        _reveal_form(conn, registered, row)
     st.markdown("#### 检查记录 Past inspections")
     past = queries.inspections(conn, building_id)
     if past.empty:
@@ -332,7 +323,6 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
             else:
                 actions.record_inspection(
                     _session_conn(settings),
-                    user.username,
                     building_id,
                     date.today(),
                     findings.strip(),
@@ -351,7 +341,7 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
     left, right = st.columns(2)
     left.download_button(
         "导出 CSV",
-        table.assign(building_id=building_id).to_csv(index=False).encode("utf-8-sig"),
+        csv_bytes(table.assign(building_id=building_id)),
         file_name=f"{building_id}-report.csv",
         mime="text/csv",
     )
@@ -363,10 +353,39 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
     )
 
 
+def _reveal_form(conn: psycopg.Connection, registered: pd.DataFrame, row: Any) -> None:
+    """One person (a tenant or the landlord), a reason category and a reason of real content;
+    the database checks all of it, the grid and the hourly limit, and audits before it
+    returns anything."""
+    people = {p: f"{p} · 租户 tenant" for p in registered.person_id}
+    landlord = getattr(row, "landlord_id", None)
+    if isinstance(landlord, str) and landlord:
+        people[landlord] = f"{landlord} · 业主 landlord"
+    if not people:
+        st.caption("无租户 No tenants.")
+        return
+    person = st.selectbox("人员 Person", list(people), format_func=people.__getitem__,
+                          key="reveal-person")  # fmt: skip
+    categories: dict[str, str] = dict(
+        conn.execute("SELECT category, label FROM reveal_categories").fetchall()
+    )
+    category = st.selectbox("理由类别 Reason category", list(categories),
+                            format_func=categories.__getitem__, key="reveal-category")  # fmt: skip
+    reason = st.text_input("理由 Reason (required)", key="reveal-reason")
+    if st.button("查看 Reveal", key="reveal"):
+        try:
+            found = actions.reveal_person(conn, str(person), str(category), reason)
+        except (psycopg.errors.RaiseException, psycopg.errors.InsufficientPrivilege) as exc:
+            st.error(f"拒绝 Refused: {exc.diag.message_primary}")
+            return
+        if found:
+            st.success(md(f"{found[0]} · {found[1]} · {found[2]} (已记录审计 audited)"))
+
+
 def replay_page(settings: DashboardSettings, user: User) -> None:
     st.title("回放 · Replay a day")
     conn = _conn(settings.reader_dsn())
-    village = _village(settings.reader_dsn())
+    village = _village(settings.reader_dsn(), _token())
     days_ago = st.selectbox(
         "日期 Day", list(range(0, 14)),
         format_func=lambda d: (date.today() - timedelta(days=d)).isoformat(),
@@ -398,7 +417,7 @@ def replay_page(settings: DashboardSettings, user: User) -> None:
 def events_page(settings: DashboardSettings, user: User) -> None:
     st.title("事件 · Events")
     conn = _conn(settings.reader_dsn())
-    village = _village(settings.reader_dsn())
+    village = _village(settings.reader_dsn(), _token())
     cols = st.columns(4)
     hours = cols[0].selectbox("时间 Within", [1, 6, 24, 72, 168], format_func=lambda h: f"{h} h")
     kinds = cols[1].multiselect("类型 Kinds", KINDS)
@@ -425,7 +444,7 @@ def _plain_map(settings: DashboardSettings, village: dict[str, Any], layer: Any,
 def devices_page(settings: DashboardSettings, user: User) -> None:
     st.title("设备 · Devices")
     conn = _conn(settings.reader_dsn())
-    village = _village(settings.reader_dsn())
+    village = _village(settings.reader_dsn(), _token())
     table = queries.devices_page(conn)
     cols = st.columns(3)
     cols[0].metric("在线 Online", int((table.online == True).sum()))  # noqa: E712
@@ -478,9 +497,9 @@ def incidents_page(settings: DashboardSettings, user: User) -> None:
         if st.form_submit_button("更新 Update"):
             try:
                 moved = actions.move_incident(
-                    _session_conn(settings), user.username, str(chosen), str(status), assignee
+                    _session_conn(settings), str(chosen), str(status), assignee
                 )
-            except ValueError as exc:
+            except (ValueError, psycopg.errors.RaiseException) as exc:
                 st.error(str(exc))
             else:
                 if moved:
@@ -495,35 +514,85 @@ def _incident_label(incidents: pd.DataFrame, incident_id: str) -> str:
 
 
 def audit_page(settings: DashboardSettings, user: User) -> None:
+    """The full audit log, filtered by user, action, time and person, exportable. Admins
+    only: the page says so, and the database returns no row to anyone else."""
     st.title("审计日志 · Audit log")
     if user.role != "admin":
         st.error("仅管理员 Admins only.")
         return
-    log = queries.audit_log(_conn(settings.reader_dsn()), limit=200)
-    st.table(log)
+    conn = _conn(settings.reader_dsn())
+    cols = st.columns(4)
+    who = cols[0].text_input("用户 User", key="audit-user")
+    action = cols[1].selectbox(
+        "操作 Action", [None, *queries.audit_actions(conn)], format_func=lambda a: a or "— all —"
+    )
+    days = cols[2].selectbox("时间 Within", [1, 7, 30, 365, 3650], index=1,
+                             format_func=lambda d: f"{d} 天 days")  # fmt: skip
+    person = cols[3].text_input("人员 Person (subject)", key="audit-person")
+    log = queries.audit_log_filtered(
+        conn, who.strip() or None, action, timedelta(days=int(days or 7)), person.strip() or None
+    )
+    st.caption(f"{len(log)} 条 rows (最新 newest first, at most 5,000)")
+    st.dataframe(log, hide_index=True, use_container_width=True)
+    st.download_button(
+        "导出 CSV Export", csv_bytes(log), file_name="audit-log.csv", mime="text/csv"
+    )
 
 
 # --- sign-in --------------------------------------------------------------------------------
 
 
 def _session_conn(settings: DashboardSettings) -> psycopg.Connection:
-    """The signed-in user's own connection, for their writes and reveals."""
-    conn = st.session_state.get("conn")
-    if conn is None or conn.closed or conn.broken:
-        conn = psycopg.connect(settings.reader_dsn(), autocommit=True, connect_timeout=5)
-        st.session_state["conn"] = conn
+    """The signed-in user's connection for their writes and reveals, carrying their session
+    token: this page view's, lent by the pool (dashboard/pool.py) and given back when the view
+    ends, where the pool's ``DISCARD ALL`` drops the token."""
+    conn = pool.lent(settings.reader_dsn(), settings)
+    user: User | None = st.session_state.get("user")
+    if user is not None:
+        bind(conn, user.token)
     return conn
+
+
+def _token() -> str:
+    user: User | None = st.session_state.get("user")
+    return user.token if user else ""
+
+
+def _timed_out() -> None:
+    st.session_state.clear()
+    st.session_state["timed_out"] = True
+    st.rerun(scope="app")
+
+
+def _still_signed_in() -> None:
+    """Inside auto-refreshing fragments too: past the idle timeout nothing more is read."""
+    if "user" not in st.session_state:
+        return
+    idle = time.monotonic() - st.session_state.get("seen", 0.0)
+    if idle > st.session_state.get("timeout_s", 0.0):
+        _timed_out()
+
+
+def _client_address() -> str:
+    """The browser's address, as the reverse proxy forwards it or as Streamlit saw it."""
+    forwarded = st.context.headers.get("X-Forwarded-For")
+    if isinstance(forwarded, str) and forwarded.strip():
+        return forwarded.split(",")[0].strip()
+    seen = st.context.ip_address
+    return seen if isinstance(seen, str) and seen else "unknown"
 
 
 def _signed_in(settings: DashboardSettings) -> User | None:
     user: User | None = st.session_state.get("user")
-    now = time.monotonic()
     if user is not None:
-        idle = now - st.session_state.get("seen", now)
-        if idle <= settings.session_timeout_minutes * 60:
-            st.session_state["seen"] = now
-            return user
-        st.session_state.clear()
+        _still_signed_in()
+        try:  # a user action: the database restarts the session's idle clock, if still live
+            _session_conn(settings).execute("SELECT vt_session_touch()")
+        except psycopg.errors.InvalidAuthorizationSpecification:
+            _timed_out()
+        st.session_state["seen"] = time.monotonic()
+        return user
+    if st.session_state.pop("timed_out", False):
         st.warning("会话已超时，请重新登录 Session timed out: sign in again.")
     with st.form("login"):
         st.markdown("### 登录 Sign in")
@@ -532,17 +601,30 @@ def _signed_in(settings: DashboardSettings) -> User | None:
         submitted = st.form_submit_button("登录 Sign in")
     if submitted:
         try:
-            found = authenticate(_conn(settings.reader_dsn()), username, password)
+            found = start_session(settings, username, password)
         except psycopg.OperationalError as exc:
             st.error(f"无法连接数据库 Cannot reach the database: {exc}")
             return None
-        if found is None:
-            st.error("用户名或密码错误 Wrong username or password.")
+        if isinstance(found, Refused):
+            st.error(found.message)
             return None
-        st.session_state["user"] = found
-        st.session_state["seen"] = now
         st.rerun()
     return None
+
+
+def start_session(settings: DashboardSettings, username: str, password: str) -> User | Refused:
+    """Sign in through the database and keep the user, their connection and their idle clock
+    in this browser session (the sign-in form calls it; so do page tests)."""
+    idle = timedelta(minutes=settings.session_timeout_minutes)
+    conn = psycopg.connect(settings.reader_dsn(), autocommit=True, connect_timeout=5)
+    found = sign_in(conn, username, password, _client_address(), idle)
+    conn.close()  # later statements go through the pool (_session_conn), carrying the token
+    if isinstance(found, Refused):
+        return found
+    st.session_state["user"] = found
+    st.session_state["seen"] = time.monotonic()
+    st.session_state["timeout_s"] = idle.total_seconds()
+    return found
 
 
 def _bound(page: Any, settings: DashboardSettings, user: User) -> Any:
@@ -553,14 +635,16 @@ def _bound(page: Any, settings: DashboardSettings, user: User) -> Any:
     return run
 
 
+@pool.returns_lent_connections
 def main() -> None:
     settings = DashboardSettings()
     st.set_page_config(page_title="villagetwin · 城中村三维地图", page_icon="🏘", layout="wide")
     user = _signed_in(settings)
     if user is None:
         return
-    st.sidebar.caption(f"{user.username} · {user.role}")
+    st.sidebar.caption(md(f"{user.username} · {user.role}"))
     if st.sidebar.button("退出 Sign out"):
+        _session_conn(settings).execute("SELECT vt_sign_out()")
         st.session_state.clear()
         st.rerun()
 

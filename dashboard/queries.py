@@ -183,13 +183,33 @@ def audit_log(conn: psycopg.Connection, limit: int = 500) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["at", "username", "action", "subject", "reason"])
 
 
-def app_user(conn: psycopg.Connection, username: str) -> tuple[str, str, list[str]] | None:
-    row = conn.execute(
-        "SELECT role, password_hash, grids FROM app_users"
-        " WHERE username = %s AND disabled_at IS NULL",
-        (username,),
-    ).fetchone()
-    return (row[0], row[1], list(row[2])) if row else None
+def audit_actions(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT DISTINCT action FROM audit_log ORDER BY 1")]
+
+
+def audit_log_filtered(
+    conn: psycopg.Connection,
+    username: str | None,
+    action: str | None,
+    within: timedelta,
+    subject: str | None,
+    limit: int = 5000,
+) -> pd.DataFrame:
+    """Audit rows newest first, filtered by user, action, age and subject (person, account or
+    address). Only admins get rows: the database filters the rest (row-level security)."""
+    rows = conn.execute(
+        "SELECT at, username, action, subject, category, reason, address FROM audit_log"
+        " WHERE at > now() - %(within)s"
+        " AND (%(user)s::text IS NULL OR username = %(user)s)"
+        " AND (%(action)s::text IS NULL OR action = %(action)s)"
+        " AND (%(subject)s::text IS NULL OR subject = %(subject)s)"
+        " ORDER BY at DESC LIMIT %(limit)s",
+        {"within": within, "user": username, "action": action, "subject": subject,
+         "limit": limit},
+    ).fetchall()  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["at", "username", "action", "subject", "category", "reason", "address"]
+    )
 
 
 _DAY_START = """

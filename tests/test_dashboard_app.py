@@ -8,20 +8,20 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from support import ROOT
 
-from dashboard.auth import hash_password
 from mapping.db import load_village
 from mapping.generate import generate
 
 APP = str(ROOT / "dashboard" / "app.py")
-PASSWORD = "correct horse battery"
+PASSWORD = "correct horse battery staple"
 
 
 def add_user(db: str, username: str, role: str, grids: list[str] | None = None) -> None:
     with psycopg.connect(db) as conn:
         conn.execute(
-            "INSERT INTO app_users (username, role, password_hash, grids) VALUES (%s, %s, %s, %s)",
-            (username, role, hash_password(PASSWORD), grids or []),
+            "INSERT INTO app_users (username, role, grids) VALUES (%s, %s, %s)",
+            (username, role, grids or []),
         )
+        conn.execute("SELECT vt_set_password(%s, %s)", (username, PASSWORD))
 
 
 def signed_in(db: str, monkeypatch: pytest.MonkeyPatch, username: str) -> AppTest:
@@ -41,6 +41,7 @@ def village_db(db: str) -> str:
         load_village(conn, generate(seed=2, size="small"))
     add_user(db, "admin", "admin")
     add_user(db, "insp", "inspector", ["LH-G01"])
+    add_user(db, "manager", "manager")
     return db
 
 
@@ -97,12 +98,21 @@ def test_an_unreachable_database_is_an_error_not_a_traceback(
     assert "Cannot reach the database" in app.error[0].value
 
 
-def page_script(dsn: str, page: str) -> None:
+def page_script(
+    dsn: str, page: str, username: str = "manager", password: str = "correct horse battery staple"
+) -> None:
+    import streamlit as st
+
     from dashboard import app
     from dashboard.auth import User
     from dashboard.settings import DashboardSettings
 
-    getattr(app, page)(DashboardSettings(db_dsn=dsn), User("manager", "manager", ()))
+    settings = DashboardSettings(db_dsn=dsn)
+    if "user" not in st.session_state:
+        app.start_session(settings, username, password)
+    user = st.session_state["user"]
+    assert isinstance(user, User), user
+    getattr(app, page)(settings, user)
 
 
 @pytest.mark.parametrize(
