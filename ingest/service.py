@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -189,6 +189,7 @@ class Ingester:
         self._community = False
         # The first retention pass runs a minute after start, not while catching up.
         self._maintained_at = time.monotonic() - self.options.maintenance_interval_s + 60
+        self._swept_at = time.monotonic()  # the first check a quarter of the silence after start
         self.totals = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
         self.metrics.since_commit.set_function(lambda: time.monotonic() - self._last_commit)
         # Robustness (issue 11): writers that die or stall are seen, and no device's dead
@@ -544,12 +545,16 @@ class Ingester:
                         return
                     if maintains and self._maintenance_due():
                         self._maintain(db)
+                    if maintains:
+                        self._sweep_silent(db)
                     continue
                 if batch is None:
                     return
                 self._watch.busy(name, time.monotonic())
                 try:
                     self._commit(batch, db)
+                    if maintains:
+                        self._sweep_silent(db)
                 finally:
                     self._watch.idle(name)
         except BaseException:  # logged with its traceback, counted, and the process stops
@@ -588,6 +593,7 @@ class Ingester:
                         direct=time.monotonic() >= self._staging_until,
                         tracked=batch.tracked,
                         sightings=batch.sightings,
+                        retracted=batch.retracted,
                     )
             except Exception as exc:
                 if is_conflict(exc) and conflicts < self.options.conflict_retries:
@@ -717,6 +723,22 @@ class Ingester:
         except psycopg.Error as exc:
             self._reader.drop()
             log.warning("database not reachable at start (%s); will keep retrying", exc)
+
+    def _sweep_silent(self, db: _Connection) -> None:
+        """Bridged devices whose vendor heartbeats stopped go offline (store.mark_silent_offline),
+        checked every quarter of ``bridge_silence_s``."""
+        silence = self.options.bridge_silence_s
+        if self.stopping.is_set() or time.monotonic() - self._swept_at < silence / 4:
+            return
+        self._swept_at = time.monotonic()
+        try:
+            gone = store.mark_silent_offline(db.get(), timedelta(seconds=silence))
+        except psycopg.Error as exc:
+            db.drop()
+            log.warning("silent-device check failed (%s); will try again", exc)
+            return
+        if gone:
+            log.info("silent for %.0f s, marked offline: %s", silence, ", ".join(gone[:20]))
 
     def _maintenance_due(self) -> bool:
         return time.monotonic() - self._maintained_at > self.options.maintenance_interval_s
