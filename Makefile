@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup setup-services demo test lint typecheck pytest docs clean
+.PHONY: setup setup-services demo test lint typecheck pytest docs clean lock check-newest
 
 setup:  ## install system packages, TimescaleDB, .venv; start and migrate local services
 	@bash scripts/install-system.sh
@@ -29,6 +29,20 @@ typecheck:
 pytest:
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+lock:  ## after changing dependencies in pyproject.toml: re-resolve uv.lock
+	uv lock
+
+# The newest versions pyproject.toml allows, in their own venv (uv.lock untouched), through
+# lint, types and the tests (PYTEST_ARGS to pick some): run it weekly, or before `uv lock
+# --upgrade`, to learn early what a new release breaks.
+check-newest:
+	uv venv -q --allow-existing .venv-newest
+	uv pip install -q --python .venv-newest/bin/python --upgrade --resolution highest -e '.[dev]'
+	uv lock --upgrade --dry-run  # what would change in uv.lock
+	.venv-newest/bin/ruff check . && .venv-newest/bin/ruff format --check .
+	.venv-newest/bin/mypy
+	.venv-newest/bin/pytest $(PYTEST_ARGS)
+
 clean:
 	-$(BIN)/villagetwin broker stop
-	rm -rf .state test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .state test-artifacts .pytest_cache .mypy_cache .ruff_cache .venv-newest

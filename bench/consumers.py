@@ -3,10 +3,13 @@
 - ``bare``: paho draining the messages with automatic acks and no database: the client's
   ceiling on this machine.
 - ``bare-bulk``: the same with the ingester's own paho client (bulk reads).
+- ``bare-VARIANT``: that client changed by one of ``bench/client_variants.py``'s variants
+  (``lean``, ``slicer``, ``dispatch``): what each piece is worth.
 - ``naive``: what most MQTT-to-database services do: one ``INSERT`` per event, autocommit,
   inside paho's ``on_message``.
 
-Usage: python bench/consumers.py bare|bare-bulk|naive HOST PORT CLIENT_ID DSN EXPECTED_MESSAGES
+Usage: python bench/consumers.py MODE HOST PORT CLIENT_ID DSN EXPECTED_MESSAGES
+       (MODE: bare, bare-bulk, bare-VARIANT of bench/client_variants.py, or naive)
        python bench/consumers.py publish HOST PORT RATE SECONDS DEVICE...
 
 A consumer exits once it has handled EXPECTED_MESSAGES (or on SIGTERM) and prints its count
@@ -124,10 +127,12 @@ def main() -> None:
         first_last[1] = time.time()
         counts["messages"] += 1
 
-    if mode == "bare-bulk":
+    if mode.startswith("bare-"):
+        from bench.client_variants import VARIANTS
         from ingest.mqtt_client import BulkClient
 
-        client: mqtt.Client = BulkClient(
+        cls = {"bulk": BulkClient, **VARIANTS}[mode.removeprefix("bare-")]
+        client: mqtt.Client = cls(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
         )
     else:

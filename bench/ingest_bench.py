@@ -3,6 +3,7 @@ by side in one run on the same broker and database, so the ratios hold on a nois
 
     .venv/bin/python bench/ingest_bench.py            # full run, a few minutes
     .venv/bin/python bench/ingest_bench.py --quick    # smaller loads
+    .venv/bin/python bench/ingest_bench.py --quick --clients   # the paho clients only, twice
 
 Baselines: stock paho draining with no database (the client's ceiling the issue names), the
 same with the ingester's own paho client (``ingest/mqtt_client.py``: bulk reads and acks), and
@@ -210,7 +211,7 @@ class Bench:
         )
 
     def ours(
-        self, client_id: str, log: Path, share_group: str | None = None
+        self, client_id: str, log: Path, share_group: str | None = None, variant: str = ""
     ) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
@@ -221,8 +222,14 @@ class Bench:
         }
         if share_group:
             env["VT_INGEST__SHARE_GROUP"] = share_group
+        # A variant runs the ingester with a bench-only paho client (bench/client_variants.py).
+        start = (
+            [str(ROOT / "bench" / "ingest_with.py"), variant]
+            if variant
+            else ["-m", "villagetwin.cli"]
+        )
         return subprocess.Popen(
-            [sys.executable, "-m", "villagetwin.cli", "ingest"],
+            [sys.executable, *start, "ingest"],
             env=env,
             cwd=ROOT,
             stdout=log.open("ab"),
@@ -261,11 +268,13 @@ def drain_baseline(b: Bench, mode: str, lines: dict[str, list[str]], events: int
     return events / b.commit_span()
 
 
-def drain_ours(b: Bench, lines: dict[str, list[str]], events: int, ingesters: int = 1) -> float:
+def drain_ours(
+    b: Bench, lines: dict[str, list[str]], events: int, ingesters: int = 1, variant: str = ""
+) -> float:
     tag = uuid.uuid4().hex[:6]
     logs = [b.work / f"ours-{tag}-{i}.log" for i in range(ingesters)]
     group = f"g{tag}" if ingesters > 1 else None
-    procs = [b.ours(f"vt-bench-{tag}-{i}", log, group) for i, log in enumerate(logs)]
+    procs = [b.ours(f"vt-bench-{tag}-{i}", log, group, variant) for i, log in enumerate(logs)]
     for log in logs:
         wait_log(log, "subscription active", 1)
     for p in procs:
@@ -273,7 +282,7 @@ def drain_ours(b: Bench, lines: dict[str, list[str]], events: int, ingesters: in
         p.wait()
     b.clear()
     b.preload(lines)
-    procs = [b.ours(f"vt-bench-{tag}-{i}", log, group) for i, log in enumerate(logs)]
+    procs = [b.ours(f"vt-bench-{tag}-{i}", log, group, variant) for i, log in enumerate(logs)]
     while b.committed() == 0:  # CPU use is measured from the first commit, not from start-up
         time.sleep(0.01)
     b.start_busy()
@@ -375,6 +384,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller loads (about a minute)")
+    parser.add_argument(
+        "--clients",
+        action="store_true",
+        help="only the paho clients: stock paho, ours and its bench/client_variants.py (no"
+        " database), and the ingester with ours and with variants; each twice, interleaved",
+    )
     args = parser.parse_args()
     # Per device, 10 devices: a few seconds of draining each, so start-up and the last
     # partial batch do not dominate. The naive ingester drains a fifth (its rate is steady).
@@ -413,6 +428,14 @@ def main() -> None:
             "naive: INSERT per event, autocommit",
         )
         one, two = "villagetwin ingester", "villagetwin, 2 ingesters shared"
+        variants: list[tuple[str | int, str]] = [
+            ("bare-lean", "ours without its PUBLISH parser"),
+            ("bare-slicer", "ours + the removed packet slicer"),
+            ("bare-dispatch", "ours + the removed dispatch"),
+            (1, one),
+            ("ours-lean", "villagetwin ingester without PUBLISH parser"),
+            ("ours-slicer", "villagetwin ingester + removed slicer"),
+        ]
 
         def say(msg: str) -> None:
             print(msg, file=sys.stderr, flush=True)
@@ -428,17 +451,49 @@ def main() -> None:
             runs: list[tuple[str, str | int]] = [
                 (bare, "bare"), (bulk, "bare-bulk"), (naive, "naive"), (one, 1), (two, 2)
             ]  # fmt: skip
+            if args.clients:
+                clients = [(bare, "bare"), (bulk, "bare-bulk")]
+                clients += [(who, kind) for kind, who in variants]
+                runs = clients + [(f"{who} (again)", kind) for who, kind in clients]
             for who, kind in runs:
                 say(f"  {who} …")
                 if kind == "naive":
                     fifth = {d: rows[: len(rows) // 5] for d, rows in lines.items()}
                     rate = drain_baseline(b, kind, fifth, events // 5)
+                elif isinstance(kind, str) and kind.startswith("ours-"):
+                    rate = drain_ours(b, lines, events, 1, kind.removeprefix("ours-"))
                 elif isinstance(kind, str):
                     rate = drain_baseline(b, kind, lines, events)
                 else:
                     rate = drain_ours(b, lines, events, kind)
                 rows.append((shape, who, rate, b.busy))
 
+        def table() -> None:
+            print()
+            print(
+                f"{'messages':<18} {'ingester':<46} {'events/s':>10} {'vs bare':>8} {'vs naive':>9}"
+                f" {'CPU busy':>9}"
+            )
+            for shape in ("single events", "100-event batches"):
+                base = {r[1]: (r[2], r[3]) for r in rows if r[0] == shape}
+                for who, (rate, busy) in base.items():
+                    stock = base[f"{bare} (again)" if who.endswith("(again)") else bare][0]
+                    vs_naive = f"{rate / base[naive][0]:>9.2f}" if naive in base else f"{'':>9}"
+                    print(
+                        f"{shape:<18} {who:<46} {rate:>10,.0f} {rate / stock:>8.2f}"
+                        f" {vs_naive} {busy:>9.0%}"
+                    )
+                if args.clients:
+                    continue
+                print(
+                    f"{shape:<18} {'2 ingesters / 1 ingester':<46}"
+                    f" {base[two][0] / base[one][0]:>10.2f}"
+                )
+
+        if args.clients:
+            table()
+            print("(vs bare: against stock paho's run in the same round)")
+            return
         say("[latency] offered 2k/s and 5k/s …")
         lat = {
             ("villagetwin", 2000): latency(b, "ours", 2000, lat_seconds),
@@ -456,21 +511,7 @@ def main() -> None:
         say(f"[memory] draining a backlog of {batch_events} events in 100-event batches …")
         batch_rss = peak_rss_draining_backlog(b, batch_backlog, batch_events)
 
-        print()
-        print(
-            f"{'messages':<18} {'ingester':<38} {'events/s':>10} {'vs bare':>8} {'vs naive':>9}"
-            f" {'CPU busy':>9}"
-        )
-        for shape in ("single events", "100-event batches"):
-            base = {r[1]: (r[2], r[3]) for r in rows if r[0] == shape}
-            for who, (rate, busy) in base.items():
-                print(
-                    f"{shape:<18} {who:<38} {rate:>10,.0f} {rate / base[bare][0]:>8.2f}"
-                    f" {rate / base[naive][0]:>9.2f} {busy:>9.0%}"
-                )
-            print(
-                f"{shape:<18} {'2 ingesters / 1 ingester':<38} {base[two][0] / base[one][0]:>10.2f}"
-            )
+        table()
         print(
             "(CPU busy: the whole machine's, both cores, while that consumer drained; for ours"
             " from its first commit)"

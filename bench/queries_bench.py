@@ -36,6 +36,7 @@ from psycopg.conninfo import make_conninfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import queries
+from ingest import derived_tables
 from mapping.db import load_village, read_units
 from mapping.generate import generate
 from villagetwin.migrate import migrate
@@ -53,7 +54,7 @@ GENERATE = """
 WITH picked AS (
     SELECT n, now() - random() * interval '14 days' AS ts, random() AS r,
            1 + floor(random() * %(units)s)::int AS i
-    FROM generate_series(%(first)s, %(last)s) AS n
+    FROM generate_series(%(first)s::int8, %(last)s::int8) AS n
 )
 INSERT INTO events (ts, received_at, stored_at, event_id, device_id, seq, kind, building_id,
                     unit_id, credential_ref, payload)
@@ -71,19 +72,9 @@ SELECT p.ts, p.ts, p.ts, gen_random_uuid(),
 FROM picked p JOIN bench_units u USING (i)
 """
 
+# The derived tables come from their one definition (ingest/derived_tables.py), as
+# `villagetwin derive rebuild` computes them; then what the replay needs.
 DERIVE = [
-    """INSERT INTO building_hourly (building_id, hour, kind, events)
-       SELECT coalesce(building_id, ''), time_bucket(interval '1 hour', ts), kind, count(*)
-       FROM events GROUP BY 1, 2, 3""",
-    """INSERT INTO village_hourly (hour, kind, events)
-       SELECT hour, kind, sum(events) FROM building_hourly GROUP BY 1, 2""",
-    """INSERT INTO unit_daily_credentials
-       SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts), max(ts),
-              count(*)
-       FROM events WHERE unit_id IS NOT NULL AND credential_ref IS NOT NULL GROUP BY 1, 2, 3""",
-    """INSERT INTO device_latest
-       SELECT DISTINCT ON (device_id) device_id, ts, received_at, kind, seq, payload
-       FROM events ORDER BY device_id, ts DESC""",
     # Four availability changes per device per day: what the replay draws devices from.
     """INSERT INTO device_status_history (device_id, at, online)
        SELECT d.device_id, now() - (n * interval '6 hours') - random() * interval '5 hours',
@@ -116,6 +107,7 @@ def generate_events(dsn: str, units: int, events: int, say: Callable[[str], None
             conn.execute(GENERATE, {"first": first, "last": last, "units": units})
             rate = last / (time.monotonic() - started)
             say(f"  {last:,} events ({rate:,.0f}/s)")
+        derived_tables.rebuild(conn, datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC")))
         for statement in DERIVE:
             conn.execute(statement)
     say(f"generated and derived in {time.monotonic() - started:.0f}s")

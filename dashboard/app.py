@@ -16,12 +16,11 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, inspection, queries
+from dashboard import actions, inspection, pool, queries
 from dashboard.auth import Refused, User, bind, sign_in
 from dashboard.safe import csv_bytes, md
 from dashboard.settings import DashboardSettings
-from mapping import db as village_db
-from mapping import layers
+from mapping import db as village_db, layers
 
 METRICS = {
     "events": "近期事件 recent events",
@@ -367,7 +366,9 @@ def _reveal_form(conn: psycopg.Connection, registered: pd.DataFrame, row: Any) -
         return
     person = st.selectbox("人员 Person", list(people), format_func=people.__getitem__,
                           key="reveal-person")  # fmt: skip
-    categories = dict(conn.execute("SELECT category, label FROM reveal_categories").fetchall())
+    categories: dict[str, str] = dict(
+        conn.execute("SELECT category, label FROM reveal_categories").fetchall()
+    )
     category = st.selectbox("理由类别 Reason category", list(categories),
                             format_func=categories.__getitem__, key="reveal-category")  # fmt: skip
     reason = st.text_input("理由 Reason (required)", key="reveal-reason")
@@ -542,14 +543,13 @@ def audit_page(settings: DashboardSettings, user: User) -> None:
 
 
 def _session_conn(settings: DashboardSettings) -> psycopg.Connection:
-    """The signed-in user's own connection, carrying their session token."""
-    conn = st.session_state.get("conn")
-    if conn is None or conn.closed or conn.broken:
-        conn = psycopg.connect(settings.reader_dsn(), autocommit=True, connect_timeout=5)
-        user: User | None = st.session_state.get("user")
-        if user is not None:
-            bind(conn, user.token)
-        st.session_state["conn"] = conn
+    """The signed-in user's connection for their writes and reveals, carrying their session
+    token: this page view's, lent by the pool (dashboard/pool.py) and given back when the view
+    ends, where the pool's ``DISCARD ALL`` drops the token."""
+    conn = pool.lent(settings.reader_dsn(), settings)
+    user: User | None = st.session_state.get("user")
+    if user is not None:
+        bind(conn, user.token)
     return conn
 
 
@@ -559,9 +559,6 @@ def _token() -> str:
 
 
 def _timed_out() -> None:
-    conn = st.session_state.get("conn")
-    if conn is not None and not conn.closed:
-        conn.close()
     st.session_state.clear()
     st.session_state["timed_out"] = True
     st.rerun(scope="app")
@@ -621,11 +618,10 @@ def start_session(settings: DashboardSettings, username: str, password: str) -> 
     idle = timedelta(minutes=settings.session_timeout_minutes)
     conn = psycopg.connect(settings.reader_dsn(), autocommit=True, connect_timeout=5)
     found = sign_in(conn, username, password, _client_address(), idle)
+    conn.close()  # later statements go through the pool (_session_conn), carrying the token
     if isinstance(found, Refused):
-        conn.close()
         return found
     st.session_state["user"] = found
-    st.session_state["conn"] = conn
     st.session_state["seen"] = time.monotonic()
     st.session_state["timeout_s"] = idle.total_seconds()
     return found
@@ -639,6 +635,7 @@ def _bound(page: Any, settings: DashboardSettings, user: User) -> Any:
     return run
 
 
+@pool.returns_lent_connections
 def main() -> None:
     settings = DashboardSettings()
     st.set_page_config(page_title="villagetwin · 城中村三维地图", page_icon="🏘", layout="wide")

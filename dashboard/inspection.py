@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import pandas as pd
 
@@ -52,8 +53,9 @@ def discrepancies(
 ) -> list[Discrepancy]:
     """``ended``: unit_id, credential_ref, end_date of tenancies that have ended."""
     found: list[Discrepancy] = []
-    reg = registered.groupby("unit_id").credential_ref.apply(set).to_dict()
-    seen = observed.groupby("unit_id").credential_ref.apply(set).to_dict()
+    # unit_id -> credentials (pandas types the keys as any Hashable)
+    reg: dict[Any, set[str]] = registered.groupby("unit_id").credential_ref.apply(set).to_dict()
+    seen: dict[Any, set[str]] = observed.groupby("unit_id").credential_ref.apply(set).to_dict()
     for unit in sorted(set(reg) | set(seen)):
         people, visitors = reg.get(unit, set()), seen.get(unit, set())
         if len(visitors) > len(people):
@@ -64,6 +66,7 @@ def discrepancies(
             found.append(Discrepancy(unit, NEVER_SEEN, f"registered {credential} never seen"))
     if len(ended):
         last = observed.groupby(["unit_id", "credential_ref"]).last_seen.max()
+        row: Any  # a pandas row: its fields are untyped
         for row in ended.itertuples():
             key = (row.unit_id, row.credential_ref)
             if key in last.index and last[key].date() > row.end_date:

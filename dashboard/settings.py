@@ -21,6 +21,11 @@ class DashboardSettings(BaseSettings):
     refresh_s: float = Field(default=5.0, gt=0)
     event_window_minutes: int = Field(default=60, ge=1)
     max_event_points: int = Field(default=2000, ge=1)
+    # Connections (dashboard/pool.py): at most this many open per DSN, shared by all sessions.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_idle_s: float = Field(default=300.0, gt=0)  # an idle pooled connection is closed
+    db_lend_timeout_s: float = Field(default=3.0, gt=0)  # waiting for a free connection
+    db_lend_attempts: int = Field(default=2, ge=1)  # tenacity, jittered exponential waits
 
     def reader_dsn(self) -> str:
         return self.dashboard_dsn or make_conninfo(self.db_dsn, user="vt_dashboard")

@@ -34,6 +34,10 @@ DeviceId = Annotated[str, StringConstraints(pattern=f"^{DEVICE_ID_PATTERN}$")]
 # An opaque reference (hash, token, registry key), never the personal datum itself.
 Reference = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:_.\-/]{1,128}$")]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# What the database can hold: integers that go into a bigint column (or may be read as one)
+# are signed 64-bit. Floats are bounded by their fields, and a number written so that
+# PostgreSQL's jsonb cannot hold it (1e-20000) is refused before validation (ingest/validate.py).
+INT64_MAX = 2**63 - 1
 
 
 class DeviceKind(StrEnum):
@@ -51,7 +55,9 @@ class _Event(_Message):
     v: Literal[1] = 1
     id: UUID
     device: DeviceId
-    seq: int = Field(ge=0, description="per-device sequence number, +1 for every event")
+    seq: int = Field(
+        ge=0, le=INT64_MAX, description="per-device sequence number, +1 for every event"
+    )
     ts: AwareDatetime = Field(description="device time, ISO 8601 with a UTC offset")
 
 
@@ -181,7 +187,7 @@ class AppIncident(_Event):
 
 class Heartbeat(_Event):
     type: Literal["heartbeat"] = "heartbeat"
-    uptime_s: int = Field(ge=0)
+    uptime_s: int = Field(ge=0, le=INT64_MAX)
     firmware: str | None = Field(default=None, max_length=64)
 
 
@@ -202,8 +208,12 @@ EventModel = (
 Event = Annotated[EventModel, Field(discriminator="type")]
 
 
-class Batch(_Message):
+# "Batch" in the contract (its schema title); not ingest.batching.Batch, the ingester's unit
+# of commit.
+class BatchEnvelope(_Message):
     """A gateway's many events in one message; each event is judged on its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Batch")
 
     v: Literal[1] = 1
     type: Literal["batch"] = "batch"

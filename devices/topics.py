@@ -104,16 +104,6 @@ def is_bridge_topic(topic: str) -> bool:
     return topic.startswith(f"{ROOT}/{BRIDGE}/")
 
 
-def device_of(topic: str) -> str | None:
-    """The device a topic belongs to, native or bridged; None for a topic outside both."""
-    try:
-        if is_bridge_topic(topic):
-            return BridgeTopic.parse(topic).device_id
-        return DeviceTopic.parse(topic).device_id
-    except TopicError:
-        return None
-
-
 def event_topic(device_id: str) -> str:
     return str(DeviceTopic(device_id, Channel.EVENT))
 

@@ -60,6 +60,12 @@ class Batcher:
         if verdict.sightings:
             self._sightings.extend(verdict.sightings)
 
+    def add_refusals(self, refusals: list[Refusal], now: float) -> None:
+        """Dead letters that no received message carries (the quota's summaries)."""
+        if self._opened_at is None:
+            self._opened_at = now
+        self._refusals.extend(refusals)
+
     @property
     def rows(self) -> int:
         return (

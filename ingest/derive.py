@@ -2,7 +2,8 @@
 
 The ingester sends the database these few summary rows of the events a batch newly stored,
 instead of asking it to group thousands of rows. tests/test_ingest_state.py checks the derived
-tables against a recount from the raw events, through both of store.py's ways in.
+tables against their definition (ingest/derived_tables.py, a recount from the raw events),
+through both of store.py's ways in.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from ingest.validate import EventRow
+from ingest.types import EventRow
 
 # Days in the derived tables are local days in China Standard Time (Asia/Shanghai in
 # migration 0002): UTC+8, with no daylight saving since 1991, and the ingester refuses device
 # times older than its max age (30 days by default).
 LOCAL_OFFSET_S = 8 * 3600
+LOCAL_TIMEZONE = "Asia/Shanghai"  # the same days, named for SQL (ingest/derived_tables.py)
 _EPOCH_DAY = date(1970, 1, 1)
 # Kinds that say a resident was at their unit's door.
 PRESENCE_KINDS = frozenset({"access.unlock", "app.checkin"})

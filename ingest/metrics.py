@@ -52,7 +52,30 @@ class IngestMetrics:
         )
         self.conflicts = Counter(
             "vt_batch_conflicts",
-            "batches rolled back by a deadlock with another writer or ingester, retried at once",
+            "batches rolled back by a deadlock with another writer or ingester, retried after a"
+            " short jittered pause",
+            registry=r,
+        )
+        self.stalls = Counter(
+            "vt_writer_stalls",
+            "times a batch waited longer than stall_after_s for its commit",
+            registry=r,
+        )
+        self.stalled = Gauge(
+            "vt_writer_stalled", "1 while a batch waits longer than stall_after_s", registry=r
+        )
+        self.writer_deaths = Counter(
+            "vt_writer_deaths", "writer threads that died (the ingester then stops)", registry=r
+        )
+        self.salvaged_batches = Counter(
+            "vt_batches_salvaged",
+            "batches the database refused for their data, bisected to dead-letter the bad rows",
+            registry=r,
+        )
+        self.dead_letters_suppressed = Counter(
+            "vt_dead_letters_suppressed",
+            "dead letters counted but not stored: their device was over its quota, by reason",
+            ["reason"],
             registry=r,
         )
         self.bridge_notes = Counter(
@@ -93,3 +116,50 @@ def serve(
     server = make_server(host, port, app, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="vt-http", daemon=True).start()
     return server
+
+
+# The broker's counters an operator needs to see a loss coming or happening (Mosquitto's
+# $SYS tree, published every sys_interval): dropped is what the broker discarded because a
+# client's queue was full (max_queued_messages/bytes) or a message was refused.
+BROKER_SYS_TOPICS = {
+    "$SYS/broker/publish/messages/dropped": (
+        "vt_broker_messages_dropped",
+        "messages the broker dropped (queues full), since it started",
+    ),
+    "$SYS/broker/store/messages/count": (
+        "vt_broker_stored_messages",
+        "messages the broker holds (queued, retained, in flight)",
+    ),
+    "$SYS/broker/store/messages/bytes": (
+        "vt_broker_stored_bytes",
+        "payload bytes of the messages the broker holds",
+    ),
+    "$SYS/broker/clients/connected": ("vt_broker_clients_connected", "clients connected"),
+}
+
+
+class BrokerMetrics:
+    """Gauges fed by the broker's $SYS messages (the ingester subscribes to them). Mosquitto
+    publishes a counter only when it changes, and keeps it for 60 s (its $SYS messages carry
+    that expiry): a gauge reads NaN (unknown) until the broker has sent a value since the
+    ingester connected; every change after that is delivered."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gauges = {
+            topic: Gauge(name, text, registry=registry)
+            for topic, (name, text) in BROKER_SYS_TOPICS.items()
+        }
+        for gauge in self.gauges.values():
+            gauge.set(float("nan"))
+        self.values: dict[str, float] = {}
+
+    def update(self, topic: str, payload: bytes | bytearray) -> None:
+        gauge = self.gauges.get(topic)
+        if gauge is None:
+            return
+        try:
+            value = float(payload)
+        except ValueError:
+            return
+        gauge.set(value)
+        self.values[BROKER_SYS_TOPICS[topic][0]] = value

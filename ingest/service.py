@@ -18,10 +18,12 @@
 from __future__ import annotations
 
 import collections
-import contextlib
+import dataclasses
 import gc
 import logging
+import os
 import queue
+import random
 import signal
 import sys
 import threading
@@ -34,16 +36,17 @@ import psycopg
 
 from devices.mqtt import connect_options, new_client
 from devices.topics import bridge_subscription, subscription
-from ingest import maintenance, store
+from ingest import keys, maintenance, pool, store
 from ingest.batching import Batch, Batcher
-from ingest.metrics import IngestMetrics, serve
+from ingest.guard import DeadLetterQuota, WriterWatch
+from ingest.metrics import BROKER_SYS_TOPICS, BrokerMetrics, IngestMetrics, serve
 from ingest.mqtt_client import BulkClient
-from ingest.settings import DEFAULT_CREDENTIAL_KEY, IngestSettings
-from ingest.validate import KnownDevice, Reason, Received, judge
+from ingest.salvage import Salvage, describe, describe_for_log, is_conflict, is_outage
+from ingest.settings import DEFAULT_CREDENTIAL_KEY, IngestOptions, IngestSettings
+from ingest.validate import KnownDevice, Limits, Reason, Received, Verdict, judge
 
 log = logging.getLogger("vt.ingest")
 
-_UNKNOWN_DEVICE_RELOAD_S = 5.0
 _LAG_SAMPLE = 100
 
 
@@ -116,25 +119,41 @@ class Inbox:
         return len(self._items)
 
 
+def _credential_limits(options: IngestOptions) -> tuple[Limits, bool]:
+    """The limits with the credential key to use, and whether vendor bridges may be ingested:
+    only with a key that is not the public development one, unless in demo mode."""
+    limits = options.limits()
+    key, key_id = limits.credential_key, limits.credential_key_id
+    if not key and options.credential_key_file.exists():
+        key_id, key = keys.load(options.credential_key_file).current
+        key_id = "" if key_id == keys.LEGACY_KEY_ID else key_id
+    if key and key != DEFAULT_CREDENTIAL_KEY.encode():
+        return dataclasses.replace(limits, credential_key=key, credential_key_id=key_id), True
+    if options.demo:
+        demo_key = DEFAULT_CREDENTIAL_KEY.encode()
+        return dataclasses.replace(limits, credential_key=demo_key, credential_key_id=""), True
+    return dataclasses.replace(limits, credential_key=b"", credential_key_id=""), False
+
+
 class _Connection:
-    """A database connection opened on first use and again after every failure."""
+    """One connection lent by the process's pool (``ingest/pool.py``), held until ``drop()``
+    and opened again, prepared, on the next ``get()``. ``prepare`` is kept for callers: every
+    pooled connection is prepared."""
 
     def __init__(self, dsn: str, prepare: bool) -> None:
         self.dsn = dsn
         self.prepare = prepare
+        self._pool = pool.hold(dsn)
         self._conn: psycopg.Connection | None = None
 
     def get(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.dsn, connect_timeout=5)
-            if self.prepare:
-                store.prepare(self._conn)
+            self._conn = pool.lend(self._pool)
         return self._conn
 
     def drop(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
+            pool.give_back_closed(self._pool, self._conn)
         self._conn = None
 
 
@@ -142,11 +161,14 @@ class Ingester:
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
         self.options = settings.ingest
-        self.limits = self.options.limits()
+        self.client_id = settings.client_id
+        self.limits, self.bridges = _credential_limits(self.options)
         self.metrics = IngestMetrics()
+        self.broker_metrics = BrokerMetrics(self.metrics.registry)
         self.stopping = threading.Event()
         self.inbox = Inbox(self.options.queue_max, self.options.queue_max_bytes)
         self._generation = 0
+        self._wanted = 1  # subscriptions that must succeed (the device topics)
         self._connected = False
         self._subscribed = False
         # The main thread's, for reading the device registry; the writers have their own.
@@ -169,6 +191,18 @@ class Ingester:
         self._maintained_at = time.monotonic() - self.options.maintenance_interval_s + 60
         self.totals = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
         self.metrics.since_commit.set_function(lambda: time.monotonic() - self._last_commit)
+        # Robustness (issue 11): writers that die or stall are seen, and no device's dead
+        # letters fill the table.
+        self._watch = WriterWatch()
+        self._handing_off_since: float | None = None
+        self._stalled = False
+        self._watched_at = 0.0
+        self._no_more_batches = threading.Event()
+        self._quota = DeadLetterQuota(
+            self.options.dead_letter_quota, self.options.dead_letter_quota_window_s
+        )
+        self._quota_swept_at = time.monotonic()
+        self.failed = False  # a writer died: the process should exit non-zero
 
     # --- MQTT edge (network thread) -------------------------------------------------------
 
@@ -183,12 +217,19 @@ class Ingester:
         self.metrics.mqtt_connected.set(1)
         group = self.options.share_group
         topic_filter = subscription(share_group=group)
-        client.subscribe([(topic_filter, 1), (bridge_subscription(group), 1)])
+        filters = [(topic_filter, 1)]
+        if self.bridges:
+            filters.append((bridge_subscription(group), 1))
+        else:  # a persistent session may still hold it from a run that had a key
+            client.unsubscribe(bridge_subscription(group))
+        self._wanted = len(filters)
+        # The broker's own counters (dropped messages, stored bytes), not shared, QoS 0.
+        client.subscribe(filters + [(topic, 0) for topic in BROKER_SYS_TOPICS])
         log.info(
             "connected to %s:%s as %s (session present: %s), subscribing to %s",
             self.settings.mqtt.host,
             self.settings.mqtt.port,
-            self.options.client_id,
+            self.client_id,
             getattr(flags, "session_present", "?"),
             topic_filter,
         )
@@ -196,9 +237,11 @@ class Ingester:
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
     ) -> None:
-        if any(r.is_failure for r in reasons):
+        if any(r.is_failure for r in reasons[: self._wanted]):
             log.error("the broker refused the subscription: %s", reasons)
             return
+        if any(r.is_failure for r in reasons[self._wanted :]):
+            log.warning("the broker refused the $SYS counters: no vt_broker_* metrics")
         self._subscribed = True
         log.info("subscription active")
 
@@ -212,9 +255,13 @@ class Ingester:
             log.warning("disconnected from the broker (%s); paho reconnects", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        topic = message.topic
+        if topic[0] == "$":  # $SYS/broker/…: the broker's counters, for /metrics
+            self.broker_metrics.update(topic, message.payload)
+            return
         self.inbox.put(
             Received(
-                message.topic,
+                topic,
                 bytes(message.payload),  # paho hands out a slice of its bytearray
                 datetime.now(UTC),
                 message.mid,
@@ -241,20 +288,73 @@ class Ingester:
     # --- main loop -------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        since = time.monotonic() - self._last_commit
+        now = time.monotonic()
+        since = now - self._last_commit
+        waiting = self._watch.longest_wait(now, self._handing_off_since)
+        stalled = waiting > self.options.stall_after_s
+        dead = list(self._watch.dead)
         return {
-            "ok": self._connected and self._db_ok,
+            "ok": self._connected and self._db_ok and not stalled and not dead,
             "mqtt_connected": self._connected,
             "subscribed": self._subscribed,
             "database_ok": self._db_ok,
             "queue_depth": len(self.inbox) + len(self._batcher),
             "seconds_since_commit": round(since, 3),
+            "oldest_batch_waiting_s": round(waiting, 3),
+            "stalled": stalled,
+            "dead_writers": dead,
         }
+
+    def _check_stall(self) -> None:
+        """Counts a stall when one begins (at most twice a second; the main thread)."""
+        now = time.monotonic()
+        if now - self._watched_at < 0.5:
+            return
+        self._watched_at = now
+        waiting = self._watch.longest_wait(now, self._handing_off_since)
+        stalled = waiting > self.options.stall_after_s
+        if stalled and not self._stalled:
+            self.metrics.stalls.inc()
+            log.warning(
+                "ingestion stalled: a batch has waited %.0f s for its commit (%d messages"
+                " waiting); /healthz answers 503",
+                waiting,
+                len(self.inbox) + len(self._batcher),
+            )
+        elif self._stalled and not stalled:
+            log.info("ingestion no longer stalled")
+        self._stalled = stalled
+        self.metrics.stalled.set(1 if stalled else 0)
+
+    def _hand_off(self, batch: Batch) -> None:
+        """Gives a batch to the writers; blocks while they are all busy (backpressure), but
+        not past the shutdown deadline: then the batch is left unacknowledged, for the
+        broker to redeliver."""
+        self._handing_off_since = time.monotonic()
+        try:
+            while True:
+                try:
+                    self._writes.put(batch, timeout=0.25)
+                    return
+                except queue.Full:
+                    pass
+                self._check_stall()
+                if self.stopping.is_set() and self._give_up_at is None:
+                    self._give_up_at = time.monotonic() + self.options.shutdown_grace_s
+                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                    log.error(
+                        "stopping: a batch of %d messages is left unacknowledged (every writer"
+                        " is still busy); the broker redelivers it",
+                        len(batch.messages),
+                    )
+                    return
+        finally:
+            self._handing_off_since = None
 
     def run(self, install_signal_handlers: bool = True) -> None:
         if install_signal_handlers:
-            signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-            signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGTERM, lambda *_: self._on_signal())
+            signal.signal(signal.SIGINT, lambda *_: self._on_signal())
         self._warn_about_defaults()
         self._detect_edition()
         self._reload_registry()
@@ -271,7 +371,7 @@ class Ingester:
         writers = [
             threading.Thread(
                 target=self._write_loop,
-                args=(_Connection(self.settings.db_dsn, prepare=True), n == 0),
+                args=(_Connection(self.settings.db_dsn, prepare=True), n == 0, f"vt-writer-{n}"),
                 name=f"vt-writer-{n}",
                 daemon=True,
             )
@@ -281,7 +381,7 @@ class Ingester:
             writer.start()
         client = new_client(
             self.settings.mqtt,
-            self.options.client_id,
+            self.client_id,
             clean_session=False,
             manual_ack=True,
             client_class=BulkClient,
@@ -304,12 +404,17 @@ class Ingester:
             self._loop()
         finally:
             # The last batch may wait for a database that is down; give it a while, then
-            # leave it unacknowledged for the broker to redeliver.
-            self._give_up_at = time.monotonic() + self.options.shutdown_grace_s
-            for _ in writers:
-                self._writes.put(None)  # each writer stops at the first it takes
+            # leave it unacknowledged for the broker to redeliver. Writers are daemon threads:
+            # one blocked in the database past the deadline does not hold the process.
+            if self._give_up_at is None:
+                self._give_up_at = time.monotonic() + self.options.shutdown_grace_s
+            self._no_more_batches.set()
             for writer in writers:
-                writer.join(self.options.shutdown_grace_s + 5)
+                writer.join(max(0.0, self._give_up_at + 0.5 - time.monotonic()))
+            if any(writer.is_alive() for writer in writers):
+                log.error("stopping with a batch not committed: left unacknowledged")
+            # QoS 0 $SYS messages for a session that is away count as dropped: leave none.
+            client.unsubscribe(list(BROKER_SYS_TOPICS))
             client.disconnect()
             client.loop_stop()
             self._reader.drop()
@@ -321,21 +426,47 @@ class Ingester:
                 self.totals,
             )
 
+    def _on_signal(self) -> None:
+        """SIGTERM or SIGINT: stop; and should the orderly stop hang (a database that
+        accepts connections but never answers), leave hard a little after the grace period.
+        Nothing is lost either way: only what was committed was acknowledged."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        limit = self.options.shutdown_grace_s + 3.0
+
+        def hard_exit() -> None:
+            log.error(
+                "stopping took over %.0f s: exiting now, unacknowledged work is redelivered", limit
+            )
+            logging.shutdown()
+            os._exit(1)
+
+        timer = threading.Timer(limit, hard_exit)
+        timer.daemon = True
+        timer.start()
+
     def _loop(self) -> None:
         while not self.stopping.is_set():
             wait = self._batcher.seconds_until_due(time.monotonic())
-            self.inbox.wait(0.25 if wait is None else max(wait, 0.001))
+            # At least four times a second, so that a SIGTERM is seen whatever the batch wait.
+            self.inbox.wait(0.25 if wait is None else min(max(wait, 0.001), 0.25))
             self._take_waiting(until_full=True)
             if self._batcher.due(time.monotonic()):
                 # Blocks while every writer has a batch in hand and one more waits: backpressure.
-                self._writes.put(self._batcher.take())
+                self._hand_off(self._batcher.take())
             if time.monotonic() - self._registry_at > self.options.registry_refresh_s:
                 self._reload_registry()
             self.metrics.queue_depth.set(len(self.inbox) + len(self._batcher))
+            self._check_stall()
+            self._sweep_quota(everything=False)
         # SIGTERM: what was delivered before now is judged, committed and acknowledged.
+        if self._give_up_at is None:
+            self._give_up_at = time.monotonic() + self.options.shutdown_grace_s
         self._take_waiting(until_full=False)
-        if len(self._batcher):
-            self._writes.put(self._batcher.take())
+        self._sweep_quota(everything=True)
+        if len(self._batcher) or self._batcher.rows:
+            self._hand_off(self._batcher.take())
 
     def _take_waiting(self, until_full: bool) -> None:
         """Judges what is in the inbox: until the batch is full, or all of it, handing each
@@ -345,7 +476,7 @@ class Ingester:
             if self._batcher.rows >= self._batcher.max_rows:
                 if until_full:
                     break
-                self._writes.put(self._batcher.take())
+                self._hand_off(self._batcher.take())
             message = self.inbox.pop()
             if message is None:
                 break
@@ -360,63 +491,134 @@ class Ingester:
         if (
             verdict.refusals
             and verdict.refusals[0].reason is Reason.UNKNOWN_DEVICE
-            and time.monotonic() - self._registry_at > _UNKNOWN_DEVICE_RELOAD_S
+            and time.monotonic() - self._registry_at >= self.options.unknown_device_reload_s
         ):
             self._reload_registry()  # a device registered since the last reload
             verdict = judge(message, self._registry, self.limits)
-        for refusal in verdict.refusals:
-            log.info(
-                "refused %s on %s: %s (%s); payload %r",
-                refusal.reason.value,
-                refusal.topic,
-                refusal.detail,
-                refusal.payload_size,
-                refusal.payload[:120],
-            )
+        if verdict.refusals:
+            verdict = self._refused(verdict)
         for note in verdict.notes:  # bridged only: unmapped vendor codes, skipped messages
             self.metrics.bridge_notes.labels(note).inc()
         self._batcher.add(message, verdict, time.monotonic())
 
+    def _refused(self, verdict: Verdict) -> Verdict:
+        """Logs each refusal (topic, reason and size: never payload bytes, which may be
+        personal data) and keeps those within the sender's dead-letter quota."""
+        for refusal in verdict.refusals:
+            log.info(
+                "refused %s on %s (%d bytes)",
+                refusal.reason.value,
+                refusal.topic,
+                refusal.payload_size,
+            )
+        kept, suppressed = self._quota.admit(verdict.refusals, self._registry, time.monotonic())
+        for refusal in suppressed:
+            self.metrics.dead_letters_suppressed.labels(refusal.reason.value).inc()
+        return verdict._replace(refusals=kept) if suppressed else verdict
+
+    def _sweep_quota(self, everything: bool) -> None:
+        """Summary dead letters of ended quota windows (once a second; all at shutdown)."""
+        now = time.monotonic()
+        if not everything and now - self._quota_swept_at < 1.0:
+            return
+        self._quota_swept_at = now
+        if len(self._quota):
+            summaries = self._quota.sweep(now, everything)
+            if summaries:
+                self._batcher.add_refusals(summaries, now)
+
     # --- writer thread ---------------------------------------------------------------------
 
-    def _write_loop(self, db: _Connection, maintains: bool) -> None:
-        """Commits batches, then acknowledges them; one writer runs maintenance when idle."""
+    def _write_loop(self, db: _Connection, maintains: bool, name: str) -> None:
+        """Commits batches, then acknowledges them; one writer runs maintenance when idle.
+        Returns once the main thread has handed over its last batch and none is left. A writer
+        that dies (a bug: data errors and outages are handled) says so loudly: /healthz
+        answers 503, vt_writer_deaths counts it and the ingester stops, exiting non-zero,
+        so that its supervisor restarts it and the broker redelivers the batch."""
         try:
             while True:
                 try:
-                    batch = self._writes.get(timeout=1.0)
+                    batch = self._writes.get(timeout=0.1 if self.stopping.is_set() else 1.0)
                 except queue.Empty:
+                    if self._no_more_batches.is_set():
+                        return
                     if maintains and self._maintenance_due():
                         self._maintain(db)
                     continue
                 if batch is None:
                     return
-                self._commit(batch, db)
+                self._watch.busy(name, time.monotonic())
+                try:
+                    self._commit(batch, db)
+                finally:
+                    self._watch.idle(name)
+        except BaseException:  # logged with its traceback, counted, and the process stops
+            self._watch.died(name)
+            self.metrics.writer_deaths.inc()
+            self.failed = True
+            log.critical("writer %s died; the ingester stops (exit status 1)", name, exc_info=True)
+            self.stopping.set()
         finally:
             db.drop()
 
+    def _pause(self, seconds: float) -> None:
+        """Sleeps, but not past the shutdown deadline."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                return
+            time.sleep(min(left, 0.1))
+
     def _commit(self, batch: Batch, db: _Connection) -> None:
         delay = 0.2
+        conflicts = 0
+        salvage: Salvage | None = None
         while True:
             started = time.monotonic()
             try:
-                result = store.store(
-                    db.get(),
-                    batch.events,
-                    batch.refusals,
-                    batch.statuses,
-                    batch.configs,
-                    direct=time.monotonic() >= self._staging_until,
-                    tracked=batch.tracked,
-                    sightings=batch.sightings,
-                )
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-                # Another writer holds some of the same events (duplicates in flight): the
-                # database is fine and the batch was rolled back whole, so go again at once.
-                self.metrics.conflicts.inc()
-                log.info("batch rolled back by a conflict (%s); retrying", exc.diag.message_primary)
-                continue
-            except psycopg.Error as exc:
+                if salvage is not None:
+                    result = salvage.run(db.get())
+                else:
+                    result = store.store(
+                        db.get(),
+                        batch.events,
+                        batch.refusals,
+                        batch.statuses,
+                        batch.configs,
+                        direct=time.monotonic() >= self._staging_until,
+                        tracked=batch.tracked,
+                        sightings=batch.sightings,
+                    )
+            except Exception as exc:
+                if is_conflict(exc) and conflicts < self.options.conflict_retries:
+                    # Another writer holds some of the same events (duplicates in flight): the
+                    # batch was rolled back whole. A pause lets the other transaction take
+                    # the locks it waited for; retried at once, this batch could win the race
+                    # again and deadlock with it a second time. Jittered, so two ingesters'
+                    # retries do not collide in step.
+                    conflicts += 1
+                    self.metrics.conflicts.inc()
+                    base = self.options.conflict_backoff_ms / 1000 * 2 ** (conflicts - 1)
+                    pause = base * random.uniform(1.0, 2.0)
+                    log.info(
+                        "batch rolled back by a conflict (%s); retrying in %.0f ms",
+                        describe(exc),
+                        pause * 1000,
+                    )
+                    self._pause(pause)
+                    continue
+                if salvage is None and not is_outage(exc) and not is_conflict(exc):
+                    # The database refused what is in the batch (or it could not be encoded):
+                    # find the rows, dead-letter them, store the rest, acknowledge all.
+                    log.warning(
+                        "a batch of %d rows was refused for its data (%s); finding the rows",
+                        len(batch.events) + len(batch.refusals),
+                        describe_for_log(exc),
+                    )
+                    self.metrics.salvaged_batches.inc()
+                    salvage = Salvage(batch, exc, self.limits.max_payload_bytes)
+                    db.drop()  # a failed COPY may leave the connection in any state
+                    continue
                 self._db_ok = False
                 self._last_commit_failed_at = time.monotonic()
                 self.metrics.db_errors.inc()
@@ -428,11 +630,19 @@ class Ingester:
                         len(batch.messages),
                     )
                     return
-                log.warning("database write failed (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
+                log.warning(
+                    "%s: database write failed (%s); retrying in %.1fs",
+                    threading.current_thread().name,
+                    str(exc).strip(),
+                    delay,
+                )
+                self._pause(delay)
                 delay = min(delay * 2, self.options.db_retry_max_s)
                 continue
             break
+        if salvage is not None:
+            for letter in salvage.unstorable:
+                self.metrics.dead_letters.labels(letter.reason.value).inc()
         with self._bookkeeping:
             self._db_ok = True
             self._last_commit_failed_at = None
@@ -469,10 +679,16 @@ class Ingester:
                 client.ack(message.mid, message.qos)
 
     def _warn_about_defaults(self) -> None:
-        if self.options.credential_key.get_secret_value() == DEFAULT_CREDENTIAL_KEY:
+        if not self.bridges:
+            log.error(
+                "vendor bridges are NOT ingested: no credential key other than the public"
+                " development one (run `villagetwin setup`, or set VT_INGEST__CREDENTIAL_KEY;"
+                " VT_INGEST__DEMO=true accepts the development key for demos)"
+            )
+        elif self.limits.credential_key == DEFAULT_CREDENTIAL_KEY.encode():
             log.warning(
-                "VT_INGEST__CREDENTIAL_KEY is the development default: set a secret key before"
-                " bridging real faces, cards or plates"
+                "demo mode: vendor bridges use the public development credential key; never"
+                " bridge real faces, cards or plates like this"
             )
 
     def _detect_edition(self) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.settings import MqttSettings
@@ -16,7 +17,10 @@ DEFAULT_CREDENTIAL_KEY = "villagetwin-development-key"
 
 
 class IngestOptions(BaseModel):
-    client_id: str = "vt-ingester-1"
+    # The persistent session's MQTT client id. With broker credentials it is the username
+    # (the broker binds each account to the client id equal to its name); set it only to the
+    # same value. Without credentials (development), "vt-ingester-1" unless set.
+    client_id: str | None = None
     # With a group, several ingesters split one stream ($share/<group>/...).
     share_group: str | None = None
     batch_max_events: int = Field(default=10_000, ge=1)
@@ -30,24 +34,47 @@ class IngestOptions(BaseModel):
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     max_depth: int = Field(default=32, ge=2)
     max_future_s: int = Field(default=300, ge=0)
-    max_age_days: int = Field(default=30, ge=1)
+    max_age_days: int = Field(default=30, ge=1, le=36_500)
     # After a batch meets events already stored (redeliveries come in runs), batches go the
     # staging way, which skips duplicates without a failed copy first, for this long.
     staging_after_duplicates_s: float = Field(default=10.0, ge=0)
     registry_refresh_s: float = Field(default=30.0, gt=0)
+    # A message from an unknown device reloads the registry at most this often (0: always).
+    unknown_device_reload_s: float = Field(default=5.0, ge=0)
     db_retry_max_s: float = Field(default=10.0, gt=0)
     # On SIGTERM, how long the last batch may wait for the database before it is left
-    # unacknowledged for the broker to redeliver.
-    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # unacknowledged for the broker to redeliver; the process exits within this plus ~1 s
+    # (under Docker's and systemd's 10 s stop timeouts at the default).
+    shutdown_grace_s: float = Field(default=5.0, ge=0, le=60)
+    # Unhealthy (/healthz 503, vt_writer_stalls) when a batch has waited this long for its
+    # commit: a database that hangs, a lock held elsewhere, a writer stuck in a retry loop.
+    stall_after_s: float = Field(default=30.0, gt=0)
+    # A batch rolled back by a deadlock or serialisation failure is retried this many times,
+    # after a jittered pause from conflict_backoff_ms doubling, before it waits like an outage.
+    conflict_retries: int = Field(default=5, ge=0)
+    conflict_backoff_ms: float = Field(default=50.0, ge=0)
+    # What a dead letter keeps of a message over max_payload_bytes.
+    oversized_prefix_bytes: int = Field(default=4096, ge=0)
+    # Dead letters stored per device (one shared quota for unregistered senders) in each
+    # window; beyond it they are counted (vt_dead_letters_suppressed) and one summary dead
+    # letter with reason dead_letter_quota says how many, when the window ends.
+    dead_letter_quota: int = Field(default=1000, ge=1)
+    dead_letter_quota_window_s: float = Field(default=3600.0, gt=0)
     # Days to keep events, by kind; kinds not named keep retention_default_days.
     retention_days: dict[str, int] = {"heartbeat": 30}
     retention_default_days: int = Field(default=1095, ge=1)
     dead_letter_retention_days: int = Field(default=180, ge=1)
     compress_after_days: int = Field(default=7, ge=1)
     maintenance_interval_s: float = Field(default=3600.0, gt=0)
-    # Key for the keyed hashes that replace faces, cards and plates from vendor bridges;
-    # set your own, and keep it: changing it makes everyone look new.
-    credential_key: SecretStr = SecretStr(DEFAULT_CREDENTIAL_KEY)
+    # Key for the keyed hashes that replace faces, cards and plates from vendor bridges: this
+    # secret (references then carry credential_key_id), else the key file `villagetwin setup`
+    # made (ingest/keys.py). Without a key other than the development one, bridges are not
+    # ingested unless demo is on. Keep the key: a new one makes everyone look new.
+    credential_key: SecretStr | None = None
+    credential_key_id: str = ""
+    credential_key_file: Path = Path(".state/credential.key")
+    # Explicit demo mode: the public development key is accepted for vendor bridges.
+    demo: bool = False
     # The village's time zone (IANA name): vendor times sent without a UTC offset are read in
     # it, unless the device's registry row names its own (`villagetwin devices bridge`).
     time_zone: str = "Asia/Shanghai"
@@ -74,7 +101,11 @@ class IngestOptions(BaseModel):
             max_depth=self.max_depth,
             max_future=timedelta(seconds=self.max_future_s),
             max_age=timedelta(days=self.max_age_days),
-            credential_key=self.credential_key.get_secret_value().encode(),
+            oversized_prefix_bytes=self.oversized_prefix_bytes,
+            credential_key=(
+                self.credential_key.get_secret_value().encode() if self.credential_key else b""
+            ),
+            credential_key_id=self.credential_key_id,
             time_zone=self.time_zone,
         )
 
@@ -85,3 +116,18 @@ class IngestSettings(BaseSettings):
     db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestOptions = IngestOptions()
+
+    @model_validator(mode="after")
+    def _client_id_is_the_username(self) -> IngestSettings:
+        username, chosen = self.mqtt.username, self.ingest.client_id
+        if username and chosen and chosen != username:
+            raise ValueError(
+                f"VT_INGEST__CLIENT_ID={chosen!r} differs from VT_MQTT__USERNAME={username!r}:"
+                " the broker binds each account to the client id equal to its username"
+            )
+        return self
+
+    @property
+    def client_id(self) -> str:
+        """The ingester's MQTT client id (see IngestOptions.client_id)."""
+        return self.ingest.client_id or self.mqtt.username or "vt-ingester-1"

@@ -150,13 +150,26 @@ UPDATE devices SET
 WHERE device_id = %(device_id)s
 """
 
-# A building the registry does not know leaves the device where it was.
+# A device's place is the operator's (issue 12): a config claiming another place is recorded
+# as a pending change (migration 0031), never applied; fields the config leaves out are the
+# registry's. The same claim is one pending row, and a rejected one is not reopened.
 _CONFIG = """
-UPDATE devices SET
-    floor = %(floor)s, door = %(door)s, config_at = %(at)s,
-    building_id = coalesce(
-        (SELECT building_id FROM buildings WHERE building_id = %(building)s), building_id)
-WHERE device_id = %(device_id)s AND (config_at IS NULL OR config_at <= %(at)s)
+WITH claim AS (
+    SELECT d.device_id, coalesce(%(building)s::text, d.building_id) AS building_id,
+           coalesce(%(floor)s::int, d.floor) AS floor, coalesce(%(door)s::text, d.door) AS door,
+           d.building_id AS was_building, d.floor AS was_floor, d.door AS was_door
+    FROM devices d WHERE d.device_id = %(device_id)s
+), seen AS (
+    UPDATE devices SET config_at = greatest(config_at, %(at)s) WHERE device_id = %(device_id)s
+)
+INSERT INTO device_place_changes (device_id, building_id, floor, door, claimed_at)
+SELECT device_id, building_id, floor, door, %(at)s FROM claim c
+WHERE (building_id, floor, door) IS DISTINCT FROM (was_building, was_floor, was_door)
+  AND NOT EXISTS (
+      SELECT 1 FROM device_place_changes r WHERE r.device_id = c.device_id
+      AND r.status = 'rejected' AND (r.building_id, r.floor, r.door)
+          IS NOT DISTINCT FROM (c.building_id, c.floor, c.door))
+ON CONFLICT DO NOTHING
 """
 
 _STATUS_HISTORY = """
@@ -167,18 +180,12 @@ ON CONFLICT DO NOTHING
 """
 
 
-# A retained status or config replayed at (re)subscription is old news: it fills what is unknown
-# and nothing else (no last seen, no history row, no undoing an operator's correction).
+# A retained status replayed at (re)subscription is old news: it fills what is unknown and
+# nothing else (no last seen, no history row). A replayed config is a claim like any other
+# (``_CONFIG``): recorded once as a pending change, never applied.
 _STATUS_REPLAYED = """
 UPDATE devices SET online = %(online)s
 WHERE device_id = %(device_id)s AND online IS NULL AND status_changed_at IS NULL
-"""
-_CONFIG_REPLAYED = """
-UPDATE devices SET
-    floor = %(floor)s, door = %(door)s, config_at = %(at)s,
-    building_id = (SELECT building_id FROM buildings WHERE building_id = %(building)s)
-WHERE device_id = %(device_id)s AND config_at IS NULL
-  AND building_id IS NULL AND floor IS NULL AND door IS NULL
 """
 
 # A detection kept current (Frigate's new -> update -> end of one tracked object): one row per
@@ -326,7 +333,7 @@ def store(
                         )
                     )
         for config in configs:
-            cur.execute(_CONFIG_REPLAYED if config.replayed else _CONFIG, {
+            cur.execute(_CONFIG, {
                 "floor": config.floor, "door": config.door, "building": config.building_id,
                 "device_id": config.device_id, "at": config.at,
             })  # fmt: skip
@@ -402,12 +409,36 @@ def store_liveness(cur: psycopg.Cursor[Any], sightings: Sequence[Liveness]) -> N
 
 
 def load_registry(conn: psycopg.Connection) -> dict[str, KnownDevice]:
+    """Every registered device with the units it may write events for: a device placed in a
+    building, its building's units; a gate, or a device with no building, the village's
+    (issue 12). With no units loaded at all, units are not checked (``units=None``)."""
     rows = conn.execute(
         "SELECT device_id, kind, building_id, revoked_at IS NOT NULL, time_zone, text_encoding"
         " FROM devices"
     ).fetchall()
+    by_building: dict[str, set[str]] = {}
+    for unit_id, building_id in conn.execute("SELECT unit_id, building_id FROM units"):
+        by_building.setdefault(building_id, set()).add(unit_id)
     conn.commit()
+    village = frozenset(u for units in by_building.values() for u in units) or None
+    scopes = {b: frozenset(units) for b, units in by_building.items()}
+
+    def scope(kind: DeviceKind, building_id: str | None) -> frozenset[str] | None:
+        if village is None:
+            return None
+        if building_id is None or kind is DeviceKind.GATE:
+            return village
+        return scopes.get(building_id, frozenset())
+
     return {
-        device_id: KnownDevice(device_id, DeviceKind(kind), building_id, revoked, zone, encoding)
+        device_id: KnownDevice(
+            device_id,
+            DeviceKind(kind),
+            building_id,
+            revoked,
+            zone,
+            encoding,
+            units=scope(DeviceKind(kind), building_id),
+        )
         for device_id, kind, building_id, revoked, zone, encoding in rows
     }

@@ -7,7 +7,8 @@ village twice changes nothing.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import geopandas as gpd
 import pandas as pd
@@ -42,6 +43,8 @@ def _upsert(
         f"CREATE TEMP TABLE IF NOT EXISTS load_{table}"
         f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
     )
+    # Two loads inside one outer transaction share the temp table: start it empty.
+    cur.execute(f"TRUNCATE load_{table}")
     with cur.copy(f"COPY load_{table} ({cols}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
@@ -53,7 +56,8 @@ def _upsert(
 
 
 def load_buildings(cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame) -> None:
-    centroids = buildings.to_crs("EPSG:32649").centroid.to_crs(WGS84)
+    metric = buildings.estimate_utm_crs() if len(buildings) else "EPSG:32649"
+    centroids = buildings.to_crs(metric).centroid.to_crs(WGS84)
     _upsert(
         cur,
         "buildings",
@@ -76,7 +80,7 @@ def load_units(cur: psycopg.Cursor[Any], units: pd.DataFrame) -> None:
         ["unit_id", "building_id", "floor", "room", "area_m2", "use"],
         [
             (r.unit_id, r.building_id, int(r.floor), str(r.room), _none(r.area_m2), r.use)
-            for r in units.itertuples()
+            for r in cast(Iterator[Any], units.itertuples())
         ],
     )
 
@@ -140,7 +144,10 @@ def load_organisations(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
 
 def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
     """Upserts the village; returns how many rows of each kind it holds."""
+    from mapping.importdb import save_village
+
     with conn.transaction(), conn.cursor() as cur:
+        save_village(cur, village)
         _upsert(
             cur,
             "grid_cells",
@@ -185,23 +192,28 @@ def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
                 for r in village.objects.itertuples()
             ],
         )
+        # Road and POI ids carry the village's name, so that villages loaded side by side do
+        # not overwrite each other's; ids written before that ("road-3") are replaced.
+        cur.execute(r"DELETE FROM roads WHERE road_id ~ '^road-\d+$'")
+        cur.execute(r"DELETE FROM points_of_interest WHERE poi_id ~ '^poi-\d+$'")
         _upsert(
             cur,
             "roads",
             "road_id",
             ["road_id", "name", "kind", "width_m", "path"],
             [
-                (f"road-{i}", r.name, r.kind, float(r.width_m), _geojson(r.geometry))
+                (f"{village.name}/road-{i}", r.name, r.kind, float(r.width_m),
+                 _geojson(r.geometry))
                 for i, r in enumerate(village.alleys.itertuples())
             ],
-        )
+        )  # fmt: skip
         _upsert(
             cur,
             "points_of_interest",
             "poi_id",
             ["poi_id", "name", "category", "lon", "lat"],
             [
-                (f"poi-{i}", r.name, r.category, r.geometry.x, r.geometry.y)
+                (f"{village.name}/poi-{i}", r.name, r.category, r.geometry.x, r.geometry.y)
                 for i, r in enumerate(village.pois.itertuples())
             ],
         )

@@ -16,7 +16,7 @@ from typing import Literal
 
 import geopandas as gpd
 import pandas as pd
-from shapely.geometry import LineString, Point, box
+from shapely.geometry import LineString, Point, Polygon, box
 from shapely.ops import unary_union
 
 from mapping.model import (
@@ -63,46 +63,135 @@ def _chinese_number(n: int) -> str:
 
 
 def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Village:
-    """The same seed and size give the same village, down to the last unit."""
+    """The same seed and size give the same village, down to the last unit. Built layer by
+    layer (each function below draws from ``rng`` in this order, so keep it): the plot
+    layout, grid cells, buildings with their units, the square, alleys, devices, then the
+    people, tenancies and organisations, and the objects. Metres in UTM 49N, stored WGS-84."""
     spec = SIZES[size]
     rng = random.Random(seed)
-    origin = gpd.GeoSeries([Point(ORIGIN_LON, ORIGIN_LAT)], crs=WGS84).to_crs(UTM_49N).iloc[0]
-    ox, oy = origin.x, origin.y
+    layout = _layout(spec, rng)
+    grid_records = _grid_cells(layout, rng)
+    buildings, units, pois = _buildings(layout, rng)
+    pois.append(_square(layout))
+    alleys = _alleys(layout)
+    devices = _devices(layout, buildings)
+    boundary = _frame(
+        [
+            {
+                "name": "龙湖村",
+                "geometry": box(
+                    layout.ox - 6,
+                    layout.oy - 6,
+                    layout.ox + layout.width + 6,
+                    layout.oy + layout.height + 6,
+                ),
+            }
+        ]
+    )
+    people, tenancies, organisations = _inhabit(rng, buildings, units, grid_records)
+    objects = _objects(rng, buildings, layout.main_y, layout.ox, layout.width)
+    return Village(
+        name="龙湖村",
+        boundary=boundary,
+        grid_cells=_frame(grid_records),
+        buildings=_frame(buildings),
+        units=pd.DataFrame(units),
+        alleys=_frame(alleys),
+        devices=_frame(devices),
+        pois=_frame(pois),
+        people=pd.DataFrame(people, columns=PERSON_COLUMNS),
+        tenancies=pd.DataFrame(tenancies, columns=TENANCY_COLUMNS),
+        organisations=pd.DataFrame(organisations, columns=ORGANISATION_COLUMNS),
+        objects=_frame(objects),
+    )
 
-    plot = 10.0
-    main_street_w, lane_w = 8.0, 4.0
-    main_row = spec.rows // 2  # the main street runs east-west before this row
-    lane_col = spec.columns // 2  # a north-south lane runs before this column
+
+Record = dict[str, object]
+PLOT_M = 10.0  # a plot is about 10 x 10 m
+MAIN_STREET_M, LANE_M = 8.0, 4.0
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the plots are: ``xs``/``ys`` are each column's and row's offset (m) from the
+    village's south-west corner ``(ox, oy)`` in UTM 49N; gaps are the alleys before them."""
+
+    spec: VillageSize
+    ox: float
+    oy: float
+    xs: list[float]
+    ys: list[float]
+    row_gap: list[float]
+    width: float
+    height: float
+    main_row: int  # the main street runs east-west before this row
+    lane_col: int  # a north-south lane runs before this column
+
+    @property
+    def grid_w(self) -> float:
+        return self.width / self.spec.grid_columns
+
+    @property
+    def grid_h(self) -> float:
+        return self.height / self.spec.grid_rows
+
+    @property
+    def main_y(self) -> float:
+        return self.oy + self.ys[self.main_row] - MAIN_STREET_M / 2
+
+    @property
+    def lane_x(self) -> float:
+        return self.ox + self.xs[self.lane_col] - LANE_M / 2
+
+    # The ancestral hall (祠堂) and its square sit on the main street, east of the lane.
+    @property
+    def square_plots(self) -> set[tuple[int, int]]:
+        cols = range(self.lane_col + 2, self.lane_col + 5)
+        return {(c, r) for c in cols for r in (self.main_row, self.main_row + 1)}
+
+    @property
+    def hall_plot(self) -> tuple[int, int]:
+        return (self.lane_col + 3, self.main_row + 1)
+
+    def grid_of(self, px: float, py: float) -> str:
+        """The grid cell (网格) code of a point in UTM metres."""
+        gc = min(int((px - self.ox) / self.grid_w), self.spec.grid_columns - 1)
+        gr = min(int((py - self.oy) / self.grid_h), self.spec.grid_rows - 1)
+        return f"LH-G{gr * self.spec.grid_columns + gc + 1:02d}"
+
+
+def _layout(spec: VillageSize, rng: random.Random) -> _Layout:
+    origin = gpd.GeoSeries([Point(ORIGIN_LON, ORIGIN_LAT)], crs=WGS84).to_crs(UTM_49N).iloc[0]
+    main_row, lane_col = spec.rows // 2, spec.columns // 2
     # Alley widths between columns and rows: 1–3 m, the gap between handshake buildings.
     col_gap = [round(rng.uniform(1.0, 3.0), 1) for _ in range(spec.columns)]
     row_gap = [round(rng.uniform(1.0, 3.0), 1) for _ in range(spec.rows)]
-    col_gap[lane_col] = lane_w
-    row_gap[main_row] = main_street_w
+    col_gap[lane_col] = LANE_M
+    row_gap[main_row] = MAIN_STREET_M
     xs, x = [], 0.0
     for c in range(spec.columns):
         x += col_gap[c] if c else 0.0
         xs.append(x)
-        x += plot
+        x += PLOT_M
     ys, y = [], 0.0
     for r in range(spec.rows):
         y += row_gap[r] if r else 0.0
         ys.append(y)
-        y += plot
-    width, height = x, y
-    ox -= width / 2
-    oy -= height / 2
+        y += PLOT_M
+    return _Layout(
+        spec, origin.x - x / 2, origin.y - y / 2, xs, ys, row_gap, x, y, main_row, lane_col
+    )
 
-    # The ancestral hall (祠堂) and its square sit on the main street, east of the lane.
-    square_cols = set(range(lane_col + 2, lane_col + 5))
-    square_rows = {main_row, main_row + 1}
-    hall_plot = (lane_col + 3, main_row + 1)
 
-    grid_w, grid_h = width / spec.grid_columns, height / spec.grid_rows
-    grid_records = []
+def _grid_cells(layout: _Layout, rng: random.Random) -> list[Record]:
+    """The grid cells (网格), each with its grid worker."""
+    spec, ox, oy = layout.spec, layout.ox, layout.oy
+    grid_w, grid_h = layout.grid_w, layout.grid_h
+    records: list[Record] = []
     for gr in range(spec.grid_rows):
         for gc in range(spec.grid_columns):
             n = gr * spec.grid_columns + gc + 1
-            grid_records.append(
+            records.append(
                 {
                     "grid_code": f"LH-G{n:02d}",
                     "name": f"龙湖村第{_chinese_number(n)}网格",
@@ -115,32 +204,35 @@ def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Villag
                     ),
                 }
             )
+    return records
 
-    def grid_of(px: float, py: float) -> str:
-        gc = min(int((px - ox) / grid_w), spec.grid_columns - 1)
-        gr = min(int((py - oy) / grid_h), spec.grid_rows - 1)
-        return f"LH-G{gr * spec.grid_columns + gc + 1:02d}"
 
-    buildings, units, pois = [], [], []
+def _buildings(
+    layout: _Layout, rng: random.Random
+) -> tuple[list[dict[str, object]], list[Record], list[Record]]:
+    """Buildings with their standard addresses (标准地址), their rental units, and the
+    ancestral hall as a point of interest."""
+    spec, ox, oy = layout.spec, layout.ox, layout.oy
+    buildings: list[dict[str, object]] = []
+    units: list[Record] = []
+    pois: list[Record] = []
     number_in_alley: dict[int, int] = {}
+    square, hall = layout.square_plots, layout.hall_plot
     for r in range(spec.rows):
         for c in range(spec.columns):
-            if (c, r) in {(sc, sr) for sc in square_cols for sr in square_rows} and (
-                c,
-                r,
-            ) != hall_plot:
+            if (c, r) in square and (c, r) != hall:
                 continue
-            x0, y0 = ox + xs[c], oy + ys[r]
+            x0, y0 = ox + layout.xs[c], oy + layout.ys[r]
             inset = [rng.uniform(0.0, 0.4) for _ in range(4)]
             footprint = box(
-                x0 + inset[0], y0 + inset[1], x0 + plot - inset[2], y0 + plot - inset[3]
+                x0 + inset[0], y0 + inset[1], x0 + PLOT_M - inset[2], y0 + PLOT_M - inset[3]
             )
             alley = r + 1
             number_in_alley[alley] = number_in_alley.get(alley, 0) + 1
             n = len(buildings) + 1
             building_id = f"LH{n:05d}"
-            on_main_street = r in (main_row - 1, main_row)
-            if (c, r) == hall_plot:
+            on_main_street = r in (layout.main_row - 1, layout.main_row)
+            if (c, r) == hall:
                 storeys, use = 1, "ancestral_hall"
             elif rng.random() < 0.04:
                 storeys, use = rng.randint(10, 14), "residential"
@@ -155,7 +247,7 @@ def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Villag
                     "address": (
                         f"广州市黄埔区龙湖村{_chinese_number(alley)}巷{number_in_alley[alley]}号"
                     ),
-                    "grid_code": grid_of(centre.x, centre.y),
+                    "grid_code": layout.grid_of(centre.x, centre.y),
                     "storeys": storeys,
                     "height_m": round(storeys * 3.0, 1),
                     "landlord": _name(rng) if use != "ancestral_hall" else "龙湖村经济联社",
@@ -168,64 +260,99 @@ def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Villag
                     {"name": "龙湖村祠堂", "category": "ancestral_hall", "geometry": centre}
                 )
                 continue
-            per_floor = rng.randint(*spec.units_per_floor)
-            area = round(footprint.area * 0.8 / per_floor, 1)
-            for floor in range(1, storeys + 1):
-                if floor == 1 and use == "mixed":
-                    rooms = [(f"{floor}01", "shop", round(footprint.area * 0.8, 1))]
-                else:
-                    rooms = [(f"{floor}{i:02d}", "rental", area) for i in range(1, per_floor + 1)]
-                for room, unit_use, unit_area in rooms:
-                    units.append(
-                        {
-                            "unit_id": f"{building_id}-{room}",
-                            "building_id": building_id,
-                            "floor": floor,
-                            "room": room,
-                            "area_m2": unit_area,
-                            "use": unit_use,
-                        }
-                    )
+            units.extend(
+                _units(rng, spec.units_per_floor, building_id, storeys, use, footprint.area)
+            )
+    return buildings, units, pois
 
+
+def _units(
+    rng: random.Random,
+    per_floor_range: tuple[int, int],
+    building_id: str,
+    storeys: int,
+    use: str,
+    footprint_m2: float,
+) -> list[Record]:
+    """A building's units, floor by floor: rentals, and a shop on the ground floor of a
+    building on the main street (``use`` mixed)."""
+    per_floor = rng.randint(*per_floor_range)
+    area = round(footprint_m2 * 0.8 / per_floor, 1)
+    units: list[Record] = []
+    for floor in range(1, storeys + 1):
+        if floor == 1 and use == "mixed":
+            rooms = [(f"{floor}01", "shop", round(footprint_m2 * 0.8, 1))]
+        else:
+            rooms = [(f"{floor}{i:02d}", "rental", area) for i in range(1, per_floor + 1)]
+        for room, unit_use, unit_area in rooms:
+            units.append(
+                {
+                    "unit_id": f"{building_id}-{room}",
+                    "building_id": building_id,
+                    "floor": floor,
+                    "room": room,
+                    "area_m2": unit_area,
+                    "use": unit_use,
+                }
+            )
+    return units
+
+
+def _square(layout: _Layout) -> Record:
+    """The village square (文化广场) as a point of interest, at the centre of its plots."""
     square = unary_union(
         [
-            box(ox + xs[c], oy + ys[r], ox + xs[c] + plot, oy + ys[r] + plot)
-            for c in square_cols
-            for r in square_rows
+            box(
+                layout.ox + layout.xs[c],
+                layout.oy + layout.ys[r],
+                layout.ox + layout.xs[c] + PLOT_M,
+                layout.oy + layout.ys[r] + PLOT_M,
+            )
+            for c, r in sorted(layout.square_plots)
         ]
     )
-    pois.append({"name": "龙湖村文化广场", "category": "square", "geometry": square.centroid})
+    return {"name": "龙湖村文化广场", "category": "square", "geometry": square.centroid}
 
-    main_y = oy + ys[main_row] - main_street_w / 2
-    lane_x = ox + xs[lane_col] - lane_w / 2
-    alleys = [
+
+def _alleys(layout: _Layout) -> list[Record]:
+    """The main street, the lane and the alleys (巷) between rows, as centre lines."""
+    ox, oy, width, height = layout.ox, layout.oy, layout.width, layout.height
+    main_y, lane_x = layout.main_y, layout.lane_x
+    alleys: list[Record] = [
         {
             "name": "龙湖大街",
             "kind": "main_street",
-            "width_m": main_street_w,
+            "width_m": MAIN_STREET_M,
             "geometry": LineString([(ox - 5, main_y), (ox + width + 5, main_y)]),
         },
         {
             "name": "龙湖中巷",
             "kind": "lane",
-            "width_m": lane_w,
+            "width_m": LANE_M,
             "geometry": LineString([(lane_x, oy - 5), (lane_x, oy + height + 5)]),
         },
     ]
-    for r in range(1, spec.rows):
-        if r == main_row:
+    for r in range(1, layout.spec.rows):
+        if r == layout.main_row:
             continue
-        gy = oy + ys[r] - row_gap[r] / 2
+        gy = oy + layout.ys[r] - layout.row_gap[r] / 2
         alleys.append(
             {
                 "name": f"{_chinese_number(r)}巷",
                 "kind": "alley",
-                "width_m": row_gap[r],
+                "width_m": layout.row_gap[r],
                 "geometry": LineString([(ox, gy), (ox + width, gy)]),
             }
         )
+    return alleys
 
-    devices = []
+
+def _devices(layout: _Layout, buildings: list[dict[str, object]]) -> list[Record]:
+    """Gates at the four entrances, an access reader at every building's door, cameras along
+    the main street and every fourth alley, and the residents' app."""
+    ox, oy, width, height = layout.ox, layout.oy, layout.width, layout.height
+    main_y, lane_x = layout.main_y, layout.lane_x
+    devices: list[Record] = []
     entrances = [
         ("gate-west", (ox - 4, main_y)),
         ("gate-east", (ox + width + 4, main_y)),
@@ -238,7 +365,7 @@ def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Villag
                 "device_id": device_id,
                 "kind": "gate",
                 "building_id": None,
-                "grid_code": grid_of(
+                "grid_code": layout.grid_of(
                     min(max(px, ox), ox + width - 1), min(max(py, oy), oy + height - 1)
                 ),
                 "floor": 0,
@@ -247,29 +374,34 @@ def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Villag
             }
         )
     for b in buildings:
-        centre = b["geometry"].centroid
+        footprint = b["geometry"]
+        assert isinstance(footprint, Polygon)
+        centre = footprint.centroid
         devices.append(
             {
-                "device_id": f"acc-{b['building_id'].lower()}",
+                "device_id": f"acc-{str(b['building_id']).lower()}",
                 "kind": "access",
                 "building_id": b["building_id"],
                 "grid_code": b["grid_code"],
                 "floor": 1,
                 "door": "building",
-                "geometry": Point(centre.x, b["geometry"].bounds[1]),
+                "geometry": Point(centre.x, footprint.bounds[1]),
             }
         )
     camera_n = 0
-    for c in range(0, spec.columns, 3):
-        for line_y in [main_y] + [oy + ys[r] - row_gap[r] / 2 for r in range(2, spec.rows, 4)]:
+    lines = [main_y] + [
+        oy + layout.ys[r] - layout.row_gap[r] / 2 for r in range(2, layout.spec.rows, 4)
+    ]
+    for c in range(0, layout.spec.columns, 3):
+        for line_y in lines:
             camera_n += 1
-            px = ox + xs[c] + plot / 2
+            px = ox + layout.xs[c] + PLOT_M / 2
             devices.append(
                 {
                     "device_id": f"cam-{camera_n:03d}",
                     "kind": "camera",
                     "building_id": None,
-                    "grid_code": grid_of(px, line_y),
+                    "grid_code": layout.grid_of(px, line_y),
                     "floor": 0,
                     "door": None,
                     "geometry": Point(px, line_y),
@@ -286,29 +418,11 @@ def generate(seed: int = 1, size: Literal["small", "large"] = "small") -> Villag
             "geometry": Point(ox + width / 2, oy + height / 2),
         }
     )
+    return devices
 
-    def frame(records: list[dict[str, object]]) -> gpd.GeoDataFrame:
-        return gpd.GeoDataFrame(records, geometry="geometry", crs=UTM_49N).to_crs(WGS84)
 
-    boundary = frame(
-        [{"name": "龙湖村", "geometry": box(ox - 6, oy - 6, ox + width + 6, oy + height + 6)}]
-    )
-    people, tenancies, organisations = _inhabit(rng, buildings, units, grid_records)
-    objects = _objects(rng, buildings, main_y, ox, width)
-    return Village(
-        name="龙湖村",
-        boundary=boundary,
-        grid_cells=frame(grid_records),
-        buildings=frame(buildings),
-        units=pd.DataFrame(units),
-        alleys=frame(alleys),
-        devices=frame(devices),
-        pois=frame(pois),
-        people=pd.DataFrame(people, columns=PERSON_COLUMNS),
-        tenancies=pd.DataFrame(tenancies, columns=TENANCY_COLUMNS),
-        organisations=pd.DataFrame(organisations, columns=ORGANISATION_COLUMNS),
-        objects=frame(objects),
-    )
+def _frame(records: list[Record]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(records, geometry="geometry", crs=UTM_49N).to_crs(WGS84)
 
 
 SHOP_KINDS = ["便利店", "粉面店", "五金店", "快递点", "理发店"]

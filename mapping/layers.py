@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,12 @@ class View:
         )
 
 
+def _rows(frame: pd.DataFrame) -> Iterator[Any]:
+    """A frame's rows as named tuples; their fields are untyped (pandas-stubs types them as
+    any scalar)."""
+    return frame.itertuples()
+
+
 def view_of(buildings: gpd.GeoDataFrame) -> View:
     minx, miny, maxx, maxy = buildings.total_bounds
     span = max(maxx - minx, maxy - miny)
@@ -74,39 +80,91 @@ def colour_for(value: float, top: float) -> tuple[int, int, int]:
 
 
 def _rings(geometry: Any) -> list[list[list[float]]]:
-    """Outer rings of a polygon or multipolygon, as deck.gl wants them, rounded to ~1 cm."""
+    """Outer rings of a polygon or multipolygon, as deck.gl wants them, rounded to ~1 cm;
+    a Z or M coordinate is dropped."""
     polygons = getattr(geometry, "geoms", [geometry])
-    return [[[round(x, 7), round(y, 7)] for x, y in p.exterior.coords] for p in polygons]
+    return [[[round(c[0], 7), round(c[1], 7)] for c in p.exterior.coords] for p in polygons]
+
+
+def _deck_polygons(
+    geometries: Any, decimals: int = 7, open_rings: bool = False
+) -> tuple[list[Any], Any]:
+    """Every polygon part of ``geometries`` (a GeoSeries of polygons and multipolygons) as a
+    deck.gl polygon (the outer ring, or ``[outer, hole, …]``), rounded to ``decimals``
+    (7 ≈ 1 cm, 6 ≈ 10 cm), and the index of the geometry each part belongs to. Z and M are
+    dropped. ``open_rings`` leaves out each ring's closing vertex, which deck.gl does not need
+    (https://deck.gl/docs/api-reference/layers/polygon-layer#getpolygon). Vectorised through
+    shapely's ragged arrays: one pass over all coordinates, not a Python loop per vertex."""
+    import numpy as np
+    import shapely
+
+    parts, owner = shapely.get_parts(np.asarray(geometries), return_index=True)
+    if not len(parts):
+        return [], owner
+    _, coords, (ring_offsets, part_offsets) = shapely.to_ragged_array(parts, include_z=False)
+    xy = np.round(coords, decimals).tolist()
+    cut = 1 if open_rings else 0
+    rings = [xy[ring_offsets[i] : ring_offsets[i + 1] - cut] for i in range(len(ring_offsets) - 1)]
+    polygons = [
+        rings[part_offsets[p]] if part_offsets[p + 1] - part_offsets[p] == 1
+        else rings[part_offsets[p] : part_offsets[p + 1]]
+        for p in range(len(parts))
+    ]  # fmt: skip
+    return polygons, owner
+
+
+DETAILS = ("full", "district")
 
 
 def building_records(
     buildings: gpd.GeoDataFrame,
     metric: Mapping[str, float] | None = None,
     selected: str | None = None,
+    detail: str = "full",
 ) -> list[dict[str, Any]]:
     """One record per polygon, extruded by height, coloured by ``metric`` (e.g. events in the
-    last hour) with the busiest building at the top of the ramp."""
+    last hour) with the busiest building at the top of the ramp; courtyards are holes.
+
+    ``detail="district"`` is the level of detail for a district's first paint (tens of
+    thousands of buildings): coordinates to about 10 cm, rings left open, and only what the
+    map and its tooltip use (id, height, colour, tip)."""
+    if detail not in DETAILS:
+        raise ValueError(f"detail {detail!r}: expected one of {', '.join(DETAILS)}")
     metric = metric or {}
     top = max(metric.values(), default=0.0)
-    records = []
-    for row in buildings.itertuples():
-        value = float(metric.get(row.building_id, 0.0))
-        colour = SELECTED if row.building_id == selected else colour_for(value, top)
-        for ring in _rings(row.geometry):
-            records.append(
-                {
-                    "building_id": row.building_id,
-                    "address": row.address,
-                    "storeys": int(row.storeys),
-                    "height": float(row.height_m),
-                    "value": value,
-                    "polygon": ring,
-                    "colour": list(colour),
-                    "tip": f"{row.address}\n{row.building_id} · {int(row.storeys)} 层"
-                    f" storeys\n指标 metric: {value:g}",
-                }
-            )
-    return records
+    district = detail == "district"
+    polygons, owner = _deck_polygons(
+        buildings.geometry.array, decimals=6 if district else 7, open_rings=district
+    )
+    ids = buildings.building_id.tolist()
+    addresses = buildings.address.tolist()
+    storeys = [int(v) for v in buildings.storeys.tolist()]
+    heights = [float(v) for v in buildings.height_m.tolist()]
+    values = [float(metric.get(b, 0.0)) for b in ids]
+    palette: dict[tuple[int, int, int], list[int]] = {}  # one list per colour, shared
+    colours = [
+        palette.setdefault(c, list(c))
+        for c in (
+            SELECTED if b == selected else colour_for(v, top)
+            for b, v in zip(ids, values, strict=True)
+        )
+    ]
+    tips = [
+        f"{a}\n{b} · {n} 层 storeys\n指标 metric: {v:g}"
+        for a, b, n, v in zip(addresses, ids, storeys, values, strict=True)
+    ]
+    if district:
+        return [
+            {"building_id": ids[i], "height": heights[i], "polygon": polygon,
+             "colour": colours[i], "tip": tips[i]}
+            for polygon, i in zip(polygons, owner.tolist(), strict=True)
+        ]  # fmt: skip
+    return [
+        {"building_id": ids[i], "address": addresses[i], "storeys": storeys[i],
+         "height": heights[i], "value": values[i], "polygon": polygon, "colour": colours[i],
+         "tip": tips[i]}
+        for polygon, i in zip(polygons, owner.tolist(), strict=True)
+    ]  # fmt: skip
 
 
 def buildings_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
@@ -129,6 +187,7 @@ def buildings_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
     """Events at their place (building or device), coloured by device kind."""
     records = []
+    row: Any  # a pandas row: its fields are untyped
     for row in events.itertuples():
         family = str(row.kind).split(".")[0]
         records.append(
@@ -267,6 +326,7 @@ DEVICE_COLOURS = {
 
 def device_records(devices: pd.DataFrame) -> list[dict[str, Any]]:
     records = []
+    row: Any  # a pandas row: its fields are untyped
     for row in devices.itertuples():
         online = None if pd.isna(row.online) else bool(row.online)
         records.append(
@@ -325,7 +385,7 @@ def object_records(objects: pd.DataFrame) -> list[dict[str, Any]]:
             "colour": list(OBJECT_COLOURS.get(r.kind, (90, 90, 90))),
             "tip": f"{OBJECT_NAMES.get(r.kind, r.kind)}\n{r.object_id}",
         }
-        for r in objects.itertuples()
+        for r in _rows(objects)
     ]
 
 
@@ -345,7 +405,7 @@ def organisation_records(organisations: pd.DataFrame) -> list[dict[str, Any]]:
             "name": r.name,
             "tip": f"{r.name}\n{r.kind} · {r.building_id}",
         }
-        for r in organisations.itertuples()
+        for r in _rows(organisations)
     ]
 
 
@@ -380,7 +440,8 @@ def floor_records(
 
     status = status or {}
     frame = gpd.GeoSeries([footprint], crs="EPSG:4326")
-    metric = frame.to_crs("EPSG:32649").iloc[0].buffer(-0.3)
+    utm = frame.estimate_utm_crs()  # the building's own UTM zone, wherever the village is
+    metric = frame.to_crs(utm).iloc[0].buffer(-0.3)
     minx, miny, maxx, maxy = metric.bounds
     along_x = (maxx - minx) >= (maxy - miny)
     records = []
@@ -409,8 +470,8 @@ def floor_records(
             cell = metric.intersection(strip).buffer(-0.15)
             if cell.is_empty:
                 continue
-            cell_wgs = gpd.GeoSeries([cell], crs="EPSG:32649").to_crs("EPSG:4326").iloc[0]
-            unit = names[i] if i < len(names) else None
+            cell_wgs = gpd.GeoSeries([cell], crs=utm).to_crs("EPSG:4326").iloc[0]
+            unit: Any = names[i] if i < len(names) else None
             unit_id = unit.unit_id if unit is not None else f"{floor}F"
             state = status.get(
                 unit_id, "shop" if unit is not None and unit.use == "shop" else "unknown"
@@ -453,7 +514,14 @@ class CompactDeck(pdk.Deck):  # type: ignore[misc]
     def to_json(self) -> str:
         from pydeck.bindings.json_tools import default_serialize
 
-        return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
+        # Chinese text as UTF-8 (3 bytes a character), not \\uXXXX escapes (6).
+        return json.dumps(
+            self,
+            sort_keys=True,
+            default=default_serialize,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
 
 
 def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = None) -> pdk.Deck:
@@ -465,7 +533,7 @@ def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = Non
             initial_view_state=view.state(),
             map_style=base_map_url,
             map_provider="carto",
-            tooltip=TOOLTIP,  # type: ignore[arg-type]
+            tooltip=TOOLTIP,
         )
     # Not ``map_style=None``: Streamlit then fills in a Carto base map from the internet. The
     # untouched default with no provider is what Streamlit reads as "no base map at all".
@@ -473,5 +541,5 @@ def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = Non
         layers=list(layers),
         initial_view_state=view.state(),
         map_provider=None,
-        tooltip=TOOLTIP,  # type: ignore[arg-type]
+        tooltip=TOOLTIP,
     )

@@ -2,8 +2,9 @@
 # Installs what villagetwin needs on a Debian machine (run as root), then the Python
 # environment in .venv. Idempotent: when everything is there it checks and exits in seconds.
 #
-#   - Debian packages: Mosquitto and its clients, Chromium (browser tests), CJK fonts (the
-#     dashboard's Chinese labels), PostgreSQL's server headers and cmake (to build TimescaleDB).
+#   - Debian packages: Mosquitto and its clients, openssl (the broker's local TLS certificate),
+#     Chromium (browser tests), CJK fonts (the dashboard's Chinese labels), PostgreSQL's server
+#     headers and cmake (to build TimescaleDB).
 #   - TimescaleDB for the local PostgreSQL: Debian's binary package where the release has one
 #     (Debian 13: postgresql-17-timescaledb); otherwise Debian 13's own source package
 #     (Apache-licensed edition) built against the local server, about 30 s.
@@ -42,7 +43,7 @@ if [[ -z "$PGV" ]]; then
 fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
-for pkg in mosquitto mosquitto-clients chromium fonts-noto-cjk; do
+for pkg in mosquitto mosquitto-clients openssl chromium fonts-noto-cjk; do
   installed "$pkg" || missing+=("$pkg")
 done
 ((${#missing[@]})) && apt_install "${missing[@]}"
@@ -91,6 +92,13 @@ EOF
   fi
 fi
 
+# --- PostGIS --------------------------------------------------------------------------------
+# The village model's places are PostGIS geometries (migration 0050): Debian's package for the
+# local PostgreSQL major version.
+if [[ ! -f "/usr/share/postgresql/$PGV/extension/postgis.control" ]]; then
+  apt_install "postgresql-$PGV-postgis-3"
+fi
+
 # --- Python ---------------------------------------------------------------------------------
 PY=${PYTHON:-python3}
 if ! command -v uv >/dev/null; then
@@ -101,10 +109,12 @@ if [[ ! -x .venv/bin/python ]]; then
   uv venv -q --python "$PY" .venv
 fi
 stamp=.venv/.villagetwin-installed
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml uv.lock | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
-  say "installing Python packages into .venv"
-  uv pip install -q --python .venv/bin/python -e '.[dev]'
+  # Exactly the versions in uv.lock (--locked: fails if pyproject.toml changed without
+  # `uv lock`); `make check-newest` tries the newest versions pyproject.toml allows.
+  say "installing Python packages into .venv (uv.lock)"
+  uv sync -q --locked --extra dev --python .venv/bin/python
   echo "$want" >"$stamp"
 fi
-say "system ready (PostgreSQL $PGV with TimescaleDB, Mosquitto, Chromium, .venv)"
+say "system ready (PostgreSQL $PGV with TimescaleDB and PostGIS, Mosquitto, Chromium, .venv)"

@@ -1,6 +1,7 @@
 """Fixtures that reach the real services: PostgreSQL with TimescaleDB, Mosquitto, Chromium.
 
-Each test database is created fresh and migrated; each broker is a private Mosquitto started
+Each test database is a fresh clone (``CREATE DATABASE … TEMPLATE``) of one database migrated
+once per session, so no test runs the migrations again; each broker is a private Mosquitto started
 from the project's own rendered config on a free port, so no test disturbs another or the
 machine's services. A missing service is an error, never a skip.
 """
@@ -12,12 +13,13 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from support import Broker, free_port, wait_until
+from support import Broker, count, free_port, wait_until
 
 from devices.broker import BrokerConfig
 from devices.settings import MqttSettings
@@ -32,25 +34,87 @@ ADMIN_DSN = os.environ.get("VT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 
+def _migrated_template() -> str:
+    """A database migrated once, closed to connections (TimescaleDB's scheduler included), so
+    that ``CREATE DATABASE … TEMPLATE`` can copy it."""
+    name = f"vt_test_template_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrate(make_conninfo(ADMIN_DSN, dbname=name), log=lambda _: None)
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+    gone = wait_until(
+        lambda: (
+            count(ADMIN_DSN, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", name) == 0
+        ),
+        10,
+    )
+    assert gone, f"the template database {name} still has connections"
+    return name
+
+
 @pytest.fixture(scope="session")
 def database_factory() -> Iterator[Callable[[], str]]:
-    """Makes fresh, migrated databases; drops them all at the end of the session."""
+    """Makes fresh, migrated databases (clones of one migrated template); drops them all at
+    the end of the session."""
     created: list[str] = []
 
     def make() -> str:
+        if not created:
+            created.append(_migrated_template())
         name = f"vt_test_{uuid.uuid4().hex[:10]}"
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(created[0])
+        )
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(create)
+            _copy_database_settings(conn, created[0], name)
         created.append(name)
-        dsn = make_conninfo(ADMIN_DSN, dbname=name)
-        migrate(dsn, log=lambda _: None)
-        return dsn
+        return make_conninfo(ADMIN_DSN, dbname=name)
 
     yield make
+    # Each DROP DATABASE waits for a checkpoint (seconds here); dropped together, the drops
+    # share them. The template goes last.
+    with ThreadPoolExecutor(max_workers=8) as drops:
+        list(drops.map(_drop, created[1:]))
+    for name in created[:1]:
+        _drop(name)
+
+
+def _copy_database_settings(conn: psycopg.Connection, template: str, name: str) -> None:
+    """``CREATE DATABASE … TEMPLATE`` copies a database's contents, not the settings kept for
+    it in ``pg_db_role_setting`` (``ALTER DATABASE … SET``, ``ALTER ROLE … IN DATABASE …
+    SET``, which migrations use, e.g. the dashboard role's search_path): copy those too."""
+    rows = conn.execute(
+        "SELECT r.rolname, s.setconfig FROM pg_db_role_setting s"
+        " JOIN pg_database d ON d.oid = s.setdatabase"
+        " LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = %s",
+        (template,),
+    ).fetchall()
+    for role, config in rows:
+        for item in config:
+            key, _, value = item.partition("=")
+            target = (
+                sql.SQL("ALTER ROLE {} IN DATABASE {}").format(
+                    sql.Identifier(role), sql.Identifier(name)
+                )
+                if role
+                else sql.SQL("ALTER DATABASE {}").format(sql.Identifier(name))
+            )
+            conn.execute(
+                sql.SQL("{} SET {} = {}").format(target, sql.Identifier(key), sql.SQL(value))
+            )
+
+
+def _drop(name: str) -> None:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        for name in created:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            conn.execute(drop.format(sql.Identifier(name)))
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(name)))
 
 
 @pytest.fixture

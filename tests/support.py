@@ -189,7 +189,8 @@ class Fleet:
         from devices.mqtt import new_client
 
         self.devices = devices
-        self.client: paho.Client = new_client(mqtt, f"{client_id}-{os.getpid()}")
+        # With credentials, the client id is the username (the broker binds them).
+        self.client: paho.Client = new_client(mqtt, mqtt.username or f"{client_id}-{os.getpid()}")
         self.client.max_inflight_messages_set(500)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.2, 1)

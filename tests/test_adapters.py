@@ -13,8 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from support import SHARED_DATA, count, wait_until
 
 from devices.adapters import (

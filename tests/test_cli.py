@@ -22,6 +22,8 @@ COMMANDS = [
     ["demo"],
     ["broker"],
     ["gaps"],
+    ["derive"],
+    ["derive", "rebuild"],
 ]
 
 

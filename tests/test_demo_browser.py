@@ -95,6 +95,7 @@ def demo(
         "VT_DB_DSN": db,
         "VT_STATE_DIR": str(tmp_path / "state"),
         "VT_MQTT__PORT": str(mqtt_port),
+        "VT_BROKER_TLS_PORT": str(free_port()),  # the demo's broker serves TLS too
         "VT_INGEST__HTTP_PORT": str(metrics_port),
         "VT_INGEST__CLIENT_ID": "vt-demo-test",
         "VT_REFRESH_S": "2",

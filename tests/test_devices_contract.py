@@ -1,5 +1,5 @@
 """The device contract: its generated document, real clients (mosquitto_pub), and security
-against a real Mosquitto started with the password and ACL files made from the registry."""
+against a real Mosquitto started with the dynamic-security file made from the registry."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from villagetwin.provision import (
     Issued,
     add_device,
     add_service_account,
-    reload_broker,
+    apply_live,
     revoke,
     rotate,
     write_auth_files,
@@ -69,8 +69,9 @@ def test_password_hashes_are_what_mosquitto_passwd_writes(tmp_path: Path) -> Non
 
 
 def pub(port: int, user: str | None, password: str | None, topic: str, payload: bytes) -> int:
+    """mosquitto_pub as a device does it: its client id is its username (the broker binds them)."""
     command = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic,
-               "-m", payload.decode(), "-i", f"p-{uuid.uuid4().hex[:6]}"]  # fmt: skip
+               "-m", payload.decode(), "-i", user or f"p-{uuid.uuid4().hex[:6]}"]  # fmt: skip
     if user:
         command += ["-u", user, "-P", password or ""]
     return subprocess.run(command, capture_output=True, timeout=10).returncode
@@ -82,9 +83,8 @@ class Listener:
     def __init__(self, port: int, user: str, password: str, topic: str = "#") -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.refused: str | None = None
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"l-{uuid.uuid4().hex[:6]}"
-        )
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user)
+        self.granted: list[int] = []
         self.client.username_pw_set(user, password)
         self.subscribed = False
 
@@ -95,6 +95,7 @@ class Listener:
                 c.subscribe(topic, qos=1)
 
         def on_subscribe(c, u, mid, reasons, p):  # type: ignore[no-untyped-def]
+            self.granted = [r.value for r in reasons]
             self.subscribed = True
 
         self.client.on_connect = on_connect
@@ -115,12 +116,12 @@ def secured(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
         a = add_device(conn, "gate-a", DeviceKind.GATE)
         b = add_device(conn, "gate-b", DeviceKind.GATE)
         ingester = add_service_account(conn, "vt-ingester")
-        passwd, acl = write_auth_files(conn, directory / "auth")
+        dynsec = write_auth_files(conn, directory / "auth")
     broker = Broker(
         directory,
         BrokerConfig(
             port=free_port(), persistence_dir=directory / "data", log_file=directory / "m.log",
-            pid_file=directory / "m.pid", user=local_user(), password_file=passwd, acl_file=acl,
+            pid_file=directory / "m.pid", user=local_user(), dynsec_file=dynsec,
         ),
     )  # fmt: skip
     broker.start()
@@ -163,6 +164,7 @@ def test_a_device_cannot_publish_for_another_or_read_others(secured: dict[str, o
             event_topic("gate-b"),
         ]
         assert snoop.messages == []  # A's subscription to '#' delivered nothing of others'
+        assert snoop.granted == [0x80]  # and it was refused outright (SUBACK failure)
     finally:
         platform.close()
         snoop.close()
@@ -172,11 +174,13 @@ def test_a_revoked_device_stays_out_after_the_reload(secured: dict[str, object])
     port = secured["broker"].config.port  # type: ignore[attr-defined]
     a: Issued = secured["a"]  # type: ignore[assignment]
     directory: Path = secured["dir"]  # type: ignore[assignment]
+    broker: Broker = secured["broker"]  # type: ignore[assignment]
     with psycopg.connect(str(secured["db"])) as conn:
-        revoke(conn, "gate-a")
+        revoked = revoke(conn, "gate-a")
         rotated = rotate(conn, "gate-b")
         write_auth_files(conn, directory / "auth")
-    assert reload_broker(directory / "m.pid")
+    errors = apply_live(broker.settings, directory / "auth", revoked.commands + rotated.commands)
+    assert errors == []
     assert wait_until(
         lambda: pub(port, "gate-a", a.password, event_topic("gate-a"), b"{}") != 0, 10
     )
@@ -197,7 +201,7 @@ def test_the_ingester_account_ingests_from_the_secured_broker(
     a: Issued = secured["a"]  # type: ignore[assignment]
     db = str(secured["db"])
     settings = MqttSettings(port=port, username=ingester.username, password=ingester.password)  # type: ignore[arg-type]
-    start_ingester(db, settings)
+    start_ingester(db, settings, client_id=ingester.username)
     example = EXAMPLES["gate.pass"][1].model_copy(
         update={"device": "gate-a", "id": uuid.uuid4(), "ts": datetime.now(UTC)}
     )
@@ -209,15 +213,12 @@ def test_the_ingester_account_ingests_from_the_secured_broker(
     config = {"v": 1, "device": "gate-a", "kind": "gate", "floor": 0, "door": "entrance",
               "availability_topic": "vt/v1/gate-a/status"}  # fmt: skip
     assert pub(port, "gate-a", a.password, config_topic("gate-a"), json.dumps(config).encode()) == 0
+    # The device's place is the operator's: its claim waits as a pending change.
     assert wait_until(
-        lambda: (
-            count(
-                db, "SELECT count(*) FROM devices WHERE device_id = 'gate-a' AND door = 'entrance'"
-            )
-            == 1
-        ),
+        lambda: count(db, "SELECT count(*) FROM device_place_changes WHERE door = 'entrance'") == 1,
         15,
     )
+    assert count(db, "SELECT count(*) FROM devices WHERE door = 'entrance'") == 0
 
 
 def test_devices_commands(db: str, tmp_path: Path) -> None:
@@ -230,14 +231,16 @@ def test_devices_commands(db: str, tmp_path: Path) -> None:
     added = run("add", "cam-x1", "--kind", "camera")
     assert added.returncode == 0, added.stderr
     password = added.stdout.split("password: ")[1].strip()
-    assert "cam-x1:$7$101$" in (tmp_path / "mosquitto" / "passwd").read_text()
-    assert "pattern write vt/v1/%u/event" in (tmp_path / "mosquitto" / "acl").read_text()
+    dynsec = json.loads((tmp_path / "mosquitto" / "dynamic-security.json").read_text())
+    clients = {c["username"]: c for c in dynsec["clients"]}
+    assert clients["cam-x1"]["clientid"] == "cam-x1" and clients["cam-x1"]["iterations"] == 101
+    assert oct((tmp_path / "mosquitto" / "dynamic-security.json").stat().st_mode)[-3:] == "600"
     assert run("add", "cam-x1", "--kind", "camera").returncode == 1  # exists already
     assert run("add", "Bad Id!", "--kind", "camera").returncode == 1
     listed = run("list")
     assert "cam-x1\tcamera\t\tsilent" in listed.stdout
     assert run("revoke", "cam-x1").returncode == 0
-    assert "cam-x1" not in (tmp_path / "mosquitto" / "passwd").read_text()
+    assert "cam-x1" not in (tmp_path / "mosquitto" / "dynamic-security.json").read_text()
     assert "revoked" in run("list").stdout
     assert password  # shown once, never stored
     with psycopg.connect(db) as conn:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from support import (
 )
 
 from devices.broker import BrokerConfig
+from devices.mqtt import connect, new_client
 from devices.topics import event_topic
 from villagetwin.local import local_user
 from villagetwin.migrate import migrate
@@ -214,17 +217,115 @@ def test_sigterm_flushes_acknowledges_and_exits(
     assert count(pg_dsn, "SELECT count(*) FROM events") == 0  # still in the open batch
     assert ingester.terminate() == 0
     assert count(pg_dsn, "SELECT count(*) FROM events") == 500
-    # Restarted on the same session: acks were sent, so nothing comes back.
+    # Restarted on the same session (batches closing at the default wait): acks were sent,
+    # so nothing comes back.
+    ingester = IngesterProcess(pg_dsn, broker.settings, log, client_id="vt-term")
     ingester.start()
     assert wait_until(ingester.connected, 20)
-    time.sleep(1.5)
+    # A probe published now comes after anything the broker still held for the session.
+    probe = new_client(broker.settings, "test-term-probe")
+    connect(probe, broker.settings)
+    probe.loop_start()
+    probe.publish(event_topic("gate-probe"), b"{}", qos=1).wait_for_publish(5)
+    probe.loop_stop()
+    probe.disconnect()
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM dead_letters") == 1, 15)
     assert ingester.terminate() == 0
+    assert count(pg_dsn, "SELECT count(*) FROM dead_letters") == 1
     assert (
         log.read_text()
         .strip()
         .splitlines()[-1]
-        .endswith("received 0, stored 0, duplicates 0, dead letters 0")
+        .endswith("received 1, stored 0, duplicates 0, dead letters 1")
     )
+
+
+def test_sigterm_during_a_database_outage_exits_within_10s_and_loses_nothing(
+    private_pg: PrivatePostgres, pg_dsn: str, broker: Broker, tmp_path: Path
+) -> None:
+    """Both writers retrying a batch against a stopped database, a third batch waiting for
+    them and the main thread blocked handing over a fourth: SIGTERM still ends the process
+    within 10 s, and what was not committed was not acknowledged, so it comes back."""
+    devices = gates(5, "o")
+    register_gates(pg_dsn, devices)
+    log = tmp_path / "ingest.log"
+    ingester = IngesterProcess(pg_dsn, broker.settings, log, client_id="vt-term-outage")
+    ingester.start()
+    assert wait_until(ingester.connected, 20)
+    fleet = Fleet(broker.settings, devices)
+    fleet.publish(20)
+    fleet.wait_acknowledged()
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") == 100, 20)
+    private_pg.stop("immediate")
+    try:
+        fleet.publish(100, rate=250.0)  # 500 events over 2 s: many 50 ms batches
+        fleet.wait_acknowledged()
+
+        def both_writers_blocked() -> bool:
+            text = log.read_text()
+            return all(f"vt-writer-{n}: database write failed" in text for n in (0, 1))
+
+        assert wait_until(both_writers_blocked, 20)
+        time.sleep(1.0)
+        started = time.monotonic()
+        status = ingester.terminate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        private_pg.start()
+    assert status == 0 and took < 10, f"exit {status} after {took:.1f} s"
+    assert "left unacknowledged" in log.read_text() or "giving up" in log.read_text()
+    fleet.close()
+    ingester.start()  # the same session: the broker redelivers what was not acknowledged
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") >= 600, 60, 0.5)
+    time.sleep(1.0)
+    assert_exactly_once(pg_dsn, 600)
+    assert ingester.terminate() == 0
+
+
+def _postgres_processes(pg: PrivatePostgres) -> list[int]:
+    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(
+        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [postmaster, *map(int, children)]
+
+
+def test_sigterm_while_the_database_hangs_exits_within_10s_and_loses_nothing(
+    private_pg: PrivatePostgres, pg_dsn: str, broker: Broker, tmp_path: Path
+) -> None:
+    """A database that accepts nothing and answers nothing (every PostgreSQL process stopped
+    with SIGSTOP): writers block inside libpq, with no error to retry on. SIGTERM still ends
+    the ingester within 10 s, and nothing it did not commit was acknowledged."""
+    devices = gates(5, "h")
+    register_gates(pg_dsn, devices)
+    log = tmp_path / "ingest.log"
+    ingester = IngesterProcess(pg_dsn, broker.settings, log, client_id="vt-term-hang")
+    ingester.start()
+    assert wait_until(ingester.connected, 20)
+    fleet = Fleet(broker.settings, devices)
+    fleet.publish(20)
+    fleet.wait_acknowledged()
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") == 100, 20)
+    frozen = _postgres_processes(private_pg)
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        fleet.publish(100, rate=250.0)
+        fleet.wait_acknowledged()
+        time.sleep(2.0)
+        started = time.monotonic()
+        status = ingester.terminate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert took < 10, f"exit {status} after {took:.1f} s"
+    fleet.close()
+    ingester.start()
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") >= 600, 60, 0.5)
+    time.sleep(1.0)
+    assert_exactly_once(pg_dsn, 600)
+    assert ingester.terminate() == 0
 
 
 def test_broker_crash_loss_is_reported_as_exact_missing_ranges(

@@ -15,7 +15,7 @@ from support import ROOT, Fleet, count, register_gates, wait_until
 
 from devices.payloads import AccessUnlock, DeviceKind, Heartbeat, Status, encode
 from devices.topics import status_topic
-from ingest import store
+from ingest import derived_tables, store
 from ingest.maintenance import RetentionPlan, run_retention
 from ingest.validate import (
     ConfigUpdate,
@@ -80,43 +80,15 @@ def test_derived_tables_count_each_event_once(db: str) -> None:
     assert device == (4, True)
 
 
-# The derived tables recounted from the raw events: what both store paths must agree with.
-_RECOUNT = {
-    "building_hourly": (
-        "SELECT building_id, hour, kind, events FROM building_hourly ORDER BY 1, 2, 3",
-        "SELECT coalesce(building_id, ''), time_bucket(interval '1 hour', ts), kind, count(*)"
-        " FROM events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-    ),
-    "village_hourly": (
-        "SELECT hour, kind, events FROM village_hourly ORDER BY 1, 2",
-        "SELECT time_bucket(interval '1 hour', ts), kind, count(*) FROM events"
-        " GROUP BY 1, 2 ORDER BY 1, 2",
-    ),
-    "unit_daily_credentials": (
-        "SELECT * FROM unit_daily_credentials ORDER BY 1, 2, 3",
-        "SELECT unit_id, (ts AT TIME ZONE 'Asia/Shanghai')::date, credential_ref, min(ts),"
-        " max(ts), count(*) FROM events WHERE unit_id IS NOT NULL AND credential_ref IS NOT NULL"
-        " AND kind IN ('access.unlock', 'app.checkin')"
-        " AND coalesce((payload ->> 'granted')::boolean, true) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-    ),
-    "device_latest": (
-        "SELECT device_id, ts, kind, seq, payload FROM device_latest ORDER BY 1",
-        "SELECT DISTINCT ON (device_id) device_id, ts, kind, seq, payload FROM events"
-        " ORDER BY device_id, ts DESC, seq DESC",
-    ),
-    "devices": (
-        "SELECT device_id, last_seq, last_seen FROM devices WHERE last_seq IS NOT NULL ORDER BY 1",
-        "SELECT device_id, max(seq), max(received_at) FROM events GROUP BY 1 ORDER BY 1",
-    ),
-    "incidents": (
-        "SELECT incident_id, reported_at, device_id, building_id, category, description, lon,"
-        " lat, photo_ref FROM incidents ORDER BY 1",
-        "SELECT event_id, ts, device_id, coalesce(payload ->> 'building', building_id),"
-        " payload ->> 'category', payload ->> 'text', (payload ->> 'lon')::float8,"
-        " (payload ->> 'lat')::float8, payload ->> 'photo' FROM events"
-        " WHERE kind = 'app.incident' ORDER BY 1",
-    ),
-}
+# The derived tables' definition (a recount from the raw events, ingest/derived_tables.py):
+# what both store paths and a rebuild must agree with.
+_EVER = derived_tables.params(datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def _assert_derived_equal_recount(conn: psycopg.Connection) -> None:
+    for table in derived_tables.ALL:
+        kept = conn.execute(table.kept()).fetchall()
+        assert kept == conn.execute(table.recount, _EVER).fetchall(), table.name
 
 
 def _mixed_rows(n: int, seed: int) -> list[EventRow]:
@@ -177,8 +149,7 @@ def test_both_store_paths_keep_derived_tables_equal_to_a_recount(db: str) -> Non
         # Half already stored, half new: the direct copy conflicts, the staging path stores.
         mixed = store.store(conn, rows[400:800], [])
         staged = store.store(conn, rows[800:], [], direct=False)
-        for table, (kept, recount) in _RECOUNT.items():
-            assert conn.execute(kept).fetchall() == conn.execute(recount).fetchall(), table
+        _assert_derived_equal_recount(conn)
         assert count(db, "SELECT count(*) FROM incidents") > 0
     assert [r.conflicted for r in direct] == [False] * 3
     assert (mixed.inserted, mixed.duplicates, mixed.conflicted) == (200, 200, True)
@@ -229,7 +200,10 @@ def test_an_older_status_committed_later_does_not_win(db: str) -> None:
     assert [h[0] for h in history] == [True, False]
 
 
-def test_a_config_places_a_device_and_an_older_one_committed_later_does_not_win(db: str) -> None:
+def test_a_config_claiming_another_place_waits_for_an_operator(db: str) -> None:
+    """Issue 12: the device's place is the operator's. A differing claim is recorded once as a
+    pending change (also when the retained config comes again, or a writer commits an older
+    one later); the device stays where the registry has it."""
     _access_db(db)
     with psycopg.connect(db) as conn:
         conn.execute(
@@ -237,31 +211,42 @@ def test_a_config_places_a_device_and_an_older_one_committed_later_does_not_win(
             " lon, lat) VALUES ('B2', 'addr', 'G1', 5, 15, '{}', 113.45, 23.16)"
         )
         store.prepare(conn)
-        newer = ConfigUpdate("acc-b1", "B2", 3, "unit", NOW)
-        older = ConfigUpdate("acc-b1", "B1", 1, "building", NOW - timedelta(seconds=5))
-        unknown = ConfigUpdate("acc-b1", "B404", 4, "unit", NOW + timedelta(seconds=1))
-        store.store(conn, [], [], configs=[newer])
-        store.store(conn, [], [], configs=[older])  # older, committed second
-        placed = conn.execute(
+        before = conn.execute(
             "SELECT building_id, floor, door FROM devices WHERE device_id = 'acc-b1'"
         ).fetchone()
-        store.store(conn, [], [], configs=[unknown])  # a building the registry lacks
-        kept = conn.execute(
-            "SELECT building_id, floor FROM devices WHERE device_id = 'acc-b1'"
+        newer = ConfigUpdate("acc-b1", "B2", 3, "unit", NOW)
+        older = ConfigUpdate("acc-b1", "B2", 3, "unit", NOW - timedelta(seconds=5))
+        unknown = ConfigUpdate("acc-b1", "B404", None, None, NOW + timedelta(seconds=1))
+        same = ConfigUpdate("acc-b1", None, None, None, NOW)  # says nothing of its place
+        for config in (newer, older, unknown, same):
+            store.store(conn, [], [], configs=[config])
+        after = conn.execute(
+            "SELECT building_id, floor, door, config_at FROM devices WHERE device_id = 'acc-b1'"
         ).fetchone()
-    assert placed == ("B2", 3, "unit")
-    assert kept == ("B2", 4)
+        claims = conn.execute(
+            "SELECT building_id, floor, door FROM device_place_changes"
+            " WHERE status = 'pending' ORDER BY change_id"
+        ).fetchall()
+    assert after is not None and after[:3] == before and after[3] == NOW + timedelta(seconds=1)
+    assert before is not None
+    assert claims == [("B2", 3, "unit"), ("B404", before[1], before[2])]
 
 
 def test_a_deadlock_with_another_writer_is_retried_at_once(db: str, broker, start_ingester) -> None:  # type: ignore[no-untyped-def]
     """Another transaction holds one of a batch's events and then wants another the batch
-    holds: PostgreSQL rolls the ingester's batch back, which is a conflict, not an outage."""
+    holds: PostgreSQL rolls the ingester's batch back, which is a conflict, not an outage.
+
+    It once counted 2 conflicts on an idle machine: the batch was retried the instant it was
+    rolled back, took y again before the other backend (woken by the rollback) had inserted
+    it, and deadlocked with it a second time. Retries now wait a jittered pause first (at
+    least conflict_backoff_ms, here 500 ms, far more than the other backend needs to take y),
+    so the retry finds y taken, then committed, and stores the batch as duplicates."""
     import json
 
     from devices.topics import event_topic
 
     register_gates(db, ["gate-dl"])
-    running = start_ingester(db, broker.settings)
+    running = start_ingester(db, broker.settings, conflict_backoff_ms=500)
     y, x = (json.loads(Fleet.payload("gate-dl", seq)) for seq in (1, 2))
     other = psycopg.connect(db)
     insert = (

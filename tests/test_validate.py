@@ -214,7 +214,7 @@ def test_a_config_message_says_where_a_registered_device_is() -> None:
         ({"device": "cam-001"}, "acc-lh00001", "device_mismatch"),  # names another device
         ({"kind": "camera"}, "acc-lh00001", "device_mismatch"),  # not what the registry has
         ({"device": "acc-nobody"}, "acc-nobody", "unknown_device"),  # never registers one
-        ({"floor": 999}, "acc-lh00001", "schema_invalid"),
+        ({"floor": 999}, "acc-lh00001", "out_of_range"),
         ({"v": 2}, "acc-lh00001", "unknown_schema_version"),
     ],
 )
@@ -224,3 +224,24 @@ def test_a_bad_config_message_is_refused_with_its_reason(
     verdict = judge(received(_config(**changes), config_topic(topic_device)), REGISTRY)
     assert verdict.config is None
     assert [r.reason.value for r in verdict.refusals] == [reason]
+
+
+def test_a_unit_outside_the_devices_scope_is_refused_and_its_batch_neighbours_kept() -> None:
+    """Issue 12: a door reader writes only for its building's units (a gate or a device with
+    no building: the village's); the check is skipped where no units are known."""
+    scoped = {
+        "acc-lh00001": KnownDevice(
+            "acc-lh00001", DeviceKind.ACCESS, "LH00001", units=frozenset({"LH00001-301"})
+        )
+    }
+    assert judge(received(unlock()), scoped).events  # LH00001-301: its own building
+    other = {**unlock(), "unit": "LH00002-101"}
+    verdict = judge(received(other), scoped)
+    assert [r.reason for r in verdict.refusals] == [Reason.UNIT_OUTSIDE_DEVICE_SCOPE]
+    assert "LH00002-101" in verdict.refusals[0].detail and verdict.events == ()
+    batch = {"v": 1, "type": "batch", "device": "acc-lh00001",
+             "events": [unlock(1), {**unlock(2), "unit": "LH00002-101"}, unlock(3)]}  # fmt: skip
+    verdict = judge(received(batch), scoped)
+    assert [e.seq for e in verdict.events] == [1, 3]
+    assert [r.reason for r in verdict.refusals] == [Reason.UNIT_OUTSIDE_DEVICE_SCOPE]
+    assert judge(received(other), REGISTRY).events  # no units known: not checked

@@ -218,3 +218,33 @@ def test_only_accessors_are_expressions(village: Village) -> None:
         for key, value in layer.items():
             if isinstance(value, str) and value.startswith("@@="):
                 assert key.startswith("get"), (layer["id"], key, value)
+
+
+def test_building_records_keep_courtyards_and_the_district_detail_is_lighter() -> None:
+    import geopandas as gpd
+    from shapely.geometry import MultiPolygon, Polygon, box
+
+    yard = Polygon(
+        [(113.45, 23.16), (113.4504, 23.16), (113.4504, 23.1604), (113.45, 23.1604)],
+        [[(113.4501, 23.1601), (113.4503, 23.1601), (113.4503, 23.1603), (113.4501, 23.1603)]],
+    )
+    twin = MultiPolygon([box(113.46, 23.16, 113.4601, 23.1601), box(113.4603, 23.16, 113.4604,
+                                                                      23.1601)])  # fmt: skip
+    frame = gpd.GeoDataFrame(
+        {"building_id": ["Y", "T"], "address": ["天井楼", "双栋"], "storeys": [2, 3],
+         "height_m": [6.0, 9.0]},
+        geometry=[yard, twin], crs="EPSG:4326",
+    )  # fmt: skip
+    full = building_records(frame, {"Y": 3.0})
+    assert [r["building_id"] for r in full] == ["Y", "T", "T"]
+    assert len(full[0]["polygon"]) == 2 and full[0]["polygon"][1][0] == [113.4501, 23.1601]
+    assert full[0]["polygon"][0][0] == full[0]["polygon"][0][-1]  # closed rings
+    assert full[1]["polygon"][0] == [113.4601, 23.16] and full[0]["value"] == 3.0
+    light = building_records(frame, {"Y": 3.0}, detail="district")
+    assert set(light[0]) == {"building_id", "height", "polygon", "colour", "tip"}
+    assert len(light[0]["polygon"][0]) == 4  # open ring: deck.gl closes it
+    assert light[0]["colour"] == full[0]["colour"] and "天井楼" in light[0]["tip"]
+    text = deck([buildings_layer(light)], view_of(frame)).to_json()
+    assert "天井楼" in text  # UTF-8, not \\u escapes
+    with pytest.raises(ValueError, match="detail"):
+        building_records(frame, detail="tiles")

@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import psycopg
+from click.decorators import FC
 
 from devices.payloads import DeviceKind
 from villagetwin.settings import AppSettings
@@ -25,17 +27,11 @@ from villagetwin.settings import AppSettings
 log = logging.getLogger("vt")
 
 
-def DeviceKindChoices() -> list[Any]:
-    from devices.payloads import DeviceKind
-
-    return list(DeviceKind)
-
-
 def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -74,19 +70,27 @@ def setup(settings: AppSettings, broker: bool) -> None:
         local.ensure_timescaledb_preloaded(local.admin_dsn_for(settings.db_dsn), _echo)
         local.ensure_database(settings.db_dsn, _echo)
         apply(settings.db_dsn, _echo)
+        _ensure_credential_key(settings)
         if broker:
             _start_broker(settings)
-    except (local.SetupError, psycopg.Error) as exc:
+    except (local.SetupError, psycopg.Error, OSError) as exc:
         _fail(str(exc))
     _echo("setup done: database and broker ready")
+
+
+def _ensure_credential_key(settings: AppSettings) -> None:
+    from ingest.keys import ensure_key_file
+
+    path = settings.state_dir / "credential.key"
+    if ensure_key_file(path):
+        _echo(f"made the credential key {path} (readable by you only; keep it and back it up)")
 
 
 @cli.command()
 @click.pass_obj
 def migrate(settings: AppSettings) -> None:
     """Apply the schema migrations that are missing (none on a second run)."""
-    from villagetwin.migrate import MigrationError
-    from villagetwin.migrate import migrate as apply
+    from villagetwin.migrate import MigrationError, migrate as apply
 
     try:
         applied = apply(settings.db_dsn, _echo)
@@ -116,14 +120,25 @@ def broker() -> None:
 
 def _start_broker(settings: AppSettings) -> None:
     from villagetwin import local
+    from villagetwin.tls import CertificateError, ensure_local_certificate
 
-    auth = None
+    directory = local.broker_paths(settings.state_dir)["dir"]
+    dynsec = None
     if settings.broker_auth:
         from villagetwin.provision import write_auth_files
 
         with psycopg.connect(settings.db_dsn) as conn:
-            auth = write_auth_files(conn, local.broker_paths(settings.state_dir)["dir"])
-    local.start_broker(settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo, auth)
+            dynsec = write_auth_files(conn, directory)
+    tls = None
+    if settings.broker_tls_port:
+        try:
+            cert, key = ensure_local_certificate(directory / "tls")
+        except CertificateError as exc:
+            raise local.SetupError(str(exc)) from exc
+        tls = (settings.broker_tls_port, cert, key)
+    local.start_broker(
+        settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo, dynsec, tls
+    )
 
 
 @broker.command("start")
@@ -172,20 +187,31 @@ def devices() -> None:
 
 
 def _registry_change(settings: AppSettings, change: Any) -> Any:
-    """Runs a registry change, then regenerates the broker's files and reloads it."""
+    """Runs a registry change, tells a running broker (its dynamic-security plugin), then
+    regenerates the plugin's file from the registry for the broker's next start."""
     from villagetwin import local
-    from villagetwin.provision import ProvisioningError, reload_broker, write_auth_files
+    from villagetwin.provision import (
+        BrokerUnreachable,
+        ProvisioningError,
+        apply_live,
+        write_auth_files,
+    )
 
+    directory = local.broker_paths(settings.state_dir)["dir"]
     try:
         with psycopg.connect(settings.db_dsn) as conn:
             result = change(conn)
             conn.commit()
-            paths = local.broker_paths(settings.state_dir)
-            write_auth_files(conn, paths["dir"])
+            if settings.broker_auth:
+                try:
+                    for error in apply_live(settings.mqtt, directory, result.commands):
+                        log.debug("broker: %s", error)  # e.g. renewing an existing account
+                    _echo("the running broker applied the change")
+                except BrokerUnreachable as exc:
+                    _echo(f"no running broker took the change ({exc}); it applies at its start")
+            write_auth_files(conn, directory)
     except (ProvisioningError, psycopg.Error) as exc:
         _fail(str(exc))
-    if settings.broker_auth and reload_broker(paths["pid"]):
-        _echo("the local broker reloaded its password and ACL files")
     return result
 
 
@@ -267,7 +293,8 @@ def devices_bridge(
 @click.argument("username")
 @click.pass_obj
 def devices_service_account(settings: AppSettings, username: str) -> None:
-    """Issue broker credentials for an ingester (reads every device's topics)."""
+    """Issue broker credentials for an ingester (reads every device's topics). One account per
+    ingester: its MQTT client id is its username. Names are shared with device ids."""
     from villagetwin.provision import add_service_account
 
     issued = _registry_change(settings, lambda c: add_service_account(c, username))
@@ -291,6 +318,55 @@ def devices_list(settings: AppSettings) -> None:
     click.echo("device\tkind\tbuilding\tstate\tlast_seen\tcredentials")
     for row in rows:
         click.echo("\t".join(str(x) for x in row[:5]) + ("\tyes" if row[5] else "\tno"))
+
+
+@devices.command("changes")
+@click.argument("action", type=click.Choice(["list", "accept", "reject"]), default="list")
+@click.argument("change_id", type=int, required=False)
+@click.option("--by", "operator", default=None, help="Who decides [default: $USER].")
+@click.pass_obj
+def devices_changes(
+    settings: AppSettings, action: str, change_id: int | None, operator: str | None
+) -> None:
+    """A device's place (building, floor, door) is the operator's: what devices claim in their
+    config, where it differs, waits here. `list` the pending ones; `accept ID` moves the device
+    there; `reject ID` keeps it where it is (the same claim is not asked again)."""
+    from villagetwin.places import PlaceChangeError, decide, pending
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            if action == "list":
+                click.echo("change\tdevice\tnow\tclaimed\tclaimed_at")
+                for row in pending(conn):
+                    click.echo("\t".join(str(x) for x in row))
+                return
+            if change_id is None:
+                _fail(f"`devices changes {action}` needs a change id (see `devices changes`)")
+            who = operator or os.environ.get("USER") or "operator"
+            decide(conn, change_id, accept=action == "accept", operator=who)
+    except (PlaceChangeError, psycopg.Error) as exc:
+        _fail(str(exc))
+    _echo(f"change {change_id} {action}ed")
+
+
+@cli.group("credential-key")
+def credential_key() -> None:
+    """The key of the hashes that replace faces, cards and plates (docs/security.md)."""
+
+
+@credential_key.command("rotate")
+@click.pass_obj
+def credential_key_rotate(settings: AppSettings) -> None:
+    """Add a new current key; references under the old ones stay matchable by their key id.
+    Restart the ingesters to use it."""
+    from ingest.keys import KeyFileError, rotate
+
+    path = settings.state_dir / "credential.key"
+    try:
+        kid = rotate(path)
+    except (KeyFileError, OSError) as exc:
+        _fail(f"cannot rotate {path}: {exc}")
+    _echo(f"new current credential key {kid} in {path}; restart the ingesters")
 
 
 @devices.command("docs")
@@ -469,7 +545,7 @@ def village_load(settings: AppSettings, path: Path) -> None:
     _load(settings, model)
 
 
-def _csv_option(flag: str, dest: str, help: str) -> Any:
+def _csv_option(flag: str, dest: str, help: str) -> Callable[[FC], FC]:
     path = click.Path(exists=True, dir_okay=False, path_type=Path)
     return click.option(flag, dest, type=path, default=None, help=help)
 
@@ -481,7 +557,12 @@ def _csv_option(flag: str, dest: str, help: str) -> Any:
     "--crs",
     "source_crs",
     default=None,
-    help="Override the file's CRS: EPSG:4490 (CGCS2000), EPSG:45xx, gcj02, …",
+    help="Override the file's CRS: EPSG:4326, EPSG:4490 (CGCS2000), EPSG:45xx, gcj02, bd09, …",
+)
+@click.option(
+    "--encoding",
+    default=None,
+    help="Text encoding of the attributes (gb18030, utf-8, …) [default: the .cpg, else detected].",
 )
 @click.option("--id-prefix", default="", help="Prefix for building ids, e.g. SZ-.")
 @click.option("--storeys-column", default=None, help="Column with storey counts.")
@@ -495,20 +576,34 @@ def _csv_option(flag: str, dest: str, help: str) -> Any:
     help="Storeys for buildings with neither storeys nor height [default: the median]",
 )
 @_csv_option(
-    "--units", "units_csv", "CSV of rental units: unit_id, building_id, floor, room[, area_m2]."
+    "--grid-cells",
+    "grid_cells_file",
+    "Polygon file of grid cells (网格); buildings without a grid get one by spatial join.",
+)
+@click.option("--grid-code-column", default=None, help="Column of the grid-cell file with codes.")
+@click.option("--grid-name-column", default=None, help="Column of the grid-cell file with names.")
+@_csv_option(
+    "--units", "units_csv", "CSV/.xlsx of rental units: unit_id, building_id, floor, room[, …]."
 )
 @_csv_option(
-    "--people", "people_csv", "CSV of people: person_id, name, role[, id_number, phone, born]."
+    "--people", "people_csv", "CSV/.xlsx of people: person_id, name, role[, id_number, …]."
 )
 @_csv_option(
     "--tenancies",
     "tenancies_csv",
-    "CSV of tenancies: tenancy_id, person_id, unit_id, start_date[, end_date].",
+    "CSV/.xlsx of tenancies: tenancy_id, person_id, unit_id, start_date[, end_date].",
 )
 @_csv_option(
     "--organisations",
     "organisations_csv",
-    "CSV of organisations: org_id, kind, name[, building_id, unit_id].",
+    "CSV/.xlsx of organisations: org_id, kind, name[, building_id, unit_id].",
+)
+@click.option(
+    "--report",
+    "report_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the whole report (every entry) to this file.",
 )
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 @click.pass_obj
@@ -517,27 +612,32 @@ def village_import(
     footprints: Path,
     layer: str | None,
     source_crs: str | None,
+    encoding: str | None,
     id_prefix: str,
     storeys_column: str | None,
     height_column: str | None,
     id_column: str | None,
     address_column: str | None,
     default_storeys: int | None,
+    grid_cells_file: Path | None,
+    grid_code_column: str | None,
+    grid_name_column: str | None,
     units_csv: Path | None,
     people_csv: Path | None,
     tenancies_csv: Path | None,
     organisations_csv: Path | None,
+    report_out: Path | None,
     dry_run: bool,
 ) -> None:
-    """Import real building footprints (GeoJSON, GeoPackage, Shapefile) and print the
-    validation report. Importing the same file again changes nothing."""
+    """Import real building footprints (GeoJSON, GeoPackage, Shapefile), grid cells and the
+    tables of 一标三实 (CSV or .xlsx), and print the validation report. Importing the same
+    files again changes nothing; what the files do not carry is kept."""
     import dataclasses
 
-    import pandas as pd
+    from mapping import db as village_db, importdb, importer
+    from mapping.coords import resolve_crs
 
-    from mapping import db as village_db
-    from mapping import importer
-
+    started = time.monotonic()
     mapping = importer.AttributeMapping(default_storeys=default_storeys)
     overrides = {
         "storeys": storeys_column, "height": height_column, "id": id_column,
@@ -546,14 +646,28 @@ def village_import(
     mapping = dataclasses.replace(
         mapping,
         id_explicit=id_column is not None,
-        **{k: (v,) for k, v in overrides.items() if v is not None},
+        **{k: (v,) for k, v in overrides.items() if v is not None},  # type: ignore[arg-type]
     )
-    started = time.monotonic()
     try:
-        raw = importer.read_footprints(footprints, layer)
+        if source_crs:
+            resolve_crs(source_crs)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        notes = importer.ImportReport(source=str(footprints))
+        raw = importer.read_footprints(footprints, layer, encoding, notes)
         buildings, report = importer.buildings_from_frame(
             raw, mapping, source_crs, id_prefix, source=str(footprints)
         )
+        report.notes = notes.notes + report.notes
+        grid_cells = None
+        if grid_cells_file is not None:
+            grid_raw = importer.read_footprints(grid_cells_file, None, encoding, report)
+            grid_cells = importer.grid_cells_from_frame(
+                grid_raw, report, source_crs, grid_code_column, grid_name_column
+            )
+            if dry_run:  # a preview; the real join is done by PostGIS below
+                buildings = importer.assign_grids(buildings, grid_cells, report)
     except (ValueError, OSError) as exc:
         _fail(f"cannot import {footprints}: {exc}")
     try:
@@ -563,11 +677,11 @@ def village_import(
             )
             known_units = village_db.existing_ids(conn, "units")
             known_people = village_db.existing_ids(conn, "people")
-            csv = {
+            files = {
                 "units": units_csv, "people": people_csv, "tenancies": tenancies_csv,
                 "organisations": organisations_csv,
             }  # fmt: skip
-            read = {k: pd.read_csv(v, dtype=str) for k, v in csv.items() if v is not None}
+            read = {k: importer.read_table(v) for k, v in files.items() if v is not None}
             tables = {}
             if "units" in read:
                 tables["units"] = importer.units_from_frame(read["units"], known_buildings, report)
@@ -585,15 +699,82 @@ def village_import(
                 )
             if not dry_run:
                 with conn.transaction(), conn.cursor() as cur:
-                    village_db.load_buildings(cur, buildings)
+                    if grid_cells is not None:
+                        importdb.load_grid_cells(cur, grid_cells)
+                    buildings = importdb.import_buildings(cur, buildings, report)
+                    importdb.assign_grids(cur, buildings, report)
                     for name in ("units", "people", "tenancies", "organisations"):
                         if name in tables:
                             getattr(village_db, f"load_{name}")(cur, tables[name])
     except (ValueError, psycopg.Error) as exc:
         _fail(f"cannot import {footprints}: {exc}")
+    report.seconds = time.monotonic() - started
     click.echo(report.text())
+    if report_out is not None:
+        report_out.write_text(report.text(limit=None) + "\n", encoding="utf-8")
     verb = "validated (dry run)" if dry_run else "imported"
-    _echo(f"{verb} {report.loaded} buildings in {time.monotonic() - started:.1f}s")
+    _echo(f"{verb} {report.loaded} buildings in {report.seconds:.1f}s")
+
+
+@village.command("set-grid")
+@click.argument("grid_code")
+@click.argument("building_ids", nargs=-1, required=True)
+@click.pass_obj
+def village_set_grid(settings: AppSettings, grid_code: str, building_ids: tuple[str, ...]) -> None:
+    """Put buildings in a grid cell (网格) by hand, e.g. those an import found outside every
+    cell, so that the cell's inspector sees them. A re-import keeps it."""
+    from mapping.importdb import set_grid
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            unknown = set_grid(conn, grid_code, list(building_ids))
+    except (ValueError, psycopg.Error) as exc:
+        _fail(str(exc))
+    if unknown:
+        _fail(f"no building {', '.join(unknown)} (nothing changed for it)")
+    _echo(f"{len(building_ids)} buildings now in grid {grid_code}")
+
+
+@village.command("template")
+@click.argument("table", type=click.Choice(["units", "people", "tenancies", "organisations"]))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def village_template(table: str, out: Path) -> None:
+    """Write the template of a table for `village import` (CSV, or Excel if OUT ends .xlsx)."""
+    from mapping.importer import write_template
+
+    _echo(f"wrote {write_template(table, out)}")
+
+
+@village.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["gpkg", "geojson", "cityjson"]),
+    required=True,
+    help="gpkg: one GeoPackage; geojson: a file per layer in OUT (a directory); cityjson:"
+    " buildings as LoD1 solids for 3D GIS viewers.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="File or directory.")
+@click.pass_obj
+def village_export(settings: AppSettings, fmt: str, out: Path) -> None:
+    """Export the village in the database (places only: no personal data) for GIS tools."""
+    from mapping import export
+
+    try:
+        with psycopg.connect(settings.db_dsn) as conn:
+            layers = export.read_layers(conn)
+            title = conn.execute("SELECT string_agg(name, ', ') FROM villages").fetchone()
+    except psycopg.Error as exc:
+        _fail(f"cannot read the village: {exc}")
+    if fmt == "gpkg":
+        written = [export.to_gpkg(layers, out)]
+    elif fmt == "geojson":
+        written = export.to_geojson(layers, out)
+    else:
+        name = (title[0] if title else None) or "villagetwin"
+        written = [export.to_cityjson(layers["buildings"], out, name)]
+    counts = ", ".join(f"{len(f)} {k.replace('_', ' ')}" for k, f in layers.items())
+    _echo(f"exported {counts} -> {', '.join(map(str, written))}")
 
 
 def _load(settings: AppSettings, model: Any) -> None:
@@ -730,12 +911,18 @@ def ingest() -> None:
 
     Settings: VT_DB_DSN, VT_MQTT__HOST/PORT/USERNAME/PASSWORD, VT_INGEST__* (client id,
     share group, batch size and wait, limits, metrics port)."""
+    from ingest.keys import KeyFileError
     from ingest.service import Ingester, tune_process
     from ingest.settings import IngestSettings
 
-    ingester = Ingester(IngestSettings())
+    try:
+        ingester = Ingester(IngestSettings())
+    except KeyFileError as exc:
+        _fail(f"the credential key file cannot be used: {exc}")
     tune_process()
     ingester.run()
+    if ingester.failed:  # a writer died: let the supervisor restart us
+        raise SystemExit(1)
 
 
 def _duration(text: str) -> timedelta:
@@ -764,6 +951,45 @@ def gaps(settings: AppSettings, since: str) -> None:
         span = str(first) if first == last else f"{first}-{last}"
         click.echo(f"{device}\t{span}\t{missing}")
     _echo(f"{len(rows)} gap(s), {sum(r[3] for r in rows)} event(s) missing since {since} ago")
+
+
+@cli.group()
+def derive() -> None:
+    """The derived tables (hourly counts, daily credentials, latest events), recomputed from
+    the raw events."""
+
+
+@derive.command("rebuild")
+@click.option(
+    "--since",
+    required=True,
+    help="From when: an ISO time with its offset (2026-11-01T00:00+08:00) or 90m, 24h, 7d ago.",
+)
+@click.pass_obj
+def derive_rebuild(settings: AppSettings, since: str) -> None:
+    """Recompute the derived tables from the raw events since a time (whole hours and local
+    days), in one transaction: for the day a derivation bug is found. Refused before the
+    oldest raw events that retention keeps for every kind."""
+    from datetime import UTC, datetime
+
+    from ingest import derived_tables
+    from ingest.settings import IngestSettings
+
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        start = datetime.now(UTC) - _duration(since)
+    if start.tzinfo is None:
+        _fail(f"--since {since!r}: give the offset too, like 2026-11-01T00:00+08:00")
+    plan = IngestSettings().ingest.retention()  # the retention the ingester applies
+    shortest = min([plan.default_days, *plan.by_kind.values()])
+    try:
+        written = derived_tables.rebuild_database(settings.db_dsn, start, shortest)
+    except (derived_tables.RebuildRefused, psycopg.Error) as exc:
+        _fail(str(exc))
+    for table, rows in written.items():
+        click.echo(f"{table}\t{rows}")
+    _echo(f"derived tables rebuilt from the raw events since {start.isoformat()}")
 
 
 @cli.command()
@@ -816,8 +1042,10 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
             for name, (role, grids) in accounts.items()
         }
     me = [sys.executable, "-m", "villagetwin.cli"]
+    # Explicit demo mode: vendor bridges may run on the public development key here only.
+    demo_env = {**os.environ, "VT_INGEST__DEMO": "true"}
     children = [
-        subprocess.Popen([*me, "ingest"]),
+        subprocess.Popen([*me, "ingest"], env=demo_env),
         subprocess.Popen(_dashboard_command(host, port)),
         subprocess.Popen(
             [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from devices.broker import BrokerConfig, render
+from devices.broker import BrokerConfig, host_memory_bytes, queued_bytes_for_host, render
 
 Log = Callable[[str], None]
 
@@ -131,11 +131,18 @@ def local_user() -> str:
 
 
 def start_broker(
-    state_dir: Path, host: str, port: int, log: Log, auth: tuple[Path, Path] | None = None
+    state_dir: Path,
+    host: str,
+    port: int,
+    log: Log,
+    dynsec: Path | None = None,
+    tls: tuple[int, Path, Path] | None = None,
 ) -> Path:
-    """Runs Mosquitto with the project's config on ``port``. The machine's own Mosquitto,
-    started with Debian's defaults (1000 queued messages per client), is stopped if it holds
-    the port: those defaults drop messages for a paused ingester."""
+    """Runs Mosquitto with the project's config on ``port``: with ``dynsec`` (the registry's
+    dynamic-security file) it requires credentials; with ``tls`` (port, certificate, key) it
+    also serves TLS. The machine's own Mosquitto, started with Debian's defaults (1000 queued
+    messages per client), is stopped if it holds the port: those defaults drop messages for a
+    paused ingester."""
     paths = broker_paths(state_dir)
     paths["data"].mkdir(parents=True, exist_ok=True)
     config = BrokerConfig(
@@ -145,8 +152,11 @@ def start_broker(
         pid_file=paths["pid"],
         log_file=paths["log"],
         user=local_user(),
-        password_file=auth[0] if auth else None,
-        acl_file=auth[1] if auth else None,
+        dynsec_file=dynsec,
+        tls_port=tls[0] if tls else None,
+        tls_cert=tls[1] if tls else None,
+        tls_key=tls[2] if tls else None,
+        max_queued_bytes=queued_bytes_for_host(host_memory_bytes()),
     )
     text = render(config)
     changed = not paths["conf"].exists() or paths["conf"].read_text() != text

@@ -20,6 +20,8 @@ class AppSettings(BaseSettings):
     state_dir: Path = Path(".state")
     # The local broker requires device credentials and applies the ACL (see `devices add`).
     broker_auth: bool = False
+    # The local broker's TLS listener for devices (certificate made by `setup`); 0: none.
+    broker_tls_port: int = 8883
     # Set by `migrate` as the password of the dashboard's database role, where needed.
     dashboard_db_password: SecretStr | None = None
     # Sign-in throttling, reveal limits, password policy and retention (villagetwin/access.py).

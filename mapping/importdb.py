@@ -1,0 +1,191 @@
+"""Writing an import into the database without losing what the file does not carry.
+
+A re-import finds each building again by the key the import gives it (``source_key``: the id
+prefix and the file's id), even after a user gave it another standard address code. What the
+file does not carry is kept: grid codes (unless the file has a grid column), landlords,
+addresses and storeys the importer had to fall back on. What changed is reported.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import geopandas as gpd
+import psycopg
+from shapely.geometry import mapping, shape
+
+from mapping.importer import ImportReport
+from mapping.model import Village
+
+_STAGE_COLUMNS = (
+    "source_key text, building_id text, address text, address_given boolean,"
+    " grid_code text, grid_given boolean, storeys integer, height_m real,"
+    " storeys_given boolean, basements integer, landlord text, use text,"
+    " footprint jsonb, lon double precision, lat double precision"
+)
+
+
+def _none(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def load_grid_cells(cur: psycopg.Cursor[Any], grid_cells: gpd.GeoDataFrame) -> None:
+    """Upserts grid cells by code; a cell's grid worker, set by hand, is kept."""
+    for row in grid_cells.itertuples():
+        cur.execute(
+            "INSERT INTO grid_cells (grid_code, name, grid_worker, boundary)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (grid_code) DO UPDATE SET"
+            " name = EXCLUDED.name, boundary = EXCLUDED.boundary,"
+            " grid_worker = COALESCE(EXCLUDED.grid_worker, grid_cells.grid_worker)",
+            (row.grid_code, row.name, _none(row.grid_worker),
+             json.dumps(mapping(row.geometry), separators=(",", ":"))),
+        )  # fmt: skip
+
+
+def import_buildings(
+    cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame, report: ImportReport
+) -> gpd.GeoDataFrame:
+    """Upserts imported buildings (importer.buildings_from_frame's columns, plus an optional
+    boolean ``grid_given``) and lists each change in ``report.changes``. Returns the buildings
+    with the ids they have in the database."""
+    metric = buildings.estimate_utm_crs() if len(buildings) else "EPSG:32649"
+    centroids = buildings.to_crs(metric).centroid.to_crs("EPSG:4326")
+    grid_given = buildings.get("grid_given")
+    cur.execute(f"CREATE TEMP TABLE stage_buildings ({_STAGE_COLUMNS}) ON COMMIT DROP")
+    with cur.copy("COPY stage_buildings FROM STDIN") as copy:
+        for i, (r, c) in enumerate(zip(buildings.itertuples(), centroids, strict=True)):
+            copy.write_row((
+                r.building_id, r.building_id, r.address, bool(r.address_given),
+                _none(r.grid_code), bool(grid_given.iloc[i]) if grid_given is not None else False,
+                int(r.storeys), float(r.height_m), bool(r.storeys_given), int(r.basements),
+                _none(r.landlord), r.use, json.dumps(mapping(r.geometry), separators=(",", ":")),
+                c.x, c.y,
+            ))  # fmt: skip
+    # Buildings found again by source key keep the id they have now.
+    cur.execute(
+        "UPDATE stage_buildings s SET building_id = b.building_id FROM buildings b"
+        " WHERE b.source_key = s.source_key"
+    )
+    before = {
+        row[0]: row[1:]
+        for row in cur.execute(
+            "SELECT b.building_id, b.address, b.grid_code, b.storeys, b.basements, b.landlord,"
+            " b.footprint FROM buildings b JOIN stage_buildings s USING (building_id)"
+        )
+    }
+    cur.execute(
+        "INSERT INTO buildings (building_id, source_key, address, grid_code, storeys,"
+        " height_m, basements, landlord, use, footprint, lon, lat)"
+        " SELECT building_id, source_key, address, grid_code, storeys, height_m, basements,"
+        " landlord, use, footprint, lon, lat FROM stage_buildings s"
+        " WHERE NOT EXISTS (SELECT 1 FROM buildings b WHERE b.building_id = s.building_id)"
+    )
+    cur.execute(
+        "UPDATE buildings b SET source_key = s.source_key,"
+        " address = CASE WHEN s.address_given THEN s.address ELSE b.address END,"
+        " grid_code = CASE WHEN s.grid_given THEN s.grid_code"
+        "   ELSE COALESCE(b.grid_code, s.grid_code) END,"
+        " storeys = CASE WHEN s.storeys_given THEN s.storeys ELSE b.storeys END,"
+        " height_m = CASE WHEN s.storeys_given THEN s.height_m ELSE b.height_m END,"
+        " basements = s.basements, landlord = COALESCE(s.landlord, b.landlord),"
+        " use = s.use, footprint = s.footprint, lon = s.lon, lat = s.lat"
+        " FROM stage_buildings s WHERE s.building_id = b.building_id"
+        " AND s.building_id = ANY(%s)",
+        (list(before),),
+    )
+    after = {
+        row[0]: row[1:]
+        for row in cur.execute(
+            "SELECT b.building_id, b.address, b.grid_code, b.storeys, b.basements, b.landlord,"
+            " b.footprint, s.source_key FROM buildings b JOIN stage_buildings s"
+            " USING (building_id)"
+        )
+    }
+    ids = {}
+    fields = ("address", "grid", "storeys", "basements", "landlord")
+    for building_id, now in after.items():
+        ids[now[-1]] = building_id
+        label = building_id if building_id == now[-1] else f"{building_id} (file: {now[-1]})"
+        if building_id not in before:
+            report.changes.append((label, "new"))
+            continue
+        old = before[building_id]
+        diffs = [
+            f"{name} {old[i]!r} → {now[i]!r}" for i, name in enumerate(fields) if old[i] != now[i]
+        ]
+        if not shape(old[5]).equals_exact(shape(now[5]), 1e-9):
+            diffs.append("footprint changed")
+        if diffs:
+            report.changes.append((label, "; ".join(diffs)))
+    unchanged = len(before) - sum(1 for k, v in report.changes if v != "new")
+    report.notes.append(
+        f"against the database: {len(after) - len(before)} new,"
+        f" {len(before) - unchanged} changed, {unchanged} unchanged"
+    )
+    result = buildings.copy()
+    result["building_id"] = [ids.get(k, k) for k in buildings.building_id]
+    return result
+
+
+def set_grid(conn: psycopg.Connection, grid_code: str, building_ids: list[str]) -> list[str]:
+    """Puts buildings in a grid cell by hand (e.g. those outside every cell); returns the ids
+    that are not buildings. Raises ValueError for an unknown grid code."""
+    with conn.transaction():
+        if (
+            conn.execute("SELECT 1 FROM grid_cells WHERE grid_code = %s", (grid_code,)).fetchone()
+            is None
+        ):
+            raise ValueError(f"no grid cell {grid_code}")
+        found = {
+            r[0]
+            for r in conn.execute(
+                "UPDATE buildings SET grid_code = %s WHERE building_id = ANY(%s)"
+                " RETURNING building_id",
+                (grid_code, building_ids),
+            )
+        }
+    return [b for b in building_ids if b not in found]
+
+
+def assign_grids(
+    cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame, report: ImportReport
+) -> None:
+    """Spatial join in PostGIS (migration 0051's ``assign_buildings_to_grids``): every building
+    without a grid gets the cell it is in. Counts those of this import in ``report`` and lists
+    the ones outside every cell (when there are cells at all)."""
+    ids = list(buildings.building_id)
+    assigned = {r[0] for r in cur.execute("SELECT building_id FROM assign_buildings_to_grids()")}
+    report.grid_assigned += len(assigned & set(ids))
+    if cur.execute("SELECT 1 FROM grid_cells LIMIT 1").fetchone() is None:
+        return
+    outside = cur.execute(
+        "SELECT building_id FROM buildings WHERE grid_code IS NULL AND building_id = ANY(%s)"
+        " ORDER BY building_id",
+        (ids,),
+    ).fetchall()
+    for (building_id,) in outside:
+        report.outside_grids.append(
+            (building_id, "in no grid cell: assign one with `villagetwin village set-grid`")
+        )
+
+
+def save_village(cur: psycopg.Cursor[Any], village: Village) -> str:
+    """Upserts the village's row (key = its name): boundary, and the projected CRS estimated
+    from its buildings (geopandas' estimate_utm_crs: the UTM zone of their centre); returns
+    the CRS as "EPSG:n"."""
+    frame = village.buildings if len(village.buildings) else village.boundary
+    crs = frame.estimate_utm_crs().to_string() if len(frame) else "EPSG:32649"
+    boundary = (
+        json.dumps(mapping(village.boundary.geometry.union_all()), separators=(",", ":"))
+        if len(village.boundary)
+        else None
+    )
+    cur.execute(
+        "INSERT INTO villages (village_key, name, boundary, projected_crs) VALUES (%s, %s,"
+        " ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)), %s) ON CONFLICT (village_key)"
+        " DO UPDATE SET name = EXCLUDED.name, boundary = EXCLUDED.boundary,"
+        " projected_crs = EXCLUDED.projected_crs",
+        (village.name, village.name, boundary, crs),
+    )
+    return crs
