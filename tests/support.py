@@ -22,6 +22,12 @@ from villagetwin.local import wait_for_port
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 ARTIFACTS = ROOT / "test-artifacts"
+# A valid GeoJSON footprint (about 10 m square) for hand-made buildings and grid cells: the
+# PostGIS geometry columns (migration 0051) are generated from it, so '{}' is refused.
+SQUARE_FOOTPRINT = (
+    '{"type":"Polygon","coordinates":[[[113.45,23.16],[113.4501,23.16],[113.4501,23.1601],'
+    "[113.45,23.1601],[113.45,23.16]]]}"
+)
 
 
 def free_port() -> int:
