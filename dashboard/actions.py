@@ -58,3 +58,87 @@ def move_incident(
         "SELECT move_incident(%s, %s, %s)", (UUID(incident_id), status, assigned_to)
     ).fetchone()
     return bool(row and row[0])
+
+
+# --- alerts and cases (issue 13) ---------------------------------------------------------------
+
+ALERT_MOVES = {
+    "acknowledge": ({"open"}, "acknowledged"),
+    "resolve": ({"open", "acknowledged"}, "resolved"),
+    "false_alarm": ({"open", "acknowledged"}, "false_alarm"),
+}
+
+
+def move_alert(
+    conn: psycopg.Connection, user: str, alert_id: int, action: str, note: str = ""
+) -> str:
+    """open -> acknowledged -> resolved / false_alarm, with the user and a note in the alert's
+    history; returns the new status. Raises ValueError naming why a move is refused."""
+    if action not in ALERT_MOVES:
+        raise ValueError(f"unknown alert action {action!r}")
+    allowed, target = ALERT_MOVES[action]
+    if action != "acknowledge" and len(note.strip()) < 2:
+        raise ValueError("请写处理说明 write a note saying what was found or done")
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE alerts SET status = %s, updated_at = now(), version = version + 1,"
+            " closed_at = CASE WHEN %s IN ('resolved', 'false_alarm') THEN now() END"
+            " WHERE alert_id = %s AND status = ANY(%s) RETURNING alert_id",
+            (target, target, alert_id, sorted(allowed)),
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"alert {alert_id} is not {' or '.join(sorted(allowed))}")
+        conn.execute(
+            "INSERT INTO alert_history (alert_id, actor, action, note) VALUES (%s, %s, %s, %s)",
+            (alert_id, user, target, note.strip()),
+        )
+    return target
+
+
+def assign_alert(
+    conn: psycopg.Connection, user: str, alert_id: int, assignee: str, note: str = ""
+) -> None:
+    """Names who follows an open or acknowledged alert up (it is acknowledged by that)."""
+    if not assignee.strip():
+        raise ValueError("say who the alert is assigned to")
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE alerts SET assigned_to = %s, status = 'acknowledged', updated_at = now(),"
+            " version = version + 1 WHERE alert_id = %s"
+            " AND status IN ('open', 'acknowledged') RETURNING alert_id",
+            (assignee.strip(), alert_id),
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"alert {alert_id} is closed")
+        conn.execute(
+            "INSERT INTO alert_history (alert_id, actor, action, note) VALUES (%s, %s,"
+            " 'assigned', %s)",
+            (alert_id, user, f"→ {assignee.strip()} {note.strip()}".strip()),
+        )
+
+
+def case_from_alert(
+    conn: psycopg.Connection, user: str, alert_id: int, note: str = ""
+) -> tuple[int, str]:
+    """Turns an alert into a case (上报); returns (case id, case number)."""
+    from rules import case_store
+    from rules.settings import CaseParams
+
+    with conn.transaction():
+        return case_store.case_from_alert(conn, user, alert_id, CaseParams(), note)
+
+
+def move_case(
+    conn: psycopg.Connection,
+    user: str,
+    case_id: int,
+    action: str,
+    assignee: str | None = None,
+    note: str = "",
+) -> str:
+    """dispatch / handle / close / reopen (rules/cases.py); returns the new status. Raises
+    rules.cases.CaseError (a ValueError) naming why a move is refused."""
+    from rules import case_store
+
+    with conn.transaction():
+        return case_store.move(conn, user, case_id, action, assignee=assignee, note=note)

@@ -20,9 +20,10 @@ from dashboard import actions, inspection, pool, queries
 from dashboard.auth import Refused, User, bind, sign_in
 from dashboard.safe import csv_bytes, md
 from dashboard.settings import DashboardSettings
-from mapping import db as village_db, layers
+from mapping import alert_layers, db as village_db, layers
 
 METRICS = {
+    "alerts": "未处理告警 open alerts (most severe)",
     "events": "近期事件 recent events",
     "residents": "今日出入人员 residents seen today",
     "unregistered": "登记外出入人员 seen beyond registered",
@@ -79,6 +80,8 @@ def _metric(conn: psycopg.Connection, name: str, settings: DashboardSettings) ->
         return {b: max(0.0, n - registered.get(b, 0.0)) for b, n in seen.items()}
     if name == "alarms":
         return queries.alarms_by_building(conn, timedelta(hours=24))
+    if name == "alerts":
+        return queries.open_alerts_by_building(conn)
     return queries.units_by_building(conn)
 
 
@@ -104,11 +107,15 @@ def _live_map(
     cols[1].metric("今日事件 Events today", sum(today.values()))
     cols[2].metric("设备在线 Devices online", f"{online} / {devices_total}")
     cols[3].metric("死信 Dead letters (1 h)", queries.dead_letter_count(conn, timedelta(hours=1)))
+    markers = _attention(conn)
 
     drawn = []
     if "places" in themes or "people" in themes:
         shown = buildings if selected is None else buildings[buildings.building_id != selected]
-        drawn.append(layers.buildings_layer(layers.building_records(shown, values)))
+        records = layers.building_records(shown, values)
+        if metric == "alerts":
+            records = alert_layers.colour_by_alerts(records, values)
+        drawn.append(layers.buildings_layer(records))
     if "places" in themes:
         drawn += layers.grid_layers(layers.grid_records(village["grid_cells"]))
         if len(village["roads"]):
@@ -139,6 +146,7 @@ def _live_map(
         points = queries.recent_event_points(conn, window, settings.max_event_points)
         drawn += layers.events_layers(layers.event_records(points), event_style)
 
+    drawn += markers
     view = layers.view_of(buildings)
     if selected is not None:
         row = buildings.loc[buildings.building_id == selected].iloc[0]
@@ -150,7 +158,35 @@ def _live_map(
         f"<span style='background:rgb{colour};padding:0 8px;margin-right:4px'>&nbsp;</span>{label}"
         for label, colour in layers.legend(top, METRICS[metric])
     )
-    st.markdown(f"<div style='font-size:12px'>{legend}</div>", unsafe_allow_html=True)
+    if metric != "alerts":
+        st.markdown(f"<div style='font-size:12px'>{legend}</div>", unsafe_allow_html=True)
+    st.markdown(
+        f"<div style='font-size:12px'>{alert_layers.legend_html(alert_layers.legend_rows())}</div>",
+        unsafe_allow_html=True,
+    )
+
+
+def _attention(conn: psycopg.Connection) -> list[Any]:
+    """What needs attention now, above the map: smoke and fire first, open alerts by severity,
+    offline devices, overdue cases; returns the alert and offline-device marker layers."""
+    open_alerts = queries.open_alert_markers(conn)
+    fire = open_alerts[open_alerts.severity == "critical"]
+    row: Any
+    for row in fire.head(5).itertuples():
+        st.error(f"烟火告警 SMOKE/FIRE · {row.title} · 网格 grid {row.grid_code or '—'}"
+                 f" · #{row.alert_id} ({row.status})")  # fmt: skip
+    counts = queries.open_alerts_by_severity(conn)
+    offline = queries.offline_devices(conn)
+    cols = st.columns(6)
+    for n, severity in enumerate(alert_layers.SEVERITY_COLOURS):
+        cols[n].metric(f"告警 {alert_layers.SEVERITY_NAMES[severity]}", counts.get(severity, 0))
+    cols[4].metric("离线设备 Devices offline", len(offline))
+    cols[5].metric("超期工单 Overdue cases", queries.overdue_case_count(conn))
+    heights = dict(zip(open_alerts.building_id, open_alerts.elevation, strict=True))
+    return [
+        alert_layers.alerts_layer(alert_layers.alert_records(open_alerts)),
+        alert_layers.offline_layer(alert_layers.offline_records(offline, heights)),
+    ]
 
 
 def _building_panel(
@@ -276,7 +312,8 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
     observed = queries.observed_credentials(conn, building_id, settings.observation_days)
     ended = queries.ended_tenancies(conn, building_id)
     table = inspection.unit_comparison(units, registered, observed)
-    issues = inspection.discrepancies(registered, observed, ended)
+    days = queries.reader_days(conn, building_id, settings.observation_days)
+    issues = inspection.discrepancies(registered, observed, ended, days)
     cols = st.columns(4)
     cols[0].metric("层数 Storeys", int(row.storeys))
     cols[1].metric("单元 Units", len(units))
@@ -513,6 +550,20 @@ def _incident_label(incidents: pd.DataFrame, incident_id: str) -> str:
     return f"{row.category} · {row.building_id or '—'} · {str(row.description)[:30]} ({row.status})"
 
 
+def alarms_page(settings: DashboardSettings, user: User) -> None:
+    from dashboard.pages import alarms
+
+    reader = settings.reader_dsn()
+    alarms.page(settings, user, _conn(reader), lambda: _session_conn(settings), _village(reader))
+
+
+def cases_page(settings: DashboardSettings, user: User) -> None:
+    from dashboard.pages import cases
+
+    reader = settings.reader_dsn()
+    cases.page(settings, user, _conn(reader), lambda: _session_conn(settings), _village(reader))
+
+
 def audit_page(settings: DashboardSettings, user: User) -> None:
     """The full audit log, filtered by user, action, time and person, exportable. Admins
     only: the page says so, and the database returns no row to anyone else."""
@@ -676,6 +727,9 @@ def main() -> None:
             (incidents_page, "工单 Incidents", "incidents"),
         ):
             pages.append(st.Page(_bound(page, settings, user), title=title, url_path=path))
+        pages.insert(1, st.Page(_bound(alarms_page, settings, user), title="告警中心 Alarm centre",
+                                url_path="alarms"))  # fmt: skip
+    pages.append(st.Page(_bound(cases_page, settings, user), title="工单 Cases", url_path="cases"))
     if user.role == "admin":
         pages.append(st.Page(audit, title="审计 Audit log", url_path="audit"))
     st.navigation(pages).run()

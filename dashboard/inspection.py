@@ -3,11 +3,21 @@ each unit beside who is registered there, and the discrepancies an inspector act
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
+
+from rules import logic
+from rules.settings import RuleParams
+
+
+def _rows(frame: Any) -> Any:
+    """``frame.itertuples()``, typed loosely: pandas types a row's fields as any cell value."""
+    return frame.itertuples()
+
 
 # A unit is flagged when more distinct people came and went than are registered (possible
 # 群租), when a registered tenant was never seen (空挂), or when a card kept working after
@@ -49,36 +59,55 @@ def unit_comparison(
 
 
 def discrepancies(
-    registered: pd.DataFrame, observed: pd.DataFrame, ended: pd.DataFrame
+    registered: pd.DataFrame,
+    observed: pd.DataFrame,
+    ended: pd.DataFrame,
+    reader_days: int | None = None,
+    params: RuleParams | None = None,
 ) -> list[Discrepancy]:
-    """``ended``: unit_id, credential_ref, end_date of tenancies that have ended."""
-    found: list[Discrepancy] = []
-    # unit_id -> credentials (pandas types the keys as any Hashable)
-    reg: dict[Any, set[str]] = registered.groupby("unit_id").credential_ref.apply(set).to_dict()
-    seen: dict[Any, set[str]] = observed.groupby("unit_id").credential_ref.apply(set).to_dict()
-    for unit in sorted(set(reg) | set(seen)):
-        people, visitors = reg.get(unit, set()), seen.get(unit, set())
-        if len(visitors) > len(people):
-            found.append(
-                Discrepancy(unit, OVERCROWDED, f"{len(visitors)} seen, {len(people)} registered")
-            )
-        for credential in sorted(people - visitors):
-            found.append(Discrepancy(unit, NEVER_SEEN, f"registered {credential} never seen"))
-    if len(ended):
-        last = observed.groupby(["unit_id", "credential_ref"]).last_seen.max()
-        row: Any  # a pandas row: its fields are untyped
-        for row in ended.itertuples():
-            key = (row.unit_id, row.credential_ref)
-            if key in last.index and last[key].date() > row.end_date:
-                found.append(
-                    Discrepancy(
-                        row.unit_id,
-                        AFTER_TENANCY,
-                        f"{row.credential_ref} used {last[key].date()} after the tenancy ended"
-                        f" {row.end_date}",
-                    )
-                )
-    return found
+    """The unit's discrepancies, judged by the alert rules themselves (rules/logic.py is the one
+    home of this logic): occupancy and unregistered occupancy (the inspector lists every
+    difference, margin 0, where alerts wait for ``VT_RULES__OCCUPANCY_MARGIN``), registered
+    tenants never seen (only when the building's door reader reported on at least
+    ``never_seen_coverage_days`` of the window: ``reader_days``; None means unknown, not
+    judged as missing), and credentials used after a tenancy ended.
+
+    ``registered``: unit_id, credential_ref and, when known, person_id, name (masked) and
+    start_date; ``observed``: unit_id, credential_ref, last_seen; ``ended``: unit_id,
+    credential_ref, end_date."""
+    params = (params or RuleParams()).model_copy(update={"occupancy_margin": 0})
+    now = datetime.now(UTC)
+    seen: dict[str, dict[str, datetime]] = defaultdict(dict)
+    for row in _rows(observed):
+        seen[str(row.unit_id)][str(row.credential_ref)] = row.last_seen
+    reg = {str(u): set(c) for u, c in registered.groupby("unit_id").credential_ref}
+    found = [
+        Discrepancy(f.unit_id or "", OVERCROWDED, f"{f.detail['seen']} seen, "
+                    f"{f.detail['registered']} registered")
+        for f in logic.occupancy(reg, seen, {}, now, params)
+    ]  # fmt: skip
+    tenants = [
+        logic.Tenant(str(r["unit_id"]), "", str(r.get("person_id") or r["credential_ref"]),
+                     str(r.get("name") or r["credential_ref"]), str(r["credential_ref"]),
+                     r.get("start_date") or date.min)
+        for r in registered.to_dict("records")
+    ]  # fmt: skip
+    coverage = {"": params.never_seen_coverage_days if reader_days is None else reader_days}
+    for f in logic.never_seen(tenants, seen, coverage, date.max, now, params):
+        found.append(Discrepancy(f.unit_id or "", NEVER_SEEN,
+                                 f"registered {f.detail['tenant']} never seen"))  # fmt: skip
+    formers = [
+        logic.Tenant(str(r["unit_id"]), "", str(r["credential_ref"]), str(r["credential_ref"]),
+                     str(r["credential_ref"]), date.min, r["end_date"])
+        for r in ended.to_dict("records")
+    ]  # fmt: skip
+    current = {(str(u), str(c)) for u, c in zip(registered.unit_id, registered.credential_ref,
+                                                 strict=True)}  # fmt: skip
+    for f in logic.after_tenancy(formers, seen, current):
+        found.append(Discrepancy(f.unit_id or "", AFTER_TENANCY,
+                                 f"{f.detail['tenant']} used {f.detail['last_seen'][:10]} after"
+                                 f" the tenancy ended {f.detail['end_date']}"))  # fmt: skip
+    return sorted(found, key=lambda d: (d.unit_id, d.kind))
 
 
 def report_html(building: dict[str, object], table: pd.DataFrame, issues: list[Discrepancy],
@@ -89,14 +118,14 @@ def report_html(building: dict[str, object], table: pd.DataFrame, issues: list[D
     rows = "".join(
         f"<tr><td>{escape(str(r.unit_id))}</td><td>{r.floor}</td><td>{r.registered}</td>"
         f"<td>{r.seen}</td><td>{escape(str(r.last_activity or '—'))}</td></tr>"
-        for r in table.itertuples()
+        for r in _rows(table)
     )
     flagged = "".join(
         f"<li><b>{escape(d.unit_id)}</b> {escape(d.kind)}: {escape(d.detail)}</li>" for d in issues
     )
     past = "".join(
         f"<li>{r.inspected_on} {escape(str(r.inspector))}: {escape(str(r.findings))}</li>"
-        for r in inspections.itertuples()
+        for r in _rows(inspections)
     )
     return (
         "<!doctype html><html lang='zh'><meta charset='utf-8'>"

@@ -89,12 +89,13 @@ def recent_event_points(conn: psycopg.Connection, window: timedelta, limit: int)
 
 def building_events(conn: psycopg.Connection, building_id: str, limit: int = 200) -> pd.DataFrame:
     rows = conn.execute(
-        "SELECT ts, kind, device_id, unit_id, credential_ref, received_at FROM events"
+        "SELECT ts, kind, device_id, unit_id, credential_ref, received_at, payload FROM events"
         " WHERE building_id = %s AND ts > now() - interval '7 days' ORDER BY ts DESC LIMIT %s",
         (building_id, limit),
     ).fetchall()
     return pd.DataFrame(
-        rows, columns=["ts", "kind", "device_id", "unit_id", "credential_ref", "received_at"]
+        [(*r[:2], describe(r[1], r[6]), *r[2:6]) for r in rows],
+        columns=["ts", "kind", "what", "device_id", "unit_id", "credential_ref", "received_at"],
     )
 
 
@@ -255,7 +256,7 @@ def events_page(
         """
         SELECT e.ts, e.kind, e.device_id, e.building_id, e.unit_id, e.credential_ref,
                coalesce(b.lon, d.lon) AS lon, coalesce(b.lat, d.lat) AS lat,
-               coalesce(b.height_m, 0) + 1.5 AS elevation
+               coalesce(b.height_m, 0) + 1.5 AS elevation, e.payload
         FROM events e JOIN devices d USING (device_id)
         LEFT JOIN buildings b ON b.building_id = e.building_id
         WHERE e.ts > now() - %(since)s
@@ -267,9 +268,9 @@ def events_page(
         {"since": since, "kinds": kinds, "grid": grid, "building": building_id, "limit": limit},
     ).fetchall()
     return pd.DataFrame(
-        rows,
-        columns=["ts", "kind", "device_id", "building_id", "unit_id", "credential_ref", "lon",
-                 "lat", "elevation"],
+        [(r[0], r[1], describe(r[1], r[9]), *r[2:9]) for r in rows],
+        columns=["ts", "kind", "what", "device_id", "building_id", "unit_id", "credential_ref",
+                 "lon", "lat", "elevation"],
     ).dropna(subset=["lon", "lat"])  # fmt: skip
 
 
@@ -352,7 +353,7 @@ def inspections_due(conn: psycopg.Connection) -> int:
 
 def open_incidents(conn: psycopg.Connection) -> pd.DataFrame:
     rows = conn.execute(
-        "SELECT incident_id, reported_at, category, description, building_id, status,"
+        "SELECT incident_id::text, reported_at, category, description, building_id, status,"
         " assigned_to, photo_ref FROM incidents WHERE status <> 'resolved'"
         " ORDER BY reported_at DESC LIMIT 500"
     ).fetchall()
@@ -387,3 +388,204 @@ def device_states_at(conn: psycopg.Connection, days_ago: int, hour: int) -> pd.D
         (days_ago, hour),
     ).fetchall()
     return pd.DataFrame(rows, columns=["device_id", "kind", "lon", "lat", "online"])
+
+
+# --- alerts and cases (issue 13) ---------------------------------------------------------------
+
+SEVERITY_ORDER = "array_position(ARRAY['critical','high','medium','low'], a.severity)"
+OPEN = "a.status IN ('open', 'acknowledged')"
+ALERT_COLUMNS = [
+    "alert_id", "severity", "rule", "title", "status", "assigned_to", "grid_code",
+    "building_id", "unit_id", "device_id", "first_seen", "last_seen", "occurrences", "lon",
+    "lat", "elevation", "evidence",
+]  # fmt: skip
+
+
+def alerts_page(
+    conn: psycopg.Connection,
+    severities: list[str],
+    rules: list[str],
+    grids: list[str],
+    statuses: list[str],
+    max_age: timedelta | None,
+    limit: int = 2000,
+) -> pd.DataFrame:
+    """Alerts by the alarm centre's filters (an empty list is no filter), most severe first,
+    then newest; placed at their building's roof, or their own point."""
+    rows = conn.execute(
+        f"""
+        SELECT a.alert_id, a.severity, a.rule, a.title, a.status, a.assigned_to, a.grid_code,
+               a.building_id, a.unit_id, a.device_id, a.first_seen, a.last_seen, a.occurrences,
+               coalesce(a.lon, b.lon), coalesce(a.lat, b.lat), coalesce(b.height_m, 0) + 4,
+               array_to_string(a.evidence[greatest(1, cardinality(a.evidence) - 4):], ' ')
+        FROM alerts a LEFT JOIN buildings b USING (building_id)
+        WHERE (cardinality(%(sev)s::text[]) = 0 OR a.severity = ANY(%(sev)s))
+          AND (cardinality(%(rules)s::text[]) = 0 OR a.rule = ANY(%(rules)s))
+          AND (cardinality(%(grids)s::text[]) = 0 OR a.grid_code = ANY(%(grids)s))
+          AND (cardinality(%(status)s::text[]) = 0 OR a.status = ANY(%(status)s))
+          AND (%(age)s::interval IS NULL OR a.last_seen > now() - %(age)s::interval)
+        ORDER BY {SEVERITY_ORDER}, a.last_seen DESC LIMIT %(limit)s
+        """,
+        {"sev": severities, "rules": rules, "grids": grids, "status": statuses, "age": max_age,
+         "limit": limit},
+    ).fetchall()  # fmt: skip
+    return pd.DataFrame(rows, columns=ALERT_COLUMNS)
+
+
+def open_alerts_by_severity(conn: psycopg.Connection) -> dict[str, int]:
+    rows = conn.execute(
+        f"SELECT a.severity, count(*) FROM alerts a WHERE {OPEN} GROUP BY 1"
+    ).fetchall()
+    return {s: int(n) for s, n in rows}
+
+
+def open_alerts_by_building(conn: psycopg.Connection) -> dict[str, float]:
+    """Per building, the most severe open alert as 4 (critical) … 1 (low)."""
+    rows = conn.execute(
+        f"SELECT a.building_id, max(5 - {SEVERITY_ORDER}) FROM alerts a"
+        f" WHERE {OPEN} AND a.building_id IS NOT NULL GROUP BY 1"
+    ).fetchall()
+    return {b: float(n) for b, n in rows}
+
+
+def open_alert_markers(conn: psycopg.Connection, limit: int = 500) -> pd.DataFrame:
+    return alerts_page(conn, [], [], [], ["open", "acknowledged"], None, limit).dropna(
+        subset=["lon", "lat"]
+    )
+
+
+def offline_devices(conn: psycopg.Connection) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT device_id, kind, building_id, status_changed_at, last_seen, lon, lat"
+        " FROM devices WHERE revoked_at IS NULL AND online = false ORDER BY status_changed_at"
+    ).fetchall()
+    return pd.DataFrame(
+        rows,
+        columns=["device_id", "kind", "building_id", "status_changed_at", "last_seen", "lon",
+                 "lat"],
+    )  # fmt: skip
+
+
+CASE_COLUMNS = [
+    "case_id", "case_no", "priority", "status", "category", "grid_code", "building_id",
+    "unit_id", "description", "assigned_to", "reported_at", "due_at", "overdue", "escalated_to",
+    "source", "alert_id", "photo_refs", "feedback", "lon", "lat", "elevation",
+]  # fmt: skip
+_CASES = """
+    SELECT c.case_id, c.case_no, c.priority, c.status, c.category, c.grid_code, c.building_id,
+           c.unit_id, c.description, c.assigned_to, c.reported_at, c.due_at,
+           c.status IN ('reported', 'dispatched') AND c.due_at < now(), c.escalated_to,
+           c.source, c.alert_id, array_to_string(c.photo_refs, ' '), c.feedback,
+           coalesce(c.lon, b.lon), coalesce(c.lat, b.lat), coalesce(b.height_m, 0) + 3
+    FROM cases c LEFT JOIN buildings b USING (building_id)
+"""
+_PRIORITY_ORDER = "array_position(ARRAY['urgent','high','normal','low'], c.priority)"
+
+
+def cases_page(
+    conn: psycopg.Connection, grids: list[str], statuses: list[str], limit: int = 2000
+) -> pd.DataFrame:
+    rows = conn.execute(
+        _CASES + "WHERE (cardinality(%(grids)s::text[]) = 0 OR c.grid_code = ANY(%(grids)s))"
+        " AND (cardinality(%(status)s::text[]) = 0 OR c.status = ANY(%(status)s))"
+        f" ORDER BY {_PRIORITY_ORDER}, c.due_at LIMIT %(limit)s",
+        {"grids": grids, "status": statuses, "limit": limit},
+    ).fetchall()
+    return pd.DataFrame(rows, columns=CASE_COLUMNS)
+
+
+def case_queue(conn: psycopg.Connection, username: str) -> pd.DataFrame:
+    """A grid worker's open cases (assigned, or escalated to them as manager), due first."""
+    rows = conn.execute(
+        _CASES + "WHERE c.status <> 'closed' AND (c.assigned_to = %(u)s OR c.escalated_to = %(u)s)"
+        f" ORDER BY c.due_at, {_PRIORITY_ORDER}",
+        {"u": username},
+    ).fetchall()
+    return pd.DataFrame(rows, columns=CASE_COLUMNS)
+
+
+def overdue_case_count(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM cases WHERE status IN ('reported', 'dispatched') AND due_at < now()"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def case_history(conn: psycopg.Connection, case_id: int) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT at, actor, action, from_status, to_status, note FROM case_history"
+        " WHERE case_id = %s ORDER BY history_id",
+        (case_id,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["at", "actor", "action", "from", "to", "note"])
+
+
+def alert_history(conn: psycopg.Connection, alert_id: int) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT at, actor, action, note FROM alert_history WHERE alert_id = %s ORDER BY history_id",
+        (alert_id,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["at", "actor", "action", "note"])
+
+
+def grid_staff(conn: psycopg.Connection) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT grid_code, username, duty, categories FROM grid_staff ORDER BY 1, 3, 2"
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["grid_code", "username", "duty", "categories"])
+
+
+def event_details(conn: psycopg.Connection, event_ids: list[str]) -> pd.DataFrame:
+    """The events behind an alert, each saying what happened (rules' evidence)."""
+    rows = conn.execute(
+        "SELECT ts, kind, device_id, building_id, unit_id, payload FROM events"
+        " WHERE event_id = ANY(%s::uuid[]) AND ts > now() - interval '31 days' ORDER BY ts",
+        ([e for e in event_ids if len(e) == 36],),
+    ).fetchall()
+    return pd.DataFrame(
+        [(*r[:5], describe(r[1], r[5])) for r in rows],
+        columns=["ts", "kind", "device_id", "building_id", "unit_id", "what"],
+    )
+
+
+def describe(kind: str, payload: dict[str, object]) -> str:
+    """What an event says happened, in words: 烟雾 smoke, 强行开门 forced open, 尾随 tailgating,
+    车牌 plate … (Chinese first, English beside)."""
+    p = payload or {}
+    if kind == "camera.detection":
+        names = {"smoke": "烟雾 smoke", "fire": "明火 fire", "ebike": "电动车 e-bike",
+                 "person": "行人 person", "vehicle": "车辆 vehicle",
+                 "crowd": "人群 crowd"}  # fmt: skip
+        return f"{names.get(str(p.get('cls')), p.get('cls'))} ×{p.get('count')} @ {p.get('zone')}"
+    if kind in ("access.alarm", "gate.alarm"):
+        names = {"held_open": "门未关 held open", "forced_open": "强行开门 forced open",
+                 "tailgating": "尾随 tailgating", "forced": "强行闯闸 forced"}  # fmt: skip
+        return f"{names.get(str(p.get('alarm')), p.get('alarm'))} ({p.get('door', 'gate')})"
+    if kind == "gate.pass":
+        how = "车牌 plate" if p.get("method") == "plate" else str(p.get("method"))
+        ok = "" if p.get("granted", True) else " 拒绝 refused"
+        return f"{'进 in' if p.get('direction') == 'in' else '出 out'} · {how}{ok}"
+    if kind == "access.unlock":
+        ok = "开门 opened" if p.get("granted") else "拒绝 refused"
+        return f"{ok} · {p.get('door')} {p.get('unit') or ''} · {p.get('method')}".strip()
+    if kind == "access.door":
+        return f"门 door {p.get('state')} ({p.get('door')})"
+    if kind == "app.incident":
+        return f"上报 report: {p.get('category')} · {str(p.get('text', ''))[:40]}"
+    if kind in ("app.checkin", "app.checkout", "app.visitor"):
+        return {"app.checkin": "入住登记 check-in", "app.checkout": "退房 check-out",
+                "app.visitor": "访客登记 visitor"}[kind] + f" · {p.get('unit')}"  # fmt: skip
+    if kind == "heartbeat":
+        return f"心跳 heartbeat · up {p.get('uptime_s')} s"
+    return kind
+
+
+def reader_days(conn: psycopg.Connection, building_id: str, days: int) -> int:
+    """On how many local days of the last ``days`` the building's door reader reported."""
+    row = conn.execute(
+        "SELECT count(DISTINCT (hour AT TIME ZONE 'Asia/Shanghai')::date) FROM building_hourly"
+        " WHERE building_id = %s AND kind LIKE 'access.%%'"
+        " AND hour > now() - %s * interval '1 day'",
+        (building_id, days),
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -99,6 +99,9 @@ class Sighting:
 
     what: str
     status: Mapping[str, bool] = field(default_factory=dict)
+    # False: the vendor says the device went away (Frigate's ``offline`` will): a status change
+    # to offline, not a sign of life.
+    online: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,17 @@ class Rejected:
     item: Any = None
 
 
-Item = Adapted | Sighting | Skipped | Rejected
+@dataclass(frozen=True, slots=True)
+class Retracted:
+    """A detection stored earlier is withdrawn (Frigate marked its tracked object a false
+    positive): the row with this ``event_id`` and ``ts`` is removed, with its counts."""
+
+    event_id: str
+    ts: str
+    why: str
+
+
+Item = Adapted | Sighting | Skipped | Rejected | Retracted
 
 
 class VendorAdapter(Protocol):
@@ -174,26 +187,45 @@ def reference(prefix: str, key: bytes, value: object) -> str:
 # What plate readers put in the plate field when they read none (Chinese and English forms).
 NO_PLATE_WORDS = frozenset(
     {"无牌", "无牌车", "无车牌", "无", "未识别", "未知", "识别失败", "车牌", "NOPLATE", "NONE",
-     "NULL", "UNKNOWN", "NA", "N/A", "NOTAVAILABLE", "UNREAD", "UNRECOGNIZED"}
+     "NULL", "UNKNOWN", "NA", "N/A", "NOTAVAILABLE", "UNREAD", "UNRECOGNIZED", "UNLICENSED",
+     "UNLICENCED", "NOPLATES", "NOTREAD", "NOTFOUND", "NOTRECOGNIZED", "NOLICENSE"}
 )  # fmt: skip
+# Words that say "none", "not yet" or "failed" (simplified and traditional): no plate holds them.
+NO_PLATE_MARKS = ("无", "無", "未", "失败", "失敗", "不详", "不詳", "不明", "没有", "沒有")
 _PLATE_SEPARATORS = re.compile(r"[\s·•・.\-_]+")
+# Province abbreviations that start a mainland plate (GA 36-2018).
+PROVINCES = frozenset("京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼")
+# Hikvision's HCNetSDK and some Dahua firmware put the plate's colour first (蓝粤A12345).
+_PLATE_COLOURS = ("黄绿", "渐变绿", "蓝", "黄", "白", "黑", "绿")
+_WILDCARDS = frozenset("*?#")
 
 
 def plate_text(value: object) -> str | None:
-    """The plate as stored (NFKC, upper case, no separators), or None for a placeholder:
-    empty, a "no plate" word or anything holding 无 or 未 (no plate has either), only
-    punctuation, or only zeros after the province character."""
+    """The plate as stored (NFKC, upper case, no separators, no leading colour word), or None
+    for a placeholder: empty, a "no plate" word or anything holding 无/無, 未 or 失败 (no plate
+    has them), a partial read with wildcards (``粤A*****``), fewer than two letters or digits
+    (``京A``), or one character repeated (``0000000``, ``XXXXXXX``) after the province, or
+    only zeros after the province and city letter (``粤A00000``)."""
     if not isinstance(value, str | int):
         return None
     text = unicodedata.normalize("NFKC", str(value)).strip().upper()
-    if "无" in text or "未" in text:
+    if any(mark in text for mark in NO_PLATE_MARKS):
         return None
     text = _PLATE_SEPARATORS.sub("", text)
-    if not text or not any(ch.isalnum() for ch in text) or text.strip("*?#") in NO_PLATE_WORDS:
+    for colour in _PLATE_COLOURS:
+        rest = text[len(colour) :]
+        if text.startswith(colour) and rest[:1] in PROVINCES and len(rest) >= 7:
+            text = rest
+            break
+    if not text or text.strip("*?#") in NO_PLATE_WORDS or _WILDCARDS & set(text):
+        return None
+    if sum(ch.isascii() and ch.isalnum() for ch in text) < 2:
         return None
     tail = text[1:] if not text[0].isascii() else text
-    if tail and set(tail) <= {"0"}:
+    if len(tail) > 2 and len(set(tail)) == 1:
         return None
+    if not text[0].isascii() and len(tail) > 3 and set(tail[1:]) == {"0"}:
+        return None  # 粤A00000: the province and city letter, then nothing read
     return text
 
 
@@ -205,16 +237,38 @@ def event_id(vendor: str, device: str, *parts: object) -> str:
 # --- time ---------------------------------------------------------------------------------------
 
 
+# Compact local times: 20261129201500 and Hikvision's absTime 20261129201500555 (milliseconds).
+_COMPACT_TIME = re.compile(r"(\d{4})(\d\d)(\d\d)[T ]?(\d\d)(\d\d)(\d\d)(\d{3})?")
+_EPOCH_MS = 10**11  # a POSIX time above this is in milliseconds (10**11 s is the year 5138)
+
+
 def device_time(value: object, zone: tzinfo) -> tuple[str, bool]:
     """(ISO 8601 with an offset, whether it was local time read in ``zone``) from epoch seconds
-    or an ISO 8601 / ``YYYY-MM-DD HH:MM:SS`` text; raises AdapterError for anything else."""
+    or milliseconds (a number or a digit string), an ISO 8601 / ``YYYY-MM-DD HH:MM:SS`` text
+    (also with ``/`` between the date's parts), or a compact ``YYYYMMDDHHMMSS[mmm]``; raises
+    AdapterError for anything else."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{9,13}(\.\d+)?\s*", value):
+        value = float(value)  # epoch as a digit string (Dahua's UTC from some firmware)
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if math.isfinite(value) and value >= _EPOCH_MS:
+            value = value / 1000
         if not math.isfinite(value) or not 0 <= value < 32503680000:  # before year 3000
             raise AdapterError(f"device time {value!r} is not a POSIX time")
         return datetime.fromtimestamp(value, UTC).isoformat(), False
     if isinstance(value, str) and value.strip():
+        text = value.strip()
+        compact = _COMPACT_TIME.fullmatch(text)
         try:
-            parsed = datetime.fromisoformat(value.strip())
+            if compact:
+                y, mo, d, h, mi, s, ms = compact.groups()
+                parsed = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s),
+                                  int(ms or 0) * 1000)  # fmt: skip
+            else:
+                if re.match(r"\d{4}/\d{1,2}/\d{1,2}", text):
+                    day, _, rest = text.partition(" ")
+                    y, mo, d = day.split("/")
+                    text = f"{y}-{int(mo):02d}-{int(d):02d}" + (f" {rest}" if rest else "")
+                parsed = datetime.fromisoformat(text)
         except ValueError:
             raise AdapterError(f"device time {value[:40]!r} is not ISO 8601") from None
         if parsed.tzinfo is None:
@@ -227,11 +281,17 @@ def device_time(value: object, zone: tzinfo) -> tuple[str, bool]:
 
 
 def decode_text(data: bytes, encoding: str | None = None) -> str:
-    """Text from bytes: a UTF-8 BOM is dropped; ``encoding`` when given, else UTF-8, else
-    GB18030 (which reads GBK and GB2312). Raises AdapterError when none fits."""
+    """Text from bytes: a UTF-8 BOM is dropped; a UTF-16 BOM, or the NULs of ASCII-led UTF-16
+    without one, select UTF-16; else ``encoding`` when given, else UTF-8, else GB18030 (which
+    reads GBK and GB2312). Raises AdapterError when none fits."""
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-        encoding = "utf-8"
+        data = data[len(codecs.BOM_UTF8) :]  # then detected as usual: tools prepend it blindly
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"  # Windows-side bridges; the codec reads and drops the BOM
+    elif len(data) >= 4 and not encoding and data[1] == 0 and data[3] == 0 and data[0]:
+        encoding = "utf-16-le"  # ASCII-led UTF-16 without a BOM: every other byte is NUL
+    elif len(data) >= 4 and not encoding and data[0] == 0 and data[2] == 0 and data[1]:
+        encoding = "utf-16-be"
     try:
         return data.decode(encoding or "utf-8")
     except LookupError:
@@ -247,33 +307,60 @@ def decode_text(data: bytes, encoding: str | None = None) -> str:
 
 _BOUNDARY = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*--([^\r\n]{1,200})\r?\n")
 _HEADED = re.compile(rb"\A\s*content-type:\s*multipart/", re.IGNORECASE)
+# A boundary after a preamble ("This is a multi-part message…"): a ``--x`` line then a header.
+_PREAMBLED = re.compile(rb"(?:\r?\n)--([!-~][^\r\n]{0,199})\r?\n(?=[Cc]ontent-)")
+# A bridge that kept the whole HTTP request: ``POST /path HTTP/1.1`` and its headers.
+_REQUEST_LINE = re.compile(rb"\A\s*[A-Z]{3,7} \S+ HTTP/\d(?:\.\d)?\r?\n")
+_MULTIPART_HEADER = re.compile(rb"^content-type:\s*multipart/", re.IGNORECASE | re.MULTILINE)
 _PICTURE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+_TEXT_TYPES = ("text/", "application/json", "application/xml")
+_KEEPALIVES = frozenset({"heartbeat", "keepalive"})  # Dahua's bare keep-alive parts
 
 
 def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
     """(text, pictures): a ``multipart/form-data`` body gives its first non-image part, and
     the number of image parts (whose bytes are dropped); anything else is decoded whole."""
-    if _HEADED.match(payload):  # the bridge kept the HTTP Content-Type header
+    preamble = b""
+    request = _REQUEST_LINE.match(payload)
+    if request:
+        head_end = re.search(rb"\r?\n\r?\n", payload)
+        head = payload[: head_end.start()] if head_end else payload
+        if not _MULTIPART_HEADER.search(head):
+            if b" /iclock/" in payload[: request.end()]:
+                return decode_text(payload, encoding), 0  # ZKTeco's adapter reads its query
+            content = payload[head_end.end() :] if head_end else b""
+            return decode_text(content, encoding), 0
+        payload = payload[request.end() :]  # the headers that follow are MIME headers
+        message = BytesParser(policy=HTTP).parsebytes(payload)
+    elif _HEADED.match(payload):  # the bridge kept the HTTP Content-Type header
         message = BytesParser(policy=HTTP).parsebytes(payload.lstrip())
     else:
-        match = _BOUNDARY.match(payload)
+        match = _BOUNDARY.match(payload) or _PREAMBLED.search(payload[:1024])
         if match is None:
             return decode_text(payload, encoding), 0
+        preamble = payload[: match.start()].strip()
         boundary = match.group(1).rstrip(b" \t").decode("latin-1")
-        head = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'
+        header = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\n\r\n'
         message = BytesParser(policy=HTTP).parsebytes(
-            head.encode("latin-1") + payload[match.start(1) - 2 :]
+            header.encode("latin-1") + payload[match.start(1) - 2 :]
         )
     texts: list[str] = []
+    if preamble.startswith(b"Code="):  # a Dahua stream cut mid-part: its first record
+        texts.append(decode_text(preamble, encoding))
     pictures = 0
     parts = message.iter_parts() if message.is_multipart() else ()
     for part in parts:
         body = part.get_payload(decode=True)
+        declared = part.get_content_type()
+        # Hikvision names its XML part as a file (filename="MoveDetection.xml"): a part is a
+        # picture by its type or its bytes, a file name alone only when its body is not text.
+        texty = declared.startswith(_TEXT_TYPES) or (
+            isinstance(body, bytes) and body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"<")
+        )
         if (
             part.get_content_maintype() == "image"
-            or part.get_content_type() == "application/octet-stream"
-            or part.get_filename()
             or (isinstance(body, bytes) and body.startswith(_PICTURE_MAGIC))
+            or (not texty and (declared == "application/octet-stream" or part.get_filename()))
         ):
             pictures += 1
             continue
@@ -281,8 +368,10 @@ def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
             texts.append(decode_text(body, part.get_content_charset() or encoding))
     if not texts:
         raise AdapterError(f"a multipart body with no text part ({pictures} pictures)")
-    if all(text.lstrip().startswith("Code=") for text in texts):
-        return "\n".join(text.strip() for text in texts), pictures  # Dahua: one event a part
+    if any(text.lstrip().startswith("Code=") for text in texts) and all(
+        text.lstrip().startswith("Code=") or text.strip().lower() in _KEEPALIVES for text in texts
+    ):  # Dahua's event stream: one event (or a keep-alive) a part
+        return "\n".join(text.strip() for text in texts), pictures
     return texts[0], pictures
 
 
@@ -339,7 +428,17 @@ PERSONAL_KEYS: dict[str, str] = {
     "originallicenseplate": "plate", "facedata": "face", "picdata": "face", "image": "face",
     "imagedata": "face", "picture": "face", "facepicture": "face", "snappicture": "face",
     "pictureurl": "face", "faceurl": "face", "picurl": "face",
+    # ID cards (Hikvision IDCardInfo, Dahua's citizen fields), addresses, birth dates, the card
+    # number of Dahua's DoorCard event, and the base64 images plate cameras and face readers
+    # embed (AlphaDigi imageFile/imageFragmentFile, faceImage).
+    "citizenidno": "cred", "citizenid": "cred", "idno": "cred", "idnum": "cred",
+    "certificateno": "cred", "certno": "cred", "passportno": "cred", "number": "cred",
+    "mobile": "cred", "addr": "name", "address": "name", "birth": "name", "birthday": "name",
+    "dateofbirth": "name", "faceimage": "face", "imagefile": "face", "imagefragmentfile": "face",
+    "snappic": "face", "pic": "face", "facepic": "face", "picturedata": "face",
 }  # fmt: skip
+# A picture embedded as text under a key no table names: base64 this long, or a data: URL.
+_EMBEDDED_PICTURE = re.compile(r"(?:data:image/[\w.+-]+;base64,)?[A-Za-z0-9+/\r\n]{200,}={0,2}")
 # The digest is HMAC(key, value) as in accepted events; the prefix may differ where only the
 # event's method tells (an employee number is ``face:`` on a face unlock, ``cred:`` here).
 
@@ -365,6 +464,8 @@ def redact(data: Any, key: bytes) -> Any:
         return out
     if isinstance(data, list):
         return [redact(value, key) for value in data]
+    if isinstance(data, str) and _EMBEDDED_PICTURE.fullmatch(data):
+        return reference("face", key, data)
     return data
 
 
@@ -375,7 +476,7 @@ def redacted_payload(payload: bytes, key: bytes, encoding: str | None = None) ->
     try:
         text, pictures = unwrap(payload, encoding)
         if text.lstrip().startswith("Code="):
-            lines = [_dahua_line(line) for line in text.splitlines() if line.strip()]
+            lines = [_dahua_line(record) for record in _dahua_records(text)]
             data: Any = {"lines": lines}
         else:
             data = structured(text)
@@ -421,16 +522,34 @@ HIK_DOOR: dict[int, tuple[str, str | None]] = {
 }  # fmt: skip
 HIK_ALARMS = {0x1B: "forced_open", 0x1C: "held_open"}
 HIK_IGNORED = {0x18: "exit button released"}
-HIK_VIDEO_STATUS = ("videoloss", "shelteralarm", "videomismatch", "badvideo")
+# Device and video health alerts (ISAPI eventType, lower case): status flags, not events.
+HIK_VIDEO_STATUS = ("videoloss", "shelteralarm", "videomismatch", "badvideo", "tamperdetection",
+                    "diskfull", "diskerror", "nicbroken", "ipconflict")  # fmt: skip
 
 
 @bridge_vendor("hikvision")
 def hikvision(message: VendorMessage) -> list[Item]:
     """ISAPI event notifications (``AccessControllerEvent``, ``heartBeat``, ``videoloss`` and the
-    other video-status alarms, ``ANPR``), as JSON or XML, and ``AcsEvent`` search items."""
+    other video-status alarms, ``ANPR``), as JSON or XML, and ``AcsEvent`` search items (one,
+    or a whole ``AcsEvent.InfoList`` search result, each item judged on its own)."""
     data = structured(message.text)
     if isinstance(data, dict) and isinstance(data.get("EventNotificationAlert"), dict):
         data = data["EventNotificationAlert"]
+    search = data.get("AcsEvent") if isinstance(data, dict) else None
+    if isinstance(search, dict) and isinstance(search.get("InfoList"), list):
+        out: list[Item] = []
+        for info in search["InfoList"]:
+            try:
+                if not isinstance(info, dict):
+                    raise AdapterError("an InfoList item is not an object")
+                out.extend(_hikvision_event(message, info))
+            except AdapterError as exc:
+                out.append(Rejected(str(exc), info))
+        return out
+    return _hikvision_event(message, data)
+
+
+def _hikvision_event(message: VendorMessage, data: Any) -> list[Item]:
     if not isinstance(data, dict):
         raise AdapterError("expected a JSON object")
     event_type = str(data.get("eventType") or "")
@@ -439,7 +558,7 @@ def hikvision(message: VendorMessage) -> list[Item]:
     if event_type.lower() in HIK_VIDEO_STATUS:
         active = str(data.get("eventState", "active")).lower() == "active"
         return [Sighting(event_type, {event_type.lower(): active})]
-    if event_type.upper() == "ANPR" and isinstance(data.get("ANPR"), dict):
+    if isinstance(data.get("ANPR"), dict):  # ANPR, and ITS cameras' vehicleDetection
         return [_hik_anpr(message, data)]
     if "AccessControllerEvent" in data:
         event, when = data["AccessControllerEvent"], data.get("dateTime")
@@ -450,6 +569,8 @@ def hikvision(message: VendorMessage) -> list[Item]:
     elif "major" in data and "minor" in data:
         event, when = data, data.get("time")
         major, minor, serial = data["major"], data["minor"], None
+    elif event_type and data.get("dateTime") is not None:
+        return [_hik_other(message, data, event_type)]
     else:
         raise AdapterError(
             f"event type {event_type or '(none)'!r} is neither an AccessControllerEvent,"
@@ -502,6 +623,27 @@ def hikvision(message: VendorMessage) -> list[Item]:
     if pictures:
         other["pictures"] = pictures
     return [Adapted(other, local)]
+
+
+def _hik_other(message: VendorMessage, data: dict[str, Any], event_type: str) -> Item:
+    """An ISAPI alert the tables do not map (VMD, fielddetection, tamper, doorbell, …): on a
+    door reader an ``access.vendor`` event with the alert's type and state; a camera's or a
+    gate's is skipped and counted (their kinds have no generic event)."""
+    state = str(data.get("eventState") or "")
+    if message.kind != "access":
+        return Skipped(_label(f"{event_type[:32]} {state[:16]}".strip()))
+    ts, local = device_time(data.get("dateTime"), message.zone)
+    code = f"{event_type}/{state}"[:64]
+    ident = event_id("hikvision", message.device_id, "alert", data.get("dateTime"), code,
+                     data.get("activePostCount"), data.get("channelID"))  # fmt: skip
+    return Adapted({"v": 1, "id": ident, "device": message.device_id, "seq": UNNUMBERED,
+                    "ts": ts, "type": "access.vendor", "vendor": "hikvision",
+                    "code": code}, local)  # fmt: skip
+
+
+def _label(text: str) -> str:
+    """Vendor text made safe for a metrics label and a log line."""
+    return re.sub(r"[^\w ./=-]", "_", text)
 
 
 def _int(value: object) -> int | None:
@@ -561,12 +703,33 @@ DAHUA_METHODS: dict[int, tuple[str, str | None]] = {
     14: ("qr", None), 15: ("face", None), 17: ("face", None), 19: ("app", None),
     20: ("pin", None), 21: ("pin", None), 22: ("face", None), 23: ("fingerprint", None),
     24: ("face", None), 25: ("face", None), 43: ("qr", None), 44: ("face", None),
+    10: ("fingerprint", None), 13: ("pin", None), 18: ("face", None), 42: ("remote", "remote"),
+    45: ("fingerprint", None),
 }  # fmt: skip
 DAHUA_DOOR_STATES = {"open": "open", "close": "closed", "closed": "closed"}
+# Dahua's door alarms (NetSDK ALARM_ACCESS_CTL_NOT_CLOSE_INFO, ALARM_ACCESS_CTL_BREAK_IN_INFO).
+DAHUA_ALARMS = {"DoorNotClosed": "held_open", "BreakIn": "forced_open"}
 DAHUA_HEARTBEATS = frozenset({"heartbeat", "keepalive"})
 # Dahua ITC plate cameras' events (a plate in Data.TrafficCar.PlateNumber or Data.Object.Text).
 DAHUA_PLATE_EVENTS = frozenset({"TrafficJunction", "TrafficParkingSpaceParking", "TrafficGate"})
-DAHUA_VIDEO_STATUS = frozenset({"videoloss", "videoblind", "storagefailure", "netabort"})
+DAHUA_VIDEO_STATUS = frozenset({"videoloss", "videoblind", "storagefailure", "netabort",
+                                "storagenotexist", "storagelowspace", "ipconflict",
+                                "videoabnormal", "powerfault"})  # fmt: skip
+DAHUA_MAPPED = frozenset({"AccessControl", "DoorStatus", *DAHUA_ALARMS, *DAHUA_PLATE_EVENTS})
+
+
+_DAHUA_RECORD = re.compile(r"^(?=Code=|(?:heartbeat|keepalive)\s*$)", re.MULTILINE | re.I)
+
+
+_STRAY_BOUNDARY = re.compile(r"^--\S+\s*$", re.MULTILINE)
+
+
+def _dahua_records(text: str) -> list[str]:
+    """eventManager's text split into its ``Code=…`` records: a record's ``data={…}`` may span
+    lines (firmware pretty-prints it), so records start at a line beginning with ``Code=``.
+    A stray ``--myboundary`` line (a stream cut at a part's end) is dropped."""
+    text = _STRAY_BOUNDARY.sub("", text)
+    return [part.strip() for part in _DAHUA_RECORD.split(text) if part.strip()]
 
 
 def _dahua_line(line: str) -> dict[str, Any]:
@@ -586,23 +749,44 @@ def dahua(message: VendorMessage) -> list[Item]:
     text = message.text.strip()
     if text.lower() in DAHUA_HEARTBEATS:  # eventManager's keep-alive part is the bare word
         return [Sighting(text)]
-    if text.startswith("Code="):
-        items: Any = [_dahua_line(line) for line in text.splitlines() if line.strip()]
+    if text.startswith("Code=") or text.partition("\n")[0].strip().lower() in DAHUA_HEARTBEATS:
+        items: Any = []
+        for record in _dahua_records(text):
+            if record.lower() in DAHUA_HEARTBEATS:
+                items.append({"Code": record})
+                continue
+            try:
+                items.append(_dahua_line(record))
+            except AdapterError as exc:  # one unreadable record: the others still count
+                items.append(exc)
     else:
         data = parse_json(text)
+        if isinstance(data, dict) and isinstance(data.get("params"), dict):
+            data = data["params"]  # the RPC stream: client.notifyEventStream's params
         if isinstance(data, dict) and "Code" in data:
             items = [data]
+        elif isinstance(data, dict) and isinstance(data.get("eventList"), list):
+            items = data["eventList"]
         else:
             items = data.get("Events") if isinstance(data, dict) else None
         if not isinstance(items, list) or not items:
             raise AdapterError("no Events list")
     out: list[Item] = []
     for item in items:
+        if isinstance(item, AdapterError):
+            out.append(Rejected(str(item)))
+            continue
         try:
             out.append(_dahua_event(message, item))
         except AdapterError as exc:
             out.append(Rejected(str(exc), item))
     return out
+
+
+def _dahua_plate_bearing(code: str, d: dict[str, Any]) -> bool:
+    """Another ITC ``Traffic…`` event that carries a plate (TrafficCar.PlateNumber)."""
+    car = d.get("TrafficCar")
+    return code.startswith("Traffic") and isinstance(car, dict) and "PlateNumber" in car
 
 
 def _dahua_event(message: VendorMessage, item: Any) -> Item:
@@ -618,20 +802,27 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
     if code.lower() in DAHUA_VIDEO_STATUS:
         return Sighting(code, {code.lower(): action.lower() != "stop"})
     seconds = d.get("RealUTC") or d.get("UTC")
-    if seconds is not None:
-        ts, local = device_time(seconds, message.zone)
-    else:
-        ts, local = device_time(d.get("LocaleTime") or d.get("Time"), message.zone)
+    when = seconds if seconds is not None else d.get("LocaleTime") or d.get("Time")
+    if (
+        code not in DAHUA_MAPPED
+        and not _dahua_plate_bearing(code, d)
+        and (when is None or message.kind != "access")
+    ):
+        # An event the tables do not map, with no time to store it by, or from a camera or
+        # gate (whose kinds have no generic event): understood as Dahua's, skipped, counted.
+        return Skipped(_label(f"{code[:32] or '(no code)'} {action[:16]}".strip()))
+    ts, local = device_time(when, message.zone)
     door = "unit" if isinstance(d.get("Door"), int) and d["Door"] > 0 else "building"
     base = {"v": 1, "device": message.device_id, "seq": UNNUMBERED, "ts": ts}
     if code == "DoorStatus":
         state = DAHUA_DOOR_STATES.get(str(d.get("Status", "")).lower())
         if state is None:
             raise AdapterError(f"DoorStatus {d.get('Status')!r} is neither Open nor Close")
-        ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"))
+        ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"),
+                         state)  # fmt: skip
         return Adapted({**base, "id": ident, "type": "access.door", "door": door,
                         "state": state}, local)  # fmt: skip
-    if code in DAHUA_PLATE_EVENTS:
+    if code in DAHUA_PLATE_EVENTS or _dahua_plate_bearing(code, d):
         car: dict[str, Any] = d["TrafficCar"] if isinstance(d.get("TrafficCar"), dict) else {}
         obj: dict[str, Any] = d["Object"] if isinstance(d.get("Object"), dict) else {}
         raw = car.get("PlateNumber") if "PlateNumber" in car else obj.get("Text")
@@ -642,14 +833,25 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
             base["seq"] = d["EventID"]
         direction = car.get("Direction") or d.get("Direction")
         return Adapted(_vehicle(message, base, credential, unlicensed, direction), local)
+    if code in DAHUA_ALARMS:
+        if action.lower() == "stop":
+            return Skipped(f"{code} Stop")  # the alarm ended: its start was stored
+        ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"))
+        return Adapted({**base, "id": ident, "type": "access.alarm", "door": door,
+                        "alarm": DAHUA_ALARMS[code]}, local)  # fmt: skip
     if code != "AccessControl":
-        raise AdapterError(f"event code {code!r} is not mapped")
+        # Another access event (BackKeyLight, DoorCard, AlarmLocal, …): kept with its code.
+        ident = event_id("dahua", message.device_id, code, seconds or ts, item.get("Index"),
+                         action)  # fmt: skip
+        return Adapted({**base, "id": ident, "type": "access.vendor", "vendor": "dahua",
+                        "code": f"{code}/{action}"[:64], "door": door}, local)  # fmt: skip
     person = d.get("UserID") or d.get("CardNo")
     rec = d.get("RecNo")
     if isinstance(rec, int) and 0 < rec < 2**63:
         base["seq"] = rec
     base["id"] = event_id("dahua", message.device_id, seconds, person, d.get("ReaderID"), rec)
-    granted = d.get("Status", 1) == 1 and not d.get("ErrorCode")
+    status, error = d.get("Status", 1), d.get("ErrorCode")
+    granted = str(status).lower() in ("1", "true") and str(error or 0) in ("0", "")
     method_code = d.get("Method", 1)
     number = _int(method_code)
     known = DAHUA_METHODS.get(number) if number is not None else None
@@ -682,10 +884,19 @@ def _dahua_event(message: VendorMessage, item: Any) -> Item:
 @bridge_vendor("alphadigi")
 def alphadigi(message: VendorMessage) -> list[Item]:
     """AlphaDigi/Vzenith ``AlarmInfoPlate`` (a vehicle gate camera read a plate, or read none:
-    unlicensed) and its comet-poll ``heartbeat`` object."""
-    data = parse_json(message.text)
+    unlicensed), its comet poll (a ``heartbeat`` object, or the form-encoded
+    ``device_name=…&serialno=…`` poll, whose password field is never kept), and its other
+    ``Alarm…`` pushes (IO inputs, serial data), skipped and counted."""
+    text = message.text.strip()
+    if not text.startswith(("{", "[")) and "serialno=" in text and "=" in text.split("&")[0]:
+        return [Sighting("heartbeat")]  # the HTTP comet poll, application/x-www-form-urlencoded
+    data = parse_json(text)
     if isinstance(data, dict) and any(str(k).lower() in ("heartbeat", "keepalive") for k in data):
         return [Sighting("heartbeat")]
+    if isinstance(data, dict) and "AlarmInfoPlate" not in data:
+        other = [str(k) for k in data if str(k).startswith("Alarm")]
+        if other:
+            return [Skipped(_label(other[0][:32]))]  # AlarmGioIn, AlarmSerialData, …
     try:
         info = data["AlarmInfoPlate"]
         plate = info["result"]["PlateResult"]
@@ -704,6 +915,94 @@ def alphadigi(message: VendorMessage) -> list[Item]:
     return [Adapted(_vehicle(message, base, credential, unlicensed, plate.get("direction")), local)]
 
 
+# --- ZKTeco (ADMS / iclock push protocol) -------------------------------------------------------
+
+# ATTLOG's verify mode -> our method (ZKTeco's push protocol: 0 password, 1 fingerprint, 2 card,
+# 15 face); other modes (palm, combinations) are stored as access.vendor with their number.
+ZKTECO_VERIFY = {0: "pin", 1: "fingerprint", 2: "card", 3: "pin", 4: "card", 15: "face"}
+_ZK_SPACED = re.compile(r"(\S+)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s*(.*)")
+_ZK_REQUEST = re.compile(r"\A\s*(GET|POST) (/iclock/\S*)(?: HTTP/\d\.\d)?\s*$", re.MULTILINE)
+
+
+@bridge_vendor("zkteco")
+def zkteco(message: VendorMessage) -> list[Item]:
+    """ZKTeco terminals' push protocol (ADMS, ``/iclock/…``), as the bridge received it: the
+    request line (``POST /iclock/cdata?SN=…&table=ATTLOG``) and its body, or the body alone.
+    ``ATTLOG`` lines (tab-separated PIN, local time, state, verify mode, work code) are
+    credential uses; ``getrequest`` polls are the terminal's heartbeat; other tables (OPERLOG,
+    BIODATA, …) are skipped and counted. Times carry no offset: read in the device's zone."""
+    text = message.text.replace("\r\n", "\n")
+    request = _ZK_REQUEST.match(text)
+    table = "ATTLOG"
+    serial = ""
+    if request:
+        path = request.group(2)
+        query = dict(
+            part.split("=", 1) for part in path.partition("?")[2].split("&") if "=" in part
+        )
+        serial = query.get("SN", "")
+        if "/getrequest" in path or ("/cdata" in path and "table" not in query):
+            return [Sighting("iclock poll")]  # the terminal polls for commands: alive
+        table = query.get("table", "").upper()
+        text = text[request.end() :]
+        if re.match(r"\s*[\w-]+: ", text):  # the request's headers, then a blank line
+            text = text.partition("\n\n")[2]
+    if table == "RTLOG":
+        return [_zk_rtlog(message, serial, line) for line in text.splitlines() if line.strip()]
+    if table != "ATTLOG":
+        return [Skipped(_label(f"table {table[:24]}"))]
+    out: list[Item] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.strip("\r").split("\t")
+        spaced = _ZK_SPACED.match(line.strip()) if len(fields) == 1 else None
+        if spaced:  # tabs turned to spaces on the way (a copy-paste or a proxy's log format)
+            fields = [spaced.group(1), spaced.group(2), *spaced.group(3).split()]
+        try:
+            pin, when = fields[0].strip(), fields[1].strip()
+            ts, local = device_time(when, message.zone)
+        except (IndexError, AdapterError) as exc:
+            out.append(Rejected(f"ATTLOG line: {exc}", {"line": fields[:1] and "…"}))
+            continue
+        verify = _int(fields[3]) if len(fields) > 3 else None
+        method = ZKTECO_VERIFY.get(verify) if verify is not None else "card"
+        base = {"v": 1, "id": event_id("zkteco", message.device_id, serial, pin, when, verify),
+                "device": message.device_id, "seq": UNNUMBERED, "ts": ts}  # fmt: skip
+        prefix = "face" if method == "face" else "cred"
+        credential = message.reference(prefix, pin) if pin else f"{prefix}:unknown"
+        if method is None:
+            event: dict[str, Any] = {**base, "type": "access.vendor", "vendor": "zkteco",
+                                     "code": f"ATTLOG/verify={verify}", "granted": True,
+                                     "credential": credential}  # fmt: skip
+        else:
+            event = {**base, "type": "access.unlock", "door": "building", "method": method,
+                     "granted": True, "credential": credential}  # fmt: skip
+        out.append(Adapted(event, local))
+    return out
+
+
+def _zk_rtlog(message: VendorMessage, serial: str, line: str) -> Item:
+    """An access panel's real-time log line (``time=…\tpin=…\tevent=…\tverifytype=…``): kept
+    as ``access.vendor`` with ZKTeco's event number (its table is not mapped here)."""
+    fields = dict(part.split("=", 1) for part in line.strip().split("\t") if "=" in part)
+    try:
+        ts, local = device_time(fields.get("time"), message.zone)
+    except AdapterError as exc:
+        return Rejected(f"RTLOG line: {exc}")
+    pin = fields.get("pin", "").strip()
+    event: dict[str, Any] = {
+        "v": 1, "type": "access.vendor", "vendor": "zkteco",
+        "id": event_id("zkteco", message.device_id, serial, "rtlog", fields.get("index"),
+                       fields.get("time"), pin),
+        "device": message.device_id, "seq": UNNUMBERED, "ts": ts,
+        "code": f"rtlog/event={fields.get('event', '')[:16]}",
+    }  # fmt: skip
+    if pin and pin != "0":
+        event["credential"] = message.reference("cred", pin)
+    return Adapted(event, local)
+
+
 # --- Frigate ------------------------------------------------------------------------------------
 
 # Frigate labels to our detection classes.
@@ -716,7 +1015,12 @@ FRIGATE_CLASSES = {
     "bicycle": "ebike",
     "fire": "fire",
     "smoke": "smoke",
+    "license_plate": "vehicle",  # a dedicated LPR camera tracks the plate itself
 }
+# What Frigate names a face it did not recognise (a sub_label or a face update's name).
+FRIGATE_UNKNOWN = frozenset({"unknown", "none", "null", ""})
+# tracked_object_update types that carry no detection (GenAI descriptions, audio, …).
+FRIGATE_IGNORED_UPDATES = frozenset({"description", "classification", "audio"})
 # Objects Frigate reads plates on (docs.frigate.video, License Plate Recognition).
 FRIGATE_PLATE_LABELS = frozenset({"car", "truck", "bus", "motorcycle", "license_plate"})
 _FRIGATE_ID_START = re.compile(r"^(\d{9,11}(?:\.\d+)?)-")
@@ -740,14 +1044,30 @@ def frigate(message: VendorMessage) -> list[Item]:
     positives are not detections. On a vehicle, ``recognized_license_plate`` or a
     ``sub_label`` is a plate credential (never a face); on a person a ``sub_label`` is a face.
     The camera's zone becomes the detection's zone; images stay in Frigate."""
-    data = parse_json(message.text)
+    text = message.text.strip()
+    if text.lower() in ("online", "offline"):  # frigate/available, Frigate's will
+        online = text.lower() == "online"
+        return [Sighting("available", {"available": online}, online)]
+    data = parse_json(text)
+    if isinstance(data, int | float) and not isinstance(data, bool):
+        return [Skipped("object count")]  # frigate/<camera>/<label>: a count, not an object
     if not isinstance(data, dict):
         raise AdapterError("expected a JSON object")
     kind = data.get("type")
+    if kind is None and isinstance(data.get("service"), dict):
+        return [Sighting("stats")]  # frigate/stats, published every stats_interval
     if kind in ("new", "update", "end") and isinstance(data.get("after"), dict):
         after = data["after"]
         if after.get("false_positive"):
-            return [Skipped("false_positive")]
+            object_id = str(after.get("id") or "")
+            if not _FRIGATE_ID_START.match(object_id):
+                return [Skipped("false_positive")]
+            # Stored already if an earlier message of this track was a true positive.
+            began = device_time(_frigate_start(object_id, None), message.zone)[0]
+            return [Retracted(event_id("frigate", message.device_id, object_id), began,
+                              "false_positive")]  # fmt: skip
+        if "label" not in after and isinstance(after.get("data"), dict):
+            return [Skipped("review")]  # frigate/reviews: a summary of tracked objects
         label = after.get("label")
         cls = FRIGATE_CLASSES.get(str(label))
         if cls is None:
@@ -759,6 +1079,8 @@ def frigate(message: VendorMessage) -> list[Item]:
         last = after.get("end_time") or after.get("frame_time") or start
         sub = after.get("sub_label")
         name = sub[0] if isinstance(sub, list) and sub else sub
+        if isinstance(name, str) and name.strip().lower() in FRIGATE_UNKNOWN:
+            name = None  # an unrecognised face is nobody's: never one shared identity
         zones = after.get("current_zones")
         if not isinstance(zones, list) or not zones:
             zones = [after.get("camera") or "none"]
@@ -780,6 +1102,8 @@ def frigate(message: VendorMessage) -> list[Item]:
             event["snapshot"] = event["track"]
         if label in FRIGATE_PLATE_LABELS:
             plate = after.get("recognized_license_plate") or name
+            if isinstance(plate, list):  # [plate, score], as sub_label is [name, score]
+                plate = plate[0] if plate else None
             if plate:
                 credential, unlicensed = message.plate(plate)
                 if credential:
@@ -791,8 +1115,8 @@ def frigate(message: VendorMessage) -> list[Item]:
         return [Adapted(event)]
     if kind in ("face", "lpr"):
         value = data.get("name") if kind == "face" else data.get("plate")
-        if not value:
-            raise AdapterError(f"a {kind} update with nothing recognised")
+        if not value or (isinstance(value, str) and value.strip().lower() in FRIGATE_UNKNOWN):
+            return [Skipped(f"{kind} not recognised")]
         # The same tracked object as frigate/events: the same detection, whose credential
         # this adds (a partial update: it has no ``until``, so it changes nothing else).
         object_id = str(data.get("id") or "")
@@ -821,6 +1145,8 @@ def frigate(message: VendorMessage) -> list[Item]:
             if unlicensed:
                 event["unlicensed"] = True
         return [Adapted(event)]
+    if isinstance(kind, str) and kind in FRIGATE_IGNORED_UPDATES:
+        return [Skipped(f"{kind} update")]
     raise AdapterError(f"Frigate message type {kind!r} is not mapped")
 
 

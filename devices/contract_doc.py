@@ -11,7 +11,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, TypeAdapter
 
 from devices import payloads as p
-from devices.topics import CONTRACT_VERSION, DEVICE_ID_PATTERN, ROOT
+from devices.topics import ALERTS, CONTRACT_VERSION, DEVICE_ID_PATTERN, ROOT, alert_topic
 
 _TS = datetime(2026, 11, 26, 20, 15, 0, tzinfo=timezone(timedelta(hours=8)))
 
@@ -173,6 +173,36 @@ def render() -> str:
         "",
         "```json",
         _schema(p.DeviceConfig),
+        "```",
+        "",
+    ]  # fmt: skip
+    alert = p.AlertMessage(alert_id=42, version=1, rule="smoke_fire", severity="critical",
+                           status="open", subject="building:LH00012",
+                           title="烟雾 smoke · LH00012 (stairwell:LH00012, 91%)",
+                           grid_code="LH-G01", building_id="LH00012", device_id="cam-007",
+                           first_seen=_TS, last_seen=_TS, occurrences=1,
+                           evidence=[str(_id(3))])  # fmt: skip
+    out += [
+        "## Alerts (the platform publishes; devices do not)",
+        "",
+        "The rules worker (`villagetwin rules`) publishes every new alert and every change of",
+        f"one (a repeat, acknowledged, resolved) on `{alert_topic('<severity>', '<rule>')}`,",
+        "QoS 1, not retained, at least once: a subscriber keeps the highest `version` per",
+        "`alert_id`. Severities: `critical`, `high`, `medium`, `low`. Subscribe to",
+        f"`{ROOT}/{CONTRACT_VERSION}/{ALERTS}/critical/#` for smoke and fire only. No device may",
+        f"take the id `{ALERTS}`; platform accounts may write under it.",
+        "",
+        "```sh",
+        f"mosquitto_sub -q 1 -t '{ROOT}/{CONTRACT_VERSION}/{ALERTS}/#' -u <platform account>"
+        " -P <password>",
+        "```",
+        "",
+        "```json",
+        _example(alert),
+        "```",
+        "",
+        "```json",
+        _schema(p.AlertMessage),
         "```",
         "",
     ]  # fmt: skip

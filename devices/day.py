@@ -10,8 +10,14 @@ see people and e-bikes. Planted anomalies:
 - overcrowded units: more people come and go than are registered (possible 群租);
 - registered tenants who are never seen (空挂);
 - a care target (elderly, living alone) with no activity for the last two days;
-- e-bikes carried into buildings (fire risk), seen by the camera at the door;
-- doors held or forced open.
+- e-bikes carried into buildings (fire risk), seen by a stairwell or lift camera, or charging
+  in a corridor;
+- doors held or forced open;
+- people using vacant units (nobody registered), and former tenants' credentials still used;
+- smoke or fire seen by a camera, tailgating at a gate, a crowd at a camera.
+
+Care targets (elderly, living alone) keep daytime hours: they come and go between 08:00 and
+18:00 local time, two or three times a day, unless planted inactive.
 """
 
 from __future__ import annotations
@@ -25,13 +31,15 @@ from typing import Any
 from devices.payloads import (
     AccessAlarm,
     AccessUnlock,
+    AppIncident,
     AppVisitor,
     CameraDetection,
     DeviceKind,
     EventModel,
+    GateAlarm,
     GatePass,
 )
-from devices.simulator import SimDevice, event_id
+from devices.simulator import SimDevice, event_id, incident_report
 
 # Share of a day's comings and goings in each hour: morning and evening peaks.
 HOURLY_PROFILE = [1, 1, 1, 1, 1, 2, 5, 12, 14, 7, 4, 4, 5, 4, 4, 4, 5, 8, 13, 12, 8, 5, 3, 2]
@@ -44,6 +52,7 @@ class SimVillage:
     devices: Sequence[SimDevice]
     residents: Mapping[str, Sequence[str]]  # unit_id -> registered credentials
     care_targets: Sequence[tuple[str, str]] = ()  # (unit_id, credential)
+    former: Sequence[tuple[str, str]] = ()  # (unit_id, credential) of ended tenancies
 
 
 @dataclass
@@ -95,17 +104,29 @@ def plan_days(village: SimVillage, seed: int, start: datetime, days: int = 1) ->
     care = [(u, c) for u, c in village.care_targets if u in unit_building][:1]
     inactive_since = max(start, end - timedelta(days=2))
     extra = {u: [f"cred:x{rng.randrange(16**12):012x}" for _ in range(4)] for u in overcrowded}
+    vacant = sorted(u for u in unit_building if not village.residents.get(u))
+    squatted = sorted(rng.sample(vacant, k=min(2, len(vacant))))
+    for u in squatted:
+        extra[u] = [f"cred:x{rng.randrange(16**12):012x}" for _ in range(rng.randint(2, 3))]
+    planted = set(overcrowded) | {u for u, _ in ghosts}
+    former = sorted(
+        (u, c) for u, c in village.former if u in unit_building and u in village.residents
+        and u not in planted
+    )  # fmt: skip
+    former = rng.sample(former, k=min(3, len(former)))
+    care_credentials = {c for _, c in village.care_targets}
 
     for day in range(days):
-        for unit in units:
+        for unit in [*units, *squatted]:
             building = unit_building[unit]
             reader = readers[building]
-            people = [c for c in village.residents[unit] if c not in ghost_credentials]
+            people = [c for c in village.residents.get(unit, ()) if c not in ghost_credentials]
             people += extra.get(unit, [])
             for credential in people:
                 quiet = any(c == credential for _, c in care)
-                for _ in range(rng.randint(1, 3)):
-                    ts = at(day, hour())
+                elderly = credential in care_credentials
+                for _ in range(rng.randint(2, 3) if elderly else rng.randint(1, 3)):
+                    ts = at(day, rng.randint(8, 17) if elderly else hour())
                     if quiet and ts >= inactive_since:
                         continue
                     emit(AccessUnlock, reader, ts, door="unit", unit=unit, method="card",
@@ -124,6 +145,13 @@ def plan_days(village: SimVillage, seed: int, start: datetime, days: int = 1) ->
                 emit(AppVisitor, apps[0], ts, unit=unit, credential=visitor)
             emit(GatePass, rng.choice(gates), ts + timedelta(minutes=2), direction="in",
                  method="qr", granted=True, credential=visitor)  # fmt: skip
+        # Residents' reports through the app: about one per 300 units a day, at buildings.
+        if apps:
+            for _ in range(max(1, len(units) // 300)):
+                place = readers[rng.choice(sorted(readers))]
+                n = seq.get(apps[0].device_id, 0) + 1
+                emit(AppIncident, apps[0], at(day, rng.randint(7, 22)),
+                     **incident_report(rng, place, n))  # fmt: skip
         for _ in range(len(gates) * 30):
             plate = f"plate:{rng.randrange(16**8):08x}"
             emit(GatePass, rng.choice(gates), at(day, hour()), direction=rng.choice(["in", "out"]),
@@ -134,14 +162,38 @@ def plan_days(village: SimVillage, seed: int, start: datetime, days: int = 1) ->
                 emit(CameraDetection, camera, at(day, hour()), cls=cls, count=rng.randint(1, 4),
                      confidence=round(rng.uniform(0.6, 0.98), 2), zone="alley")  # fmt: skip
 
-    # E-bikes carried into buildings, seen by a camera at the door, and doors left open.
-    ebike_cases, door_cases = [], []
+    # Former tenants whose cards still open the door, on the last day.
+    for unit, credential in former:
+        emit(AccessUnlock, readers[unit_building[unit]], at(days - 1, hour()), door="unit",
+             unit=unit, method="card", credential=credential, granted=True)  # fmt: skip
+
+    # E-bikes carried into buildings (stairwell or lift cameras) or charging in a corridor,
+    # smoke and fire, crowds, tailgating, and doors left open.
+    ebike_cases, door_cases, smoke_cases, crowd_cases, gate_cases = [], [], [], [], []
     if cameras:
-        for building in rng.sample(sorted(readers), k=min(3, len(readers))):
+        for n, building in enumerate(rng.sample(sorted(readers), k=min(4, len(readers)))):
             ts = at(days - 1, rng.choice([19, 20, 21, 22]))
+            zone = f"{['stairwell', 'lift', 'stairwell', 'corridor'][n]}:{building}"
             emit(CameraDetection, rng.choice(cameras), ts, cls="ebike", count=1, confidence=0.93,
-                 zone=f"door:{building}")  # fmt: skip
-            ebike_cases.append({"building_id": building, "ts": ts.isoformat()})
+                 zone=zone)  # fmt: skip
+            ebike_cases.append({"building_id": building, "zone": zone, "ts": ts.isoformat()})
+        for building in rng.sample(sorted(readers), k=min(2, len(readers))):
+            ts = at(days - 1, rng.randint(0, 23))
+            cls = rng.choice(["smoke", "fire"])
+            camera = rng.choice(cameras)
+            emit(CameraDetection, camera, ts, cls=cls, count=1, confidence=0.88,
+                 zone=f"stairwell:{building}")  # fmt: skip
+            smoke_cases.append({"building_id": building, "device_id": camera.device_id,
+                                "cls": cls, "ts": ts.isoformat()})  # fmt: skip
+        for camera in rng.sample(cameras, k=min(2, len(cameras))):
+            ts = at(days - 1, rng.choice([10, 15, 19]))
+            emit(CameraDetection, camera, ts, cls="crowd", count=rng.randint(30, 60),
+                 confidence=0.8, zone="square")  # fmt: skip
+            crowd_cases.append({"device_id": camera.device_id, "ts": ts.isoformat()})
+    for gate in rng.sample(gates, k=min(2, len(gates))):
+        ts = at(days - 1, rng.randint(0, 23))
+        emit(GateAlarm, gate, ts, alarm="tailgating")
+        gate_cases.append({"device_id": gate.device_id, "ts": ts.isoformat()})
     for building in rng.sample(sorted(readers), k=min(4, len(readers))):
         alarm = rng.choice(["held_open", "forced_open"])
         ts = at(days - 1, rng.randint(0, 23))
@@ -180,6 +232,11 @@ def plan_days(village: SimVillage, seed: int, start: datetime, days: int = 1) ->
         ],
         "ebike_into_building": ebike_cases,
         "doors_left_open": door_cases,
+        "unregistered_units": [{"unit_id": u, "people": len(extra[u])} for u in squatted],
+        "used_after_tenancy": [{"unit_id": u, "credential": c} for u, c in former],
+        "smoke_fire": smoke_cases,
+        "crowding": crowd_cases,
+        "gate_tailgating": gate_cases,
         "devices_offline": [
             {"device_id": d, "at": t.isoformat()}
             for t, d, online in plan.availability

@@ -253,6 +253,30 @@ class Status(_Message):
     state: Literal["online", "offline"]
 
 
+class AlertMessage(_Message):
+    """An alert the platform's rules raised or changed (published on
+    ``vt/v1/alerts/<severity>/<rule>``); a new version of the same ``alert_id`` replaces the
+    last one a subscriber saw."""
+
+    v: Literal[1] = 1
+    type: Literal["alert"] = "alert"
+    alert_id: int
+    version: int = Field(ge=1, description="+1 on every change of the alert")
+    rule: str
+    severity: Literal["critical", "high", "medium", "low"]
+    status: Literal["open", "acknowledged", "resolved", "false_alarm"]
+    subject: str = Field(description="what it is about: unit:…, building:…, device:…, poi:…")
+    title: str = Field(description="Chinese first, English beside")
+    grid_code: str | None = None
+    building_id: str | None = None
+    unit_id: str | None = None
+    device_id: str | None = None
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    occurrences: int = Field(ge=1)
+    evidence: list[str] = Field(default_factory=list, description="latest event ids, at most 10")
+
+
 EVENT_TYPES_BY_KIND: dict[DeviceKind, frozenset[str]] = {
     DeviceKind.GATE: frozenset({"gate.pass", "gate.alarm", "heartbeat"}),
     DeviceKind.CAMERA: frozenset({"camera.detection", "heartbeat"}),

@@ -97,6 +97,11 @@ def ingester_role() -> dict[str, object]:
         acls.append({"acltype": "subscribePattern", "topic": topic, "allow": True})
     for topic in (f"{ROOT}/#", "$SYS/broker/#"):
         acls.append({"acltype": "publishClientReceive", "topic": topic, "allow": True})
+    # Platform accounts (ingesters, the rules worker) publish alerts (rules/worker.py).
+    acls.append(
+        {"acltype": "publishClientSend", "topic": f"{ROOT}/{CONTRACT_VERSION}/alerts/#",
+         "allow": True}
+    )  # fmt: skip
     return {"rolename": INGESTER_ROLE, "acls": acls}
 
 

@@ -11,7 +11,7 @@ import hashlib
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -60,6 +60,52 @@ KIND_WEIGHT: dict[DeviceKind, float] = {
 }
 
 
+# What residents write when they report through the app: a few ways of saying each problem,
+# and where in the building it is.
+INCIDENT_TEXTS: dict[str, list[str]] = {
+    "fire_hazard": ["楼道堆满杂物，消防通道堵塞 junk blocks the stairwell",
+                    "电线私拉乱接，插排冒火花 unsafe wiring, a power strip sparks",
+                    "灭火器过期了 the extinguisher is out of date",
+                    "有人在楼道里烧东西 someone is burning things in the stairwell"],
+    "ebike_charging": ["电动车推进电梯上楼充电 an e-bike taken up in the lift to charge",
+                       "楼道里有电动车整夜充电 an e-bike charges overnight in the corridor",
+                       "飞线充电，从窗口拉电线 a charging cable hangs from a window"],
+    "sanitation": ["垃圾两天没人清运 rubbish not collected for two days",
+                   "下水道堵塞，污水外溢 a blocked drain overflows",
+                   "巷子里有死老鼠 a dead rat in the alley"],
+    "security": ["单元门锁坏了，一直关不上 the entrance lock is broken, the door stays open",
+                 "陌生人反复敲门推销 strangers knock on doors selling things",
+                 "有人撬电动车锁 someone is forcing e-bike locks"],
+    "noise": ["深夜装修噪音 renovation noise late at night",
+              "楼上麻将声到凌晨 mahjong upstairs until the small hours"],
+    "other": ["路灯不亮 the street light is out", "井盖松动 a loose manhole cover"],
+}  # fmt: skip
+INCIDENT_WHERE = ["一楼 ground floor", "楼道 stairwell", "{floor}楼 floor {floor}",
+                  "门口 at the door", "天台 roof", "巷口 alley entrance"]  # fmt: skip
+# Categories by how often residents report them.
+INCIDENT_WEIGHTS = {"sanitation": 30, "noise": 20, "security": 15, "fire_hazard": 12,
+                    "ebike_charging": 15, "other": 8}  # fmt: skip
+
+
+def incident_report(rng: random.Random, building: SimDevice, seq: int) -> dict[str, object]:
+    """A resident's report at a building: a category by how often each is reported, one of
+    several texts for it, where in the building, a point a few metres off the door, and a
+    photo about half the time. The fields of ``AppIncident`` except the envelope."""
+    category = rng.choices(list(INCIDENT_WEIGHTS), weights=list(INCIDENT_WEIGHTS.values()))[0]
+    where = rng.choice(INCIDENT_WHERE).format(floor=rng.randint(2, 8))
+    text = f"{building.building_code} {where}：{rng.choice(INCIDENT_TEXTS[category])}"
+    report: dict[str, object] = {
+        "category": category,
+        "text": text,
+        "lon": round(building.lon + rng.uniform(-4e-5, 4e-5), 6),
+        "lat": round(building.lat + rng.uniform(-4e-5, 4e-5), 6),
+        "building": building.building_code,
+    }
+    if rng.random() < 0.5:
+        report["photo"] = f"photo/{building.building_code}/{seq}.jpg"
+    return report
+
+
 def credential_ref(unit: str, resident: int) -> str:
     """A stable opaque credential reference for the n-th resident of a unit."""
     digest = hashlib.sha256(f"{unit}#{resident}".encode()).hexdigest()[:16]
@@ -76,6 +122,11 @@ class EventGenerator:
 
     devices: Sequence[SimDevice]
     seed: int = 0
+    # unit -> registered credentials: with them, door readers see the registered residents
+    # (so the rules see ordinary life), without them made-up ones.
+    residents: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Each device's last sequence number already used (a replayed day before): continue after.
+    start_seq: Mapping[str, int] = field(default_factory=dict)
     _rng: random.Random = field(init=False)
     _seq: dict[str, int] = field(init=False, default_factory=dict)
     _weights: list[float] = field(init=False)
@@ -85,8 +136,10 @@ class EventGenerator:
         if not self.devices:
             raise ValueError("the simulator needs at least one device; load a village first")
         self._rng = random.Random(self.seed)
+        self._seq.update(self.start_seq)
         self._weights = [KIND_WEIGHT[d.kind] for d in self.devices]
         self._all_units = sorted({u for d in self.devices for u in d.units}) or ["unknown"]
+        self._buildings = [d for d in self.devices if d.building_code is not None]
 
     def next_seq(self, device_id: str) -> int:
         seq = self._seq.get(device_id, 0) + 1
@@ -113,10 +166,13 @@ class EventGenerator:
         seq = self.next_seq(device.device_id)
         common = {"id": event_id(device.device_id, seq), "device": device.device_id, "seq": seq}
         units = device.units or tuple(self._all_units)
+        if self.residents:
+            units = tuple(u for u in units if self.residents.get(u)) or units
         unit = rng.choice(units)
-        cred = credential_ref(unit, rng.randrange(3))
+        registered = self.residents.get(unit)
+        cred = rng.choice(registered) if registered else credential_ref(unit, rng.randrange(3))
         if device.kind is DeviceKind.ACCESS:
-            if rng.random() < 0.01:
+            if rng.random() < 0.001:
                 return AccessAlarm(
                     **common,
                     ts=now,
@@ -133,7 +189,7 @@ class EventGenerator:
                 granted=rng.random() > 0.03,
             )
         if device.kind is DeviceKind.GATE:
-            if rng.random() < 0.01:
+            if rng.random() < 0.002:
                 return GateAlarm(**common, ts=now, alarm=rng.choice(["tailgating", "forced"]))
             method = rng.choice(["face", "card", "qr", "plate"])
             return GatePass(
@@ -146,7 +202,7 @@ class EventGenerator:
             )
         if device.kind is DeviceKind.CAMERA:
             cls = rng.choices(
-                ["person", "vehicle", "ebike", "crowd", "smoke"], weights=[60, 15, 20, 4, 1]
+                ["person", "vehicle", "ebike", "crowd", "smoke"], weights=[60, 15, 20, 0.5, 0.01]
             )[0]
             return CameraDetection(
                 **common,
@@ -157,7 +213,9 @@ class EventGenerator:
                 zone=f"z{rng.randint(1, 4)}",
                 snapshot=f"snap/{device.device_id}/{seq}.jpg",
             )
-        kind = rng.choices(["checkin", "checkout", "visitor", "incident"], weights=[4, 3, 6, 1])[0]
+        # About one report in 200 app events: a few an hour at the demo's rate.
+        kind = rng.choices(["checkin", "checkout", "visitor", "incident"],
+                           weights=[4, 3, 6, 0.065])[0]  # fmt: skip
         if kind == "checkin":
             return AppCheckIn(**common, ts=now, unit=unit, credential=cred)
         if kind == "checkout":
@@ -166,15 +224,10 @@ class EventGenerator:
             return AppVisitor(
                 **common, ts=now, unit=unit, credential=f"visitor:{rng.randrange(16**8):08x}"
             )
-        return AppIncident(
-            **common,
-            ts=now,
-            category=rng.choice(["fire_hazard", "ebike_charging", "sanitation", "security"]),
-            text="居民上报 / reported by a resident",
-            lon=device.lon,
-            lat=device.lat,
-            photo=f"photo/{seq}.jpg",
-        )
+        if not self._buildings:
+            return AppVisitor(**common, ts=now, unit=unit, credential=f"visitor:{seq:08x}")
+        place = rng.choice(self._buildings)
+        return AppIncident(**common, ts=now, **incident_report(rng, place, seq))
 
 
 def paced(rate: float, duration_s: float, clock: Callable[[], float]) -> Iterator[float]:
@@ -203,10 +256,14 @@ def run(
     duration_s: float,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    residents: Mapping[str, Sequence[str]] | None = None,
+    start_seq: Mapping[str, int] | None = None,
 ) -> SimulationReport:
     """Publishes QoS 1 events from ``devices`` for ``duration_s`` at ``rate`` per second and
     waits until the broker has acknowledged every one."""
-    generator = EventGenerator(devices, seed=seed)
+    generator = EventGenerator(
+        devices, seed=seed, residents=residents or {}, start_seq=start_seq or {}
+    )
     client = new_client(settings.mqtt, settings.simulator_client_id)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)

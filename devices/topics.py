@@ -33,8 +33,13 @@ class Channel(StrEnum):
     CONFIG = "config"
 
 
+# Platform outputs under vt/v1/: no device may take these ids (its ACL would let it write there).
+ALERTS = "alerts"
+RESERVED_DEVICE_IDS = frozenset({ALERTS})
+
+
 def is_device_id(value: str) -> bool:
-    return _DEVICE_ID.fullmatch(value) is not None
+    return _DEVICE_ID.fullmatch(value) is not None and value not in RESERVED_DEVICE_IDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,12 @@ def status_topic(device_id: str) -> str:
 
 def config_topic(device_id: str) -> str:
     return str(DeviceTopic(device_id, Channel.CONFIG))
+
+
+def alert_topic(severity: str, rule: str) -> str:
+    """``vt/v1/alerts/<severity>/<rule>``: where the rules worker publishes alerts (QoS 1, not
+    retained); five levels, so no device subscription filter ``vt/v1/+/+`` matches it."""
+    return f"{ROOT}/{CONTRACT_VERSION}/{ALERTS}/{severity}/{rule}"
 
 
 def subscription(channel: Channel | None = None, share_group: str | None = None) -> str:

@@ -10,6 +10,7 @@ from ingest.validate import (
     Liveness,
     Received,
     Refusal,
+    Retraction,
     StatusChange,
     Verdict,
 )
@@ -24,6 +25,7 @@ class Batch:
     configs: tuple[ConfigUpdate, ...] = ()
     tracked: tuple[EventRow, ...] = ()  # detections kept current (bridged)
     sightings: tuple[Liveness, ...] = ()  # vendor heartbeats and status (bridged)
+    retracted: tuple[Retraction, ...] = ()  # bridged detections withdrawn (false positives)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Batcher:
     _configs: list[ConfigUpdate] = field(default_factory=list)
     _tracked: list[EventRow] = field(default_factory=list)
     _sightings: list[Liveness] = field(default_factory=list)
+    _retracted: list[Retraction] = field(default_factory=list)
     _opened_at: float | None = None
 
     def add(self, message: Received, verdict: Verdict, now: float) -> None:
@@ -59,6 +62,8 @@ class Batcher:
             self._tracked.extend(verdict.tracked)
         if verdict.sightings:
             self._sightings.extend(verdict.sightings)
+        if verdict.retracted:
+            self._retracted.extend(verdict.retracted)
 
     def add_refusals(self, refusals: list[Refusal], now: float) -> None:
         """Dead letters that no received message carries (the quota's summaries)."""
@@ -75,6 +80,7 @@ class Batcher:
             + len(self._configs)
             + len(self._tracked)
             + len(self._sightings)
+            + len(self._retracted)
         )
 
     def __len__(self) -> int:
@@ -99,7 +105,9 @@ class Batcher:
             tuple(self._configs),
             tuple(self._tracked),
             tuple(self._sightings),
+            tuple(self._retracted),
         )
+        self._retracted.clear()
         self._tracked.clear()
         self._sightings.clear()
         self._messages.clear()

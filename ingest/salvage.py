@@ -30,13 +30,13 @@ from ingest.validate import (
     Reason,
     Received,
     Refusal,
+    Retraction,
     StatusChange,
     storable_text,
 )
 
 log = logging.getLogger("vt.ingest")
-
-Item = EventRow | Refusal | StatusChange | ConfigUpdate | Liveness
+Item = EventRow | Refusal | StatusChange | ConfigUpdate | Liveness | Retraction
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,7 @@ class Salvage:
             *batch.statuses,
             *batch.configs,
             *batch.sightings,
+            *batch.retracted,
         ]
         self._todo: list[_Todo] = []
         self._push_failed(items, describe(cause))
@@ -216,7 +217,8 @@ class Salvage:
             topic, message = self._topic(item.device_id, channel)
             body = {k: str(v) for k, v in dataclasses.asdict(item).items()}
             raw = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
-            received_at = message.received_at if message is not None else item.at
+            when = item.ts if isinstance(item, Retraction) else item.at
+            received_at = message.received_at if message is not None else when
             device_id = item.device_id
         return Refusal(
             received_at,
@@ -236,6 +238,8 @@ def _store_items(conn: psycopg.Connection, items: Sequence[Item | _Tracked]) -> 
     configs = [i for i in items if isinstance(i, ConfigUpdate)]
     tracked = [i.row for i in items if isinstance(i, _Tracked)]
     sightings = [i for i in items if isinstance(i, Liveness)]
+    retracted = [i for i in items if isinstance(i, Retraction)]
     return store.store(
-        conn, events, refusals, statuses, configs, tracked=tracked, sightings=sightings
-    )
+        conn, events, refusals, statuses, configs, tracked=tracked, sightings=sightings,
+        retracted=retracted,
+    )  # fmt: skip

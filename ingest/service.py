@@ -190,6 +190,7 @@ class Ingester:
         self._plain = False  # plain PostgreSQL: partitions kept by the ingester
         # The first retention pass runs a minute after start, not while catching up.
         self._maintained_at = time.monotonic() - self.options.maintenance_interval_s + 60
+        self._swept_at = time.monotonic()  # the first check a quarter of the silence after start
         self.totals = {"received": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
         self.metrics.since_commit.set_function(lambda: time.monotonic() - self._last_commit)
         # Robustness (issue 11): writers that die or stall are seen, and no device's dead
@@ -574,12 +575,16 @@ class Ingester:
                         return
                     if maintains and self._maintenance_due():
                         self._maintain(db)
+                    if maintains:
+                        self._sweep_silent(db)
                     continue
                 if batch is None:
                     return
                 self._watch.busy(name, time.monotonic())
                 try:
                     self._commit(batch, db)
+                    if maintains:
+                        self._sweep_silent(db)
                 finally:
                     self._watch.idle(name)
         except BaseException:  # logged with its traceback, counted, and the process stops
@@ -618,6 +623,7 @@ class Ingester:
                         direct=time.monotonic() >= self._staging_until,
                         tracked=batch.tracked,
                         sightings=batch.sightings,
+                        retracted=batch.retracted,
                     )
             except Exception as exc:
                 if is_conflict(exc) and conflicts < self.options.conflict_retries:
@@ -762,6 +768,22 @@ class Ingester:
 
     def _partitions_ahead(self) -> timedelta:
         return timedelta(days=self.options.partitions_ahead_days)
+
+    def _sweep_silent(self, db: _Connection) -> None:
+        """Bridged devices whose vendor heartbeats stopped go offline (store.mark_silent_offline),
+        checked every quarter of ``bridge_silence_s``."""
+        silence = self.options.bridge_silence_s
+        if self.stopping.is_set() or time.monotonic() - self._swept_at < silence / 4:
+            return
+        self._swept_at = time.monotonic()
+        try:
+            gone = store.mark_silent_offline(db.get(), timedelta(seconds=silence))
+        except psycopg.Error as exc:
+            db.drop()
+            log.warning("silent-device check failed (%s); will try again", exc)
+            return
+        if gone:
+            log.info("silent for %.0f s, marked offline: %s", silence, ", ".join(gone[:20]))
 
     def _maintenance_due(self) -> bool:
         return time.monotonic() - self._maintained_at > self.options.maintenance_interval_s

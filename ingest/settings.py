@@ -87,6 +87,10 @@ class IngestOptions(BaseModel):
     # transaction from the default partition.
     partitions_ahead_days: int = Field(default=3, ge=1)
     retention_batch_rows: int = Field(default=10_000, ge=1)
+    # A bridged device that sends vendor heartbeats (Hikvision heartBeat, Dahua keep-alives,
+    # ZKTeco polls, Frigate stats) and then goes silent this long is marked offline; checked
+    # every quarter of it.
+    bridge_silence_s: float = Field(default=900.0, gt=0)
     # Key for the keyed hashes that replace faces, cards and plates from vendor bridges: this
     # secret (references then carry credential_key_id), else the key file `villagetwin setup`
     # made (ingest/keys.py). Without a key other than the development one, bridges are not

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -37,6 +38,7 @@ from ingest.validate import (
     KnownDevice,
     Liveness,
     Refusal,
+    Retraction,
     StatusChange,
 )
 
@@ -227,7 +229,13 @@ WITH before AS (
 ), updated AS (
     UPDATE devices AS d SET
         last_seen = greatest(d.last_seen, %(at)s),
-        vendor_status = d.vendor_status || %(status)s::jsonb,
+        -- Flag by flag, the later report wins, whichever batch commits first.
+        vendor_status = d.vendor_status || coalesce((
+            SELECT jsonb_object_agg(n.key, n.value)
+            FROM jsonb_each(%(status)s::jsonb) AS n(key, value)
+            WHERE NOT d.vendor_status ? n.key
+               OR (n.value ->> 'at')::timestamptz
+                  >= (d.vendor_status -> n.key ->> 'at')::timestamptz), '{}'::jsonb),
         online = CASE WHEN d.status_changed_at IS NULL OR d.status_changed_at <= %(at)s
                       THEN true ELSE d.online END,
         status_changed_at = CASE
@@ -303,6 +311,7 @@ def store(
     direct: bool = True,
     tracked: Sequence[EventRow] = (),
     sightings: Sequence[Liveness] = (),
+    retracted: Sequence[Retraction] = (),
 ) -> StoreResult:
     """Writes one batch atomically; raises on failure with nothing written. ``direct=False``
     goes the staging way at once (when redeliveries are expected)."""
@@ -347,6 +356,8 @@ def store(
         if tracked:
             inserted += store_tracked(cur, tracked)
         store_liveness(cur, sightings)
+        if retracted:
+            store_retractions(cur, retracted)
     total = len(events) + len(tracked)
     return StoreResult(inserted, total - inserted, len(refusals), conflicted)
 
@@ -396,6 +407,36 @@ def _merge_track(a: EventRow, b: EventRow) -> EventRow:
     )
 
 
+# A withdrawn detection (a Frigate false positive): its row goes, and the hourly counts it
+# added (store_tracked fed _DERIVE once, when the track was new) go down by one.
+_RETRACT = """
+WITH gone AS (
+    DELETE FROM events AS e
+    USING unnest(%(device)s::text[], %(id)s::uuid[], %(ts)s::timestamptz[]) AS r(device, id, ts)
+    WHERE e.device_id = r.device AND e.event_id = r.id AND e.ts = r.ts
+      AND e.kind = 'camera.detection'
+    RETURNING coalesce(e.building_id, '') AS building_id,
+              time_bucket('1 hour', e.ts) AS hour, e.kind
+), by_building AS (
+    UPDATE building_hourly AS h SET events = greatest(h.events - g.n, 0)
+    FROM (SELECT building_id, hour, kind, count(*) AS n FROM gone GROUP BY 1, 2, 3) AS g
+    WHERE h.building_id = g.building_id AND h.hour = g.hour AND h.kind = g.kind
+)
+UPDATE village_hourly AS v SET events = greatest(v.events - g.n, 0)
+FROM (SELECT hour, kind, count(*) AS n FROM gone GROUP BY 1, 2) AS g
+WHERE v.hour = g.hour AND v.kind = g.kind
+"""
+
+
+def store_retractions(cur: psycopg.Cursor[Any], retracted: Sequence[Retraction]) -> None:
+    """Deletes withdrawn detections (after this batch's upserts, so a track and its false
+    positive in one batch leave nothing) and takes them out of the hourly counts."""
+    cur.execute(_RETRACT, {
+        "device": [r.device_id for r in retracted], "id": [r.event_id for r in retracted],
+        "ts": [r.ts for r in retracted],
+    })  # fmt: skip
+
+
 def store_liveness(cur: psycopg.Cursor[Any], sightings: Sequence[Liveness]) -> None:
     """Vendor heartbeats and status messages; a replayed (retained) one changes nothing."""
     for sighting in sightings:
@@ -403,9 +444,36 @@ def store_liveness(cur: psycopg.Cursor[Any], sightings: Sequence[Liveness]) -> N
             continue
         at = sighting.at.isoformat()
         flags = {name: {"active": active, "at": at} for name, active in sighting.status.items()}
+        # Marks a device that reports its liveness: silent for too long, it goes offline
+        # (mark_silent_offline).
+        flags["heartbeat"] = {"active": True, "at": at}
         cur.execute(_LIVENESS, {
             "at": sighting.at, "status": json.dumps(flags), "device_id": sighting.device_id,
         })  # fmt: skip
+
+
+# Bridged devices that send vendor heartbeats have no MQTT will of their own: silent for longer
+# than the configured time, they are offline (a history row, as a native will would add). Their
+# next heartbeat brings them back (_LIVENESS: a later time wins).
+_SILENT = """
+WITH silent AS (
+    UPDATE devices SET online = false, status_changed_at = now()
+    WHERE online IS TRUE AND revoked_at IS NULL AND vendor_status ? 'heartbeat'
+      AND last_seen < now() - %(silence)s::interval
+    RETURNING device_id, status_changed_at
+)
+INSERT INTO device_status_history (device_id, at, online)
+SELECT device_id, status_changed_at, false FROM silent
+ON CONFLICT DO NOTHING
+RETURNING device_id
+"""
+
+
+def mark_silent_offline(conn: psycopg.Connection, silence: timedelta) -> list[str]:
+    """Marks offline the devices whose vendor heartbeats stopped ``silence`` ago; returns
+    their ids."""
+    with conn.transaction():
+        return [row[0] for row in conn.execute(_SILENT, {"silence": silence}).fetchall()]
 
 
 def load_registry(conn: psycopg.Connection) -> dict[str, KnownDevice]:

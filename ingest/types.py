@@ -25,6 +25,7 @@ __all__ = [
     "Liveness",
     "Received",
     "Refusal",
+    "Retraction",
     "StatusChange",
     "Verdict",
 ]
@@ -127,6 +128,16 @@ class ConfigUpdate:
     replayed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Retraction:
+    """A bridged detection withdrawn by its vendor (a Frigate false positive): the events row
+    ``(event_id, ts)`` of ``device_id`` is deleted, and its hourly counts with it."""
+
+    device_id: str
+    event_id: UUID
+    ts: datetime
+
+
 class Verdict(NamedTuple):
     events: tuple[EventRow, ...] = ()
     refusals: tuple[Refusal, ...] = ()
@@ -137,3 +148,4 @@ class Verdict(NamedTuple):
     tracked: tuple[EventRow, ...] = ()
     sightings: tuple[Liveness, ...] = ()
     notes: tuple[str, ...] = ()
+    retracted: tuple[Retraction, ...] = ()  # bridged detections withdrawn (false positives)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, TypeVar
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
@@ -27,6 +28,7 @@ from devices.adapters import (
     Adapted,
     AdapterError,
     Rejected,
+    Retracted,
     Sighting,
     Skipped,
     VendorMessage,
@@ -57,6 +59,7 @@ from ingest.types import (
     Liveness as Liveness,
     Received as Received,
     Refusal as Refusal,
+    Retraction as Retraction,
     StatusChange as StatusChange,
     Verdict as Verdict,
 )
@@ -296,6 +299,9 @@ def _bridge_refusal(
     )
 
 
+_PICTURES = (b"\xff\xd8\xff", b"\x89PNG\r\n", b"GIF87a", b"GIF89a")  # JPEG, PNG, GIF
+
+
 @lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
@@ -318,6 +324,10 @@ def _adapt_bridged(
         if message.retain or not message.payload:
             return Verdict()  # a cleared retained message (see _judge)
         raise _Refuse(Reason.VENDOR_FORMAT, f"{topic.vendor}: an empty payload", device_id)
+    if message.payload.startswith(_PICTURES):
+        # A picture alone (Frigate's <camera>/<label>/snapshot, forwarded by a bridge that
+        # subscribes to everything): no event, and its bytes are never kept.
+        return Verdict(notes=(f"{topic.vendor} skipped picture",))
     zone_name = device.time_zone or limits.time_zone
     try:
         zone = _zone(zone_name)
@@ -340,6 +350,8 @@ def _adapt_bridged(
     refusals: list[Refusal] = []
     sightings: list[Liveness] = []
     notes: list[str] = []
+    retracted: list[Retraction] = []
+    status: StatusChange | None = None
     for item in items:
         if isinstance(item, Adapted):
             if limits.credential_key_id and item.event.get("credential"):
@@ -373,10 +385,17 @@ def _adapt_bridged(
                 tracked.append(row)
             else:
                 rows.append(row)
+        elif isinstance(item, Sighting) and not item.online:
+            # The vendor says the device went away: a status change, like a native LWT.
+            status = StatusChange(device_id, False, message.received_at, message.retain)
         elif isinstance(item, Sighting):
             sightings.append(
                 Liveness(device_id, message.received_at, dict(item.status), message.retain)
             )
+        elif isinstance(item, Retracted):
+            ts = datetime.fromisoformat(item.ts)
+            retracted.append(Retraction(device_id, UUID(item.event_id), ts))
+            notes.append(f"{topic.vendor} retracted {item.why}")
         elif isinstance(item, Skipped):
             notes.append(f"{topic.vendor} skipped {item.why}")
         elif isinstance(item, Rejected):
@@ -395,6 +414,8 @@ def _adapt_bridged(
         tracked=tuple(tracked),
         sightings=tuple(sightings),
         notes=tuple(notes),
+        retracted=tuple(retracted),
+        status=status,
     )
 
 

@@ -16,6 +16,7 @@ the same package and is inverted the same way.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,20 @@ def bd09_to_gcj02(lon: float, lat: float) -> tuple[float, float]:
 
 def bd09_to_wgs84(lon: float, lat: float) -> tuple[float, float]:
     return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))
+
+
+@functools.lru_cache(maxsize=128)
+def _utm_epsg(epsg: int) -> pyproj.CRS:
+    return pyproj.CRS.from_epsg(epsg)
+
+
+def utm_crs(lon: float, lat: float) -> pyproj.CRS:
+    """The WGS 84 / UTM zone holding (lon, lat): zone ⌊(lon + 180) / 6⌋ + 1, EPSG 326zz north
+    of the equator and 327zz south (the standard UTM grid; Norway's and Svalbard's exceptions
+    are ignored). What geopandas' estimate_utm_crs gives for a building, without its query of
+    the CRS database (about half a second), for code that runs on every map refresh."""
+    zone = min(60, max(1, int((lon + 180) // 6) + 1))
+    return _utm_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
 def resolve_crs(text: str) -> str | pyproj.CRS:

@@ -56,7 +56,13 @@ def _upsert(
 
 
 def load_buildings(cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame) -> None:
-    metric = buildings.estimate_utm_crs() if len(buildings) else "EPSG:32649"
+    from mapping.coords import utm_crs
+
+    if len(buildings):
+        minx, miny, maxx, maxy = buildings.total_bounds
+        metric: Any = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
+    else:
+        metric = "EPSG:32649"
     centroids = buildings.to_crs(metric).centroid.to_crs(WGS84)
     _upsert(
         cur,

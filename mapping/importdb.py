@@ -15,6 +15,7 @@ import geopandas as gpd
 import psycopg
 from shapely.geometry import mapping, shape
 
+from mapping.coords import utm_crs
 from mapping.importer import ImportReport
 from mapping.model import Village
 
@@ -49,7 +50,11 @@ def import_buildings(
     """Upserts imported buildings (importer.buildings_from_frame's columns, plus an optional
     boolean ``grid_given``) and lists each change in ``report.changes``. Returns the buildings
     with the ids they have in the database."""
-    metric = buildings.estimate_utm_crs() if len(buildings) else "EPSG:32649"
+    if len(buildings):
+        minx, miny, maxx, maxy = buildings.total_bounds
+        metric: Any = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
+    else:
+        metric = "EPSG:32649"
     centroids = buildings.to_crs(metric).centroid.to_crs("EPSG:4326")
     grid_given = buildings.get("grid_given")
     cur.execute(f"CREATE TEMP TABLE stage_buildings ({_STAGE_COLUMNS}) ON COMMIT DROP")

@@ -21,7 +21,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
-from mapping.coords import to_wgs84
+from mapping.coords import to_wgs84, utm_crs
 from mapping.model import (
     BUILDING_COLUMNS,
     GRID_COLUMNS,
@@ -392,13 +392,11 @@ def buildings_from_frame(
 
 
 def _metric_crs(frame: gpd.GeoDataFrame) -> Any:
-    """The UTM zone of the data (geopandas' estimate_utm_crs), for areas in m²."""
+    """The UTM zone of the data's centre (coords.utm_crs), for areas in m²."""
     if not len(frame) or frame.geometry.isna().all():
         return UTM_49N
-    try:
-        return frame.estimate_utm_crs()
-    except (RuntimeError, ValueError):
-        return UTM_49N
+    minx, miny, maxx, maxy = frame.total_bounds
+    return utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
 
 
 def units_from_frame(

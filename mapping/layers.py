@@ -438,9 +438,12 @@ def floor_records(
     so every floor reads on its own."""
     from shapely.geometry import box
 
+    from mapping.coords import utm_crs
+
     status = status or {}
     frame = gpd.GeoSeries([footprint], crs="EPSG:4326")
-    utm = frame.estimate_utm_crs()  # the building's own UTM zone, wherever the village is
+    centre = footprint.centroid
+    utm = utm_crs(centre.x, centre.y)  # the building's own UTM zone, wherever the village is
     metric = frame.to_crs(utm).iloc[0].buffer(-0.3)
     minx, miny, maxx, maxy = metric.bounds
     along_x = (maxx - minx) >= (maxy - miny)

@@ -22,6 +22,12 @@ from villagetwin.local import wait_for_port
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 ARTIFACTS = ROOT / "test-artifacts"
+# A valid GeoJSON footprint (about 10 m square) for hand-made buildings and grid cells: the
+# PostGIS geometry columns (migration 0051) are generated from it, so '{}' is refused.
+SQUARE_FOOTPRINT = (
+    '{"type":"Polygon","coordinates":[[[113.45,23.16],[113.4501,23.16],[113.4501,23.1601],'
+    "[113.45,23.1601],[113.45,23.16]]]}"
+)
 
 
 def free_port() -> int:
@@ -293,3 +299,28 @@ def dashboard_server(env: dict[str, str], log: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def dashboard_session(
+    db: str, username: str, role: str, grids: list[str] | None = None
+) -> psycopg.Connection:
+    """A connection as the dashboard's database role, signed in through the database as a new
+    dashboard user (``role``: admin, manager or inspector of ``grids``), as the dashboard does
+    after its sign-in form (migration 0060's vt_sign_in; the token travels as vt.session)."""
+    from psycopg.conninfo import make_conninfo
+
+    password = "correct horse battery staple"
+    with psycopg.connect(db) as owner:
+        owner.execute(
+            "INSERT INTO app_users (username, role, grids) VALUES (%s, %s, %s)",
+            (username, role, grids or []),
+        )
+        owner.execute("SELECT vt_set_password(%s, %s)", (username, password))
+    conn = psycopg.connect(make_conninfo(db, user="vt_dashboard"), autocommit=True)
+    token, refusal = conn.execute(
+        "SELECT * FROM vt_sign_in(%s, %s, '127.0.0.1', '30 minutes'::interval)",
+        (username, password),
+    ).fetchone()  # type: ignore[misc]
+    assert token, refusal
+    conn.execute("SELECT set_config('vt.session', %s, false)", (token,))
+    return conn

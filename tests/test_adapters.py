@@ -106,7 +106,7 @@ def test_a_bridged_event_is_idempotent_and_keeps_its_device_time() -> None:
     ("topic", "payload", "reason"),
     [
         ("vt/bridge/hikvision/acc-hik1", b'{"eventType": "VMD", "dateTime": "x"}', "vendor_format"),
-        ("vt/bridge/dahua/acc-dahua1", b"Code=VideoMotion;action=Start;index=0", "vendor_format"),
+        ("vt/bridge/dahua/acc-dahua1", b"Code=AccessControl;action=Pulse;index=0", "vendor_format"),
         ("vt/bridge/alphadigi/gate-plate1", b"not json", "vendor_format"),
         ("vt/bridge/acme/acc-hik1", b"{}", "bad_topic"),
         ("vt/bridge/hikvision/acc-nobody", b"{}", "unknown_device"),
@@ -337,12 +337,13 @@ def test_a_mixed_dahua_upload_is_judged_event_by_event() -> None:
     ]}  # fmt: skip
     verdict = bridged("dahua", "acc-dahua1", json.dumps(upload, ensure_ascii=False))
     kinds = [(r.kind, json.loads(r.payload).get("state")) for r in verdict.events]
-    assert kinds == [("access.door", "closed"), ("access.unlock", None)]
+    assert kinds == [("access.door", "closed"), ("access.unlock", None), ("access.vendor", None)]
     assert verdict.events[1].credential_ref == reference("cred", KEY, "7F00AA11")
     assert verdict.events[1].seq == 88
-    assert [r.reason.value for r in verdict.refusals] == ["vendor_format"]
-    assert "AlarmLocal" in verdict.refusals[0].detail
-    assert "王五".encode() not in verdict.refusals[0].payload  # the name is a reference there
+    # An unmapped code is stored with the vendor's code and counted, not refused (§2).
+    assert json.loads(verdict.events[2].payload)["code"] == "AlarmLocal/Start"
+    assert "王五" not in verdict.events[2].payload
+    assert verdict.refusals == () and verdict.notes == ("dahua unmapped AlarmLocal/Start",)
     assert [dict(s.status) for s in verdict.sightings] == [{"videoloss": True}]
 
 
@@ -443,7 +444,7 @@ def test_a_frigate_track_is_one_detection_and_false_positives_none() -> None:
     false_positive = frigate_message("new", oid + "x", start, start + 1, false_positive=True)
     fp = bridged("frigate", "cam-frigate1", false_positive)
     assert fp.events == fp.tracked == fp.refusals == ()
-    assert fp.notes == ("frigate skipped false_positive",)
+    assert fp.notes == ("frigate retracted false_positive",) and len(fp.retracted) == 1
     dog = bridged("frigate", "cam-frigate1", frigate_message("new", oid, start, start, label="dog"))
     assert dog.events == dog.tracked == dog.refusals == ()
     assert dog.notes == ("frigate skipped label dog",)
@@ -605,7 +606,8 @@ def test_vendor_text_postgresql_cannot_hold_is_refused_by_name() -> None:
             "frame_time": start, "current_zones": ["lane\u0000x"]}  # fmt: skip
     verdict = bridged("frigate", "cam-frigate1", json.dumps({"type": "new", "after": body}))
     assert [r.reason.value for r in verdict.refusals] == ["unstorable_json"]
-    bad_code = bridged("dahua", "acc-dahua1", json.dumps({"Events": [{"Code": "X\u0000\udc00"}]}))
+    upload = {"Events": [{"Code": "X\u0000\udc00", "Data": {"UTC": start}}]}
+    bad_code = bridged("dahua", "acc-dahua1", json.dumps(upload))
     detail = bad_code.refusals[0].detail
     assert "\x00" not in detail and detail.encode("utf-8")
     assert bad_code.refusals[0].payload.decode("utf-8")  # storable, the surrogate escaped
@@ -708,11 +710,21 @@ _json = st.recursive(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    vendor=st.sampled_from(["hikvision", "dahua", "alphadigi", "frigate"]),
+    vendor=st.sampled_from(["hikvision", "dahua", "alphadigi", "frigate", "zkteco"]),
     payload=st.one_of(
         _json.map(lambda d: json.dumps(d, allow_nan=True).encode()),
         st.binary(max_size=200),
         _json.map(lambda d: ("Code=AccessControl;action=Pulse;data=" + json.dumps(d)).encode()),
+        # ZKTeco's push protocol: a request line, then tab-separated lines of anything.
+        st.tuples(
+            st.sampled_from(["ATTLOG", "rtlog", "OPERLOG", ""]),
+            st.lists(st.lists(st.text(max_size=20), max_size=6), max_size=4),
+        ).map(
+            lambda t: (
+                f"POST /iclock/cdata?SN=Z1&table={t[0]}\r\n\r\n"
+                + "\r\n".join("\t".join(f) for f in t[1])
+            ).encode("utf-8", "replace")
+        ),
     ),
     retain=st.booleans(),
 )
@@ -721,6 +733,7 @@ def test_judge_returns_for_anything_on_a_bridge_topic(
 ) -> None:
     device = {"alphadigi": "gate-plate1", "frigate": "cam-frigate1"}.get(vendor, "acc-hik1")
     verdict = bridged(vendor, device, payload, retain=retain)
+    assert all("Error:" not in refusal.detail for refusal in verdict.refusals), verdict.refusals
     for refusal in verdict.refusals:
         assert refusal.reason.value and refusal.detail.encode("utf-8")
         assert "\x00" not in refusal.detail

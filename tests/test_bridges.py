@@ -126,18 +126,20 @@ def test_a_mixed_dahua_upload_stores_each_event_as_what_it_is(
     ]}  # fmt: skip
     publish(publisher, "vt/bridge/dahua/acc-dahua7", json.dumps(upload).encode())
     stored_after(db, publisher, 1)
-    got = rows(db, "SELECT kind, payload->>'state', credential_ref, seq FROM events"
-                   " WHERE device_id = 'acc-dahua7' ORDER BY kind")  # fmt: skip
+    got = rows(db, "SELECT kind, payload->>'state', credential_ref, seq, payload->>'code'"
+                   " FROM events WHERE device_id = 'acc-dahua7' ORDER BY kind, seq")  # fmt: skip
     assert got == [
-        ("access.door", "open", None, 0),
-        ("access.unlock", None, reference("cred", KEY.encode(), "5D00FF12"), 12),
-        ("access.vendor", None, reference("cred", KEY.encode(), "U5"), 13),
-    ]
-    note = {"note": "dahua unmapped AccessControl/Method=99"}
-    assert running.ingester.metrics.registry.get_sample_value("vt_bridge_notes_total", note) == 1
-    letters = rows(db, "SELECT reason, detail FROM dead_letters")
-    assert len(letters) == 1 and letters[0][0] == "vendor_format"
-    assert "SomethingNew" in letters[0][1]
+        ("access.door", "open", None, 0, None),
+        ("access.unlock", None, reference("cred", KEY.encode(), "5D00FF12"), 12, None),
+        ("access.vendor", None, None, 0, "SomethingNew/Pulse"),
+        ("access.vendor", None, reference("cred", KEY.encode(), "U5"), 13,
+         "AccessControl/Method=99"),
+    ]  # fmt: skip
+    samples = running.ingester.metrics.registry.get_sample_value
+    for note in ("dahua unmapped AccessControl/Method=99", "dahua unmapped SomethingNew/Pulse"):
+        assert samples("vt_bridge_notes_total", {"note": note}) == 1
+    # An unmapped code is stored with the vendor's code and counted, never refused (§2).
+    assert rows(db, "SELECT reason, detail FROM dead_letters") == []
 
 
 def test_vendor_heartbeats_move_last_seen_and_are_not_dead_letters(

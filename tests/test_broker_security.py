@@ -21,7 +21,16 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from support import ROOT, Broker, Fleet, IngesterProcess, count, free_port, wait_until
+from support import (
+    ROOT,
+    SQUARE_FOOTPRINT,
+    Broker,
+    Fleet,
+    IngesterProcess,
+    count,
+    free_port,
+    wait_until,
+)
 
 from devices.broker import BrokerConfig
 from devices.payloads import AccessUnlock, AppCheckIn, DeviceKind, encode
@@ -55,8 +64,8 @@ def _village(conn: psycopg.Connection) -> None:
     for building in ("LH00001", "LH00002"):
         conn.execute(
             "INSERT INTO buildings (building_id, address, storeys, height_m, footprint, lon, lat)"
-            " VALUES (%s, 'addr', 5, 15, '{}', 113.45, 23.16)",
-            (building,),
+            " VALUES (%s, 'addr', 5, 15, %s, 113.45, 23.16)",
+            (building, SQUARE_FOOTPRINT),
         )
         for room in ("101", "102"):
             conn.execute(

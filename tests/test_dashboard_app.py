@@ -214,3 +214,43 @@ def test_an_idle_session_times_out(village_db: str, monkeypatch: pytest.MonkeyPa
     app.run()
     assert "Session timed out" in app.warning[0].value
     assert not app.metric
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"), [("alarms_page", "Alarm centre"), ("cases_page", "Cases")]
+)
+def test_alarm_centre_and_cases_pages(village_db: str, page: str, expected: str) -> None:
+    from rules import case_store
+    from rules.settings import CaseParams
+
+    with psycopg.connect(village_db) as conn:
+        building, grid = conn.execute(
+            "SELECT building_id, grid_code FROM buildings ORDER BY 1 LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        (alert_id,) = conn.execute(
+            "INSERT INTO alerts (rule, severity, subject, grid_code, building_id, title,"
+            " first_seen, last_seen) VALUES ('smoke_fire', 'critical', %s, %s, %s,"
+            " '烟雾 smoke · test', now(), now()) RETURNING alert_id",
+            (f"building:{building}", grid, building),
+        ).fetchone()  # type: ignore[misc]
+        case_store.add_staff(conn, grid, "inspector", "worker")
+        case_id, case_no = case_store.case_from_alert(conn, "manager", alert_id, CaseParams())
+    app = AppTest.from_function(page_script, args=(village_db, page), default_timeout=60)
+    app.run()
+    assert not app.exception, app.exception
+    assert expected in app.title[0].value
+    table = app.dataframe[0].value
+    if page == "alarms_page":
+        assert table.title.tolist() == ["烟雾 smoke · test"]
+        app.button(key="alarm-ack").click().run()
+        assert not app.exception and "Acknowledged" in app.success[0].value
+    else:
+        app.toggle(key="case-mine").set_value(False).run()
+        assert app.dataframe[0].value.case_no.tolist() == [case_no]
+        app.button[0].click().run()  # dispatch to the suggested worker
+        assert not app.exception and "dispatched" in app.success[0].value
+        with psycopg.connect(village_db) as conn:
+            row = conn.execute(
+                "SELECT status, assigned_to FROM cases WHERE case_id = %s", (case_id,)
+            ).fetchone()
+        assert row == ("dispatched", "inspector")

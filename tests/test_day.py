@@ -75,7 +75,7 @@ def test_the_day_is_deterministic_and_plants_what_it_says(village: Village) -> N
     alarms = {(f"{e.device}", e.alarm) for e in plan.events if e.type == "access.alarm"}
     assert {(f"acc-{b.lower()}", a) for b, a in doors} == alarms
     zones = {e.zone for e in plan.events if e.type == "camera.detection" and e.cls == "ebike"}
-    assert {f"door:{c['building_id']}" for c in truth["ebike_into_building"]} <= zones
+    assert {c["zone"] for c in truth["ebike_into_building"]} <= zones
     assert len(truth["devices_offline"]) == 3
 
 

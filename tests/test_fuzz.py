@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from support import SHARED_DATA
+from support import SHARED_DATA, SQUARE_FOOTPRINT
 
 from devices.adapters import ADAPTERS
 from devices.payloads import DeviceKind, EventModel
@@ -226,7 +226,8 @@ def fuzz_db(database_factory) -> Iterator[psycopg.Connection]:  # type: ignore[n
     dsn = database_factory()
     with psycopg.connect(dsn) as conn:
         conn.execute("INSERT INTO buildings (building_id, address, storeys, height_m, footprint,"
-                     " lon, lat) VALUES ('LH00001', 'x', 3, 9, '{}', 113.3, 23.1)")  # fmt: skip
+                     " lon, lat) VALUES ('LH00001', 'x', 3, 9, %s, 113.3, 23.1)",
+                     (SQUARE_FOOTPRINT,))  # fmt: skip
         conn.cursor().executemany(
             "INSERT INTO devices (device_id, kind) VALUES (%s, %s)",
             [(d.device_id, d.kind.value) for d in REGISTRY.values()],

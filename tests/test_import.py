@@ -358,7 +358,6 @@ def test_polygon_z_holes_and_multipolygons_import_and_render(
 ) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from dashboard.auth import hash_password
     from mapping import layers
     from mapping.db import read_buildings
 
@@ -401,15 +400,13 @@ def test_polygon_z_holes_and_multipolygons_import_and_render(
     assert len(courtyard_record["polygon"][1]) == 5
     assert sum(r["building_id"] == "Z2" for r in records) == 2
     with psycopg.connect(db) as conn:
-        conn.execute(
-            "INSERT INTO app_users (username, role, password_hash) VALUES ('a', 'admin', %s)",
-            (hash_password("pw-for-test"),),
-        )
+        conn.execute("INSERT INTO app_users (username, role) VALUES ('a', 'admin')")
+        conn.execute("SELECT vt_set_password('a', 'polygon-z password 1')")
     monkeypatch.setenv("VT_DB_DSN", db)
     app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
     app.run()
     app.text_input[0].input("a")
-    app.text_input[1].input("pw-for-test")
+    app.text_input[1].input("polygon-z password 1")
     app.button[0].click().run()
     assert not app.exception, app.exception
     assert {m.label: m.value for m in app.metric}["楼栋 Buildings"] == "3"
@@ -601,7 +598,11 @@ def test_reimport_keeps_what_the_file_does_not_carry_and_reports_changes(
     assert "changed: LH-w1: storeys 3 → 5" in again.stdout
     assert "0 new, 1 changed, 2 unchanged" in again.stdout
     with psycopg.connect(db) as conn:
-        query = "SELECT building_id, landlord, grid_code, storeys, address FROM buildings"
+        # The landlord's name lives in people since migration 0061 (buildings.landlord_id).
+        query = (
+            "SELECT b.building_id, p.name, b.grid_code, b.storeys, b.address FROM buildings b"
+            " LEFT JOIN people p ON p.person_id = b.landlord_id"
+        )
         rows = {r[0]: r[1:] for r in conn.execute(query)}
     assert set(rows) == {"LH-w1", "440112-0002", "LH-w3"}  # the user's id stays
     assert rows["LH-w1"][:3] == ("陈伯", "G01", 5)
@@ -683,3 +684,13 @@ def test_the_odd_levels_file_through_the_command_names_every_building_in_its_rep
             "SELECT basements FROM buildings WHERE source_key = 'way/w1004'"
         ).fetchone()
     assert stored["way/w1006"] == 12 and stored["way/w1002"] == 8 and basements == (1,)
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat"), [(113.45, 23.16), (120.6, 31.3), (87.6, 43.8), (-70.6, -33.4)]
+)
+def test_the_quick_utm_zone_is_what_geopandas_estimates(lon: float, lat: float) -> None:
+    from mapping.coords import utm_crs
+
+    footprint = gpd.GeoSeries([box(lon, lat, lon + 0.001, lat + 0.001)], crs="EPSG:4326")
+    assert utm_crs(lon, lat) == footprint.estimate_utm_crs()

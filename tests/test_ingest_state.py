@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from support import ROOT, Fleet, count, register_gates, wait_until
+from support import ROOT, SQUARE_FOOTPRINT, Fleet, count, register_gates, wait_until
 
 from devices.payloads import AccessUnlock, DeviceKind, Heartbeat, Status, encode
 from devices.topics import status_topic
@@ -37,10 +37,13 @@ def db(any_db: str) -> str:
 
 def _access_db(db: str) -> None:
     with psycopg.connect(db) as conn:
+        conn.execute("INSERT INTO grid_cells VALUES ('G1', 'grid', NULL, %s)", (SQUARE_FOOTPRINT,))
         conn.execute(
-            "INSERT INTO grid_cells VALUES ('G1', 'grid', NULL, '{}');"
             "INSERT INTO buildings (building_id, address, grid_code, storeys, height_m, footprint,"
-            " lon, lat) VALUES ('B1', 'addr', 'G1', 5, 15, '{}', 113.45, 23.16);"
+            " lon, lat) VALUES ('B1', 'addr', 'G1', 5, 15, %s, 113.45, 23.16)",
+            (SQUARE_FOOTPRINT,),
+        )
+        conn.execute(
             "INSERT INTO devices (device_id, kind, building_id) VALUES ('acc-b1', 'access', 'B1')"
         )
 
@@ -214,7 +217,8 @@ def test_a_config_claiming_another_place_waits_for_an_operator(db: str) -> None:
     with psycopg.connect(db) as conn:
         conn.execute(
             "INSERT INTO buildings (building_id, address, grid_code, storeys, height_m, footprint,"
-            " lon, lat) VALUES ('B2', 'addr', 'G1', 5, 15, '{}', 113.45, 23.16)"
+            " lon, lat) VALUES ('B2', 'addr', 'G1', 5, 15, %s, 113.45, 23.16)",
+            (SQUARE_FOOTPRINT,),
         )
         store.prepare(conn)
         before = conn.execute(

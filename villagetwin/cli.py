@@ -860,11 +860,17 @@ def simulate(
     from devices.mqtt import MqttError
     from devices.settings import SimulatorSettings
     from devices.simulator import run
-    from villagetwin.village_devices import sim_devices
+    from villagetwin.village_devices import sim_village
 
     try:
         with psycopg.connect(settings.db_dsn) as conn:
-            devices = sim_devices(conn)
+            village = sim_village(conn)
+            devices = list(village.devices)
+            last_seq: dict[str, int] = dict(
+                conn.execute(
+                    "SELECT device_id, last_seq FROM devices WHERE last_seq IS NOT NULL"
+                ).fetchall()
+            )
     except psycopg.Error as exc:
         _fail(f"cannot read the device registry: {exc}")
     if not devices:
@@ -881,6 +887,8 @@ def simulate(
             duration_s=duration,
             seed=seed,
             progress=progress if sys.stderr.isatty() else None,
+            residents=village.residents,
+            start_seq=last_seq,
         )
     except MqttError as exc:
         _fail(str(exc))
@@ -950,6 +958,27 @@ def ingest() -> None:
     ingester.run()
     if ingester.failed:  # a writer died: let the supervisor restart us
         raise SystemExit(1)
+
+
+@cli.command()
+def rules() -> None:
+    """Run the rules worker: new events and the derived tables -> alerts (one open per rule and
+    subject), published on vt/v1/alerts/<severity>/<rule>; also opens cases for app incidents
+    and escalates overdue cases. Until SIGTERM or Ctrl-C.
+
+    Settings: VT_DB_DSN, VT_MQTT__*, VT_RULES__* (rule parameters), VT_CASES__* (deadlines),
+    VT_WORKER__* (poll intervals)."""
+    from rules.settings import RulesSettings
+    from rules.worker import RulesWorker
+
+    worker = RulesWorker(RulesSettings())
+
+    def _stop(*_: Any) -> None:
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run()
 
 
 def _duration(text: str) -> timedelta:
@@ -1093,15 +1122,25 @@ def _demo(
             name: _add_user(conn, name, role, grids, password)
             for name, (role, grids) in accounts.items()
         }
+        _demo_staff(conn)
+        fresh = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM device_latest)").fetchone()
     me = [sys.executable, "-m", "villagetwin.cli"]
     # Explicit demo mode: vendor bridges may run on the public development key here only.
     demo_env = {**os.environ, "VT_INGEST__DEMO": "true"}
+    live = [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]
+    # A fresh database first lives a realistic day (planted anomalies) in about fifteen
+    # seconds, so the alarm centre and the inspector have findings within a minute of the
+    # start; then live events follow. (`simulate --day --days 2` plants the 36 h care case.)
+    steps = [live]
+    if fresh and fresh[0]:
+        days = [*me, "simulate", "--day", "--days", "1", "--speed", "5760", "--rate", "3000",
+                "--seed", str(seed)]  # fmt: skip
+        steps.insert(0, days)
     children = [
         subprocess.Popen([*me, "ingest"], env=demo_env),
+        subprocess.Popen([*me, "rules"]),
         subprocess.Popen(_dashboard_command(host, port)),
-        subprocess.Popen(
-            [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]
-        ),
+        subprocess.Popen(steps.pop(0)),
     ]
     from villagetwin.local import wait_for_port
 
@@ -1120,6 +1159,8 @@ def _demo(
     try:
         while not stop and all(child.poll() is None for child in children):
             time.sleep(0.5)
+            if steps and children[-1].poll() == 0:  # the replay is done: live events follow
+                children[-1] = subprocess.Popen(steps.pop(0))
     finally:
         for child in children:
             if child.poll() is None:
@@ -1132,6 +1173,17 @@ def _demo(
     failed = [c.args for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
     if failed and not stop:
         _fail(f"a demo process stopped unexpectedly: {failed}")
+
+
+def _demo_staff(conn: psycopg.Connection) -> None:
+    """The demo's grid staff: the inspector works the first grid, the manager manages all."""
+    from rules.case_store import add_staff
+
+    grids = [r[0] for r in conn.execute("SELECT grid_code FROM grid_cells ORDER BY 1")]
+    for n, grid in enumerate(grids):
+        if n == 0:
+            add_staff(conn, grid, "inspector", "worker")
+        add_staff(conn, grid, "manager", "manager")
 
 
 def main() -> None:

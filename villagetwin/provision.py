@@ -34,7 +34,7 @@ from devices.provisioning import (
     service_commands,
 )
 from devices.settings import MqttSettings
-from devices.topics import is_device_id
+from devices.topics import RESERVED_DEVICE_IDS, is_device_id
 
 DYNSEC_FILE = "dynamic-security.json"
 ADMIN_SECRET_FILE = "registry-admin.secret"
@@ -71,6 +71,8 @@ def add_device(
     floor: int | None = None,
     door: str | None = None,
 ) -> Issued:
+    if device_id in RESERVED_DEVICE_IDS:
+        raise ProvisioningError(f"{device_id!r} is reserved for the platform's own topics")
     if not is_device_id(device_id):
         raise ProvisioningError(
             f"{device_id!r} is not a device id: lower-case letters, digits, '.', '_', '-'"

@@ -47,4 +47,12 @@ def sim_village(conn: psycopg.Connection) -> SimVillage:
         residents[unit_id].append(credential)
         if care_target:
             care.append((unit_id, credential))
-    return SimVillage(devices=sim_devices(conn), residents=dict(residents), care_targets=care)
+    former = conn.execute(
+        "SELECT t.unit_id, p.credential_ref FROM tenancies t JOIN people p USING (person_id)"
+        " WHERE p.credential_ref IS NOT NULL AND t.end_date < current_date - 1"
+        " ORDER BY t.unit_id, p.person_id"
+    ).fetchall()
+    return SimVillage(
+        devices=sim_devices(conn), residents=dict(residents), care_targets=care,
+        former=[(u, c) for u, c in former],
+    )  # fmt: skip

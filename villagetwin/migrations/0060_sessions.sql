@@ -220,11 +220,19 @@ CREATE FUNCTION vt_is_admin() RETURNS boolean LANGUAGE sql STABLE SECURITY DEFIN
 SET search_path = public AS $$ SELECT (vt_session()).role = 'admin' $$;
 CREATE FUNCTION vt_my_grids() RETURNS text[] LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = public AS $$ SELECT (vt_session()).grids $$;
--- The buildings in the session's grids (every building for admins and managers).
-CREATE FUNCTION vt_my_buildings() RETURNS text[] LANGUAGE sql STABLE SECURITY DEFINER
+-- The buildings in the session's grids (every building for admins and managers; the
+-- policies ask vt_sees_all() first, so they compute this for inspectors only).
+CREATE FUNCTION vt_my_buildings() RETURNS text[] LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public AS $$
-    SELECT coalesce(array_agg(b.building_id), '{}') FROM buildings b, vt_session() s
-    WHERE s.role IN ('admin', 'manager') OR b.grid_code = ANY (s.grids)
+DECLARE
+    s record := vt_session();
+BEGIN
+    IF s.role IN ('admin', 'manager') THEN
+        RETURN (SELECT coalesce(array_agg(building_id), '{}') FROM buildings);
+    END IF;
+    RETURN (SELECT coalesce(array_agg(building_id), '{}') FROM buildings
+            WHERE grid_code = ANY (s.grids));
+END
 $$;
 
 -- An admin lifts a lockout (account or address); audited.

@@ -51,7 +51,9 @@ BEGIN
     END IF;
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
     EXECUTE format('DROP POLICY IF EXISTS vt_scope ON %s', tbl);
-    EXECUTE format('CREATE POLICY vt_scope ON %s FOR SELECT TO vt_dashboard USING (%s)', tbl, rule);
+    -- FOR ALL: where a migration grants the dashboard a write, it too stays within the grids.
+    EXECUTE format('CREATE POLICY vt_scope ON %s FOR ALL TO vt_dashboard USING (%s)'
+                   ' WITH CHECK (%s)', tbl, rule, rule);
 END
 $$;
 REVOKE EXECUTE ON FUNCTION vt_protect(regclass, text, text) FROM PUBLIC;

@@ -1,0 +1,168 @@
+"""告警中心 · Alarm centre: every alert the rules raised, filtered by severity, rule, grid,
+status and age; acknowledge, assign, resolve or close as a false alarm with a note; turn an
+alert into a case and dispatch it; CSV export. Reads through dashboard/queries.py, writes
+through dashboard/actions.py on the signed-in user's own connection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import psycopg
+import streamlit as st
+
+from dashboard import actions, queries
+from dashboard.auth import User
+from dashboard.settings import DashboardSettings
+from mapping import alert_layers, layers
+from rules.cases import CaseError, route
+from rules.logic import CATALOGUE, SEVERITIES
+
+
+def _rows(frame: Any) -> Any:
+    """``frame.itertuples()``, typed loosely: pandas types a row's fields as any cell value."""
+    return frame.itertuples()
+
+
+STATUS_NAMES = {
+    "open": "待处理 open",
+    "acknowledged": "已确认 acknowledged",
+    "resolved": "已解决 resolved",
+    "false_alarm": "误报 false alarm",
+}
+AGES = {"1 h": timedelta(hours=1), "24 h": timedelta(hours=24), "7 d": timedelta(days=7),
+        "30 d": timedelta(days=30), "全部 all": None}  # fmt: skip
+
+
+def page(
+    settings: DashboardSettings,
+    user: User,
+    reader: psycopg.Connection,
+    writer: Callable[[], psycopg.Connection],
+    village: dict[str, Any],
+) -> None:
+    st.title("告警中心 · Alarm centre")
+    cols = st.columns(5)
+    severities = cols[0].multiselect(
+        "级别 Severity", list(SEVERITIES), format_func=alert_layers.SEVERITY_NAMES.__getitem__
+    )
+    rules = cols[1].multiselect(
+        "规则 Rule", list(CATALOGUE), format_func=lambda r: CATALOGUE[r].name
+    )
+    all_grids = sorted(village["grid_cells"].grid_code) if len(village["grid_cells"]) else []
+    grids_allowed = [g for g in all_grids if user.may_see_grid(g)]
+    grids = cols[2].multiselect("网格 Grid", grids_allowed)
+    statuses = cols[3].multiselect(
+        "状态 Status", list(STATUS_NAMES), default=["open", "acknowledged"],
+        format_func=STATUS_NAMES.__getitem__,
+    )  # fmt: skip
+    age = cols[4].selectbox("时间 Last seen within", list(AGES), index=2)
+    found = queries.alerts_page(
+        reader, severities, rules, grids or (grids_allowed if user.role == "inspector" else []),
+        statuses, AGES[str(age)],
+    )  # fmt: skip
+    counts = found.severity.value_counts().to_dict() if len(found) else {}
+    st.caption(
+        f"{len(found)} 条告警 alerts · "
+        + " · ".join(f"{alert_layers.SEVERITY_NAMES[s]} {counts.get(s, 0)}" for s in SEVERITIES)
+    )
+    drawn = [
+        layers.buildings_layer(layers.building_records(village["buildings"])),
+        alert_layers.alerts_layer(alert_layers.alert_records(found)),
+    ]
+    deck = layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url)
+    st.pydeck_chart(deck, height=380, key="alarm-map")
+    st.markdown(
+        f"<div style='font-size:12px'>{alert_layers.legend_html(alert_layers.legend_rows())}</div>",
+        unsafe_allow_html=True,
+    )
+    table = found.drop(columns=["lon", "lat", "elevation"]).assign(
+        rule=lambda f: f.rule.map(lambda r: CATALOGUE[r].name if r in CATALOGUE else r)
+    )
+    st.dataframe(table, hide_index=True, use_container_width=True, key="alarm-table")
+    st.download_button(
+        "导出 CSV export",
+        table.to_csv(index=False).encode("utf-8-sig"),
+        file_name="alerts.csv",
+        mime="text/csv",
+    )
+    if found.empty:
+        return
+    _act(user, reader, writer, found)
+
+
+def _act(
+    user: User,
+    reader: psycopg.Connection,
+    writer: Callable[[], psycopg.Connection],
+    found: pd.DataFrame,
+) -> None:
+    st.markdown("#### 处理告警 Act on an alert")
+    labels = {
+        int(r.alert_id): f"#{r.alert_id} · {alert_layers.SEVERITY_NAMES[r.severity]} · {r.title}"
+        f" ({STATUS_NAMES[r.status]})"
+        for r in _rows(found)
+    }
+    alert_id = st.selectbox("告警 Alert", list(labels), format_func=labels.__getitem__,
+                            key="alarm-pick")  # fmt: skip
+    if alert_id is None:
+        return
+    row = found[found.alert_id == alert_id].iloc[0]
+    rule = CATALOGUE.get(str(row.rule))
+    if rule:
+        st.info(f"**{rule.name}** — {rule.explanation}")
+    left, right = st.columns(2)
+    left.caption("经过 History")
+    left.dataframe(queries.alert_history(reader, int(alert_id)), hide_index=True)
+    right.caption("证据 Evidence (events)")
+    evidence = [e for e in str(row.evidence or "").split() if e]
+    right.dataframe(queries.event_details(reader, evidence), hide_index=True)
+    staff = queries.grid_staff(reader)
+    note = st.text_input("说明 Note", key="alarm-note")
+    b = st.columns(4)
+    try:
+        if b[0].button("确认 Acknowledge", key="alarm-ack"):
+            actions.move_alert(writer(), user.username, int(alert_id), "acknowledge", note)
+            st.success(f"已确认 Acknowledged #{alert_id}")
+        if b[1].button("解决 Resolve", key="alarm-resolve"):
+            actions.move_alert(writer(), user.username, int(alert_id), "resolve", note)
+            st.success(f"已解决 Resolved #{alert_id}")
+        if b[2].button("误报 False alarm", key="alarm-false"):
+            actions.move_alert(writer(), user.username, int(alert_id), "false_alarm", note)
+            st.success(f"已关闭为误报 Closed as a false alarm #{alert_id}")
+    except ValueError as exc:
+        st.error(str(exc))
+    with b[3].popover("指派 Assign"):
+        people = sorted(set(staff.username))
+        who = st.selectbox("给 To", people, key="alarm-assignee") if people else None
+        if who and st.button("指派 Assign", key="alarm-assign"):
+            try:
+                actions.assign_alert(writer(), user.username, int(alert_id), str(who), note)
+                st.success(f"已指派给 Assigned to {who}")
+            except ValueError as exc:
+                st.error(str(exc))
+    st.markdown("#### 转为工单 Make it a case")
+    from rules import cases
+
+    category = cases.CATEGORY_OF_RULE.get(str(row.rule), "other")
+    team = [cases.Staff(r.grid_code, r.username, r.duty, tuple(r.categories))
+            for r in _rows(staff)]  # fmt: skip
+    suggested, _ = route(row.grid_code, category, team)
+    workers = sorted(set(staff[staff.duty == "worker"].username)) or sorted(set(staff.username))
+    default = workers.index(suggested) if suggested in workers else 0
+    c = st.columns([2, 1])
+    worker = c[0].selectbox(
+        f"分拨给网格员 Dispatch to (建议 routing suggests: {suggested or '—'})",
+        workers, index=default if workers else None, key="alarm-worker",
+    )  # fmt: skip
+    if c[1].button("转为工单并分拨 Make a case and dispatch", key="alarm-case"):
+        try:
+            conn = writer()
+            case_id, case_no = actions.case_from_alert(conn, user.username, int(alert_id), note)
+            if worker:
+                actions.move_case(conn, user.username, case_id, "dispatch", assignee=str(worker))
+            st.success(f"工单 Case {case_no} → {worker or '未分拨 not dispatched'}")
+        except (CaseError, ValueError) as exc:
+            st.error(str(exc))

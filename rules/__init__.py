@@ -1,0 +1,1 @@
+"""Alert rules (pure functions), the case workflow's rules, and the worker that applies them."""
