@@ -74,3 +74,13 @@ def give_back_closed(pool: ConnectionPool[psycopg.Connection], conn: psycopg.Con
     with contextlib.suppress(psycopg.Error):
         conn.close()
     pool.putconn(conn)
+
+
+def close_all() -> None:
+    """Closes every pool of this process (their idle connections too); the next use opens a
+    new one. For a process that is done with its databases (tests drop theirs)."""
+    with _LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()

@@ -121,6 +121,18 @@ def _drop(name: str) -> None:
         conn.execute(drop.format(sql.Identifier(name)))
 
 
+@pytest.fixture(autouse=True)
+def _close_pools() -> Iterator[None]:
+    """Each test's databases are its own: close this process's connection pools after it, so
+    their idle connections do not pile up against max_connections across the session."""
+    yield
+    from dashboard import pool as dashboard_pool
+    from ingest import pool as ingest_pool
+
+    dashboard_pool.close_all()
+    ingest_pool.close_all()
+
+
 @pytest.fixture
 def db(database_factory: Callable[..., str]) -> str:
     return database_factory()

@@ -106,6 +106,20 @@ def sql_for(migration: Migration, backend: Backend) -> str:
     )
 
 
+_OPTIONAL_EXTENSION = re.compile(
+    r"^\s*CREATE EXTENSION IF NOT EXISTS (postgis)\s*;\s*$", re.IGNORECASE | re.MULTILINE
+)
+
+
+def missing_extensions(migration: Migration, available: set[str]) -> list[str]:
+    """The optional extensions (PostGIS) that ``migration`` creates and the server cannot
+    provide: such a migration is postponed, not failed, so that a server without PostGIS (the
+    embedded wheel, some managed services) still runs everything else; it is applied by the
+    first ``migrate`` after the extension is installed. Nothing on the ingest path or the
+    demo depends on it (PostGIS serves spatial import, grid assignment and GIS layers)."""
+    return [name for name in _OPTIONAL_EXTENSION.findall(migration.sql) if name not in available]
+
+
 def migrate(
     dsn: str, log: Callable[[str], None] = print, backend: BackendChoice = "auto"
 ) -> list[Migration]:
@@ -129,7 +143,18 @@ def migrate(
                 row[0]: row[1]
                 for row in conn.execute("SELECT version, checksum FROM schema_migrations")
             }
+            available_extensions = {
+                row[0] for row in conn.execute("SELECT name FROM pg_available_extensions")
+            }
             for migration in available():
+                missing = missing_extensions(migration, available_extensions)
+                if migration.version not in done and missing:
+                    log(
+                        f"postponed migration {migration.version:04d}_{migration.name}: this"
+                        f" PostgreSQL lacks the extension(s) {', '.join(missing)} (install them,"
+                        " e.g. postgresql-<major>-postgis-3, and run `villagetwin migrate`)"
+                    )
+                    continue
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:
                         raise MigrationError(
