@@ -172,9 +172,12 @@ def _attention(conn: psycopg.Connection) -> list[Any]:
     open_alerts = queries.open_alert_markers(conn)
     fire = open_alerts[open_alerts.severity == "critical"]
     row: Any
-    for row in fire.head(5).itertuples():
-        st.error(f"烟火告警 SMOKE/FIRE · {row.title} · 网格 grid {row.grid_code or '—'}"
-                 f" · #{row.alert_id} ({row.status})")  # fmt: skip
+    # One container however many banners there are (0-5): the elements after it, the map
+    # among them, keep their place in the page, so a refresh does not remount the map.
+    with st.container():
+        for row in fire.head(5).itertuples():
+            st.error(f"烟火告警 SMOKE/FIRE · {row.title} · 网格 grid {row.grid_code or '—'}"
+                     f" · #{row.alert_id} ({row.status})")  # fmt: skip
     counts = queries.open_alerts_by_severity(conn)
     offline = queries.offline_devices(conn)
     cols = st.columns(6)
