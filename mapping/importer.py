@@ -10,6 +10,7 @@ unknown buildings are refused too. Nothing refused stops the rest from loading.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -710,6 +711,23 @@ def _dbf_without_cpg(path: Path) -> bool:
     return not any(path.with_suffix(s).exists() for s in (".cpg", ".CPG"))
 
 
+def _detect_code_page(
+    read: Callable[[str | None], gpd.GeoDataFrame],
+) -> tuple[gpd.GeoDataFrame, str]:
+    """The frame read as UTF-8 if that decodes without mojibake, else as GB18030, else with
+    GDAL's default; and the name of what was used."""
+    from pyogrio.errors import DataLayerError, DataSourceError
+
+    for candidate in ("utf-8", "gb18030"):
+        try:
+            attempt = read(candidate)
+        except (UnicodeDecodeError, DataSourceError, DataLayerError):
+            continue
+        if not mojibake_columns(attempt):
+            return attempt, candidate
+    return read(None), "GDAL's default (ISO-8859-1)"
+
+
 def read_footprints(
     path: Path,
     layer: str | None = None,
@@ -741,22 +759,24 @@ def read_footprints(
             except UnicodeDecodeError as exc:
                 raise ValueError(f"the file's text is not {encoding}: {exc}") from None
         elif _dbf_without_cpg(path):
-            frame = None
-            for candidate in ("utf-8", "gb18030"):
-                try:
-                    attempt = read(candidate)
-                except (UnicodeDecodeError, DataSourceError, DataLayerError):
-                    continue
-                if not mojibake_columns(attempt):
-                    frame = attempt
-                    break
-            if frame is None:
-                frame = read(None)
-                candidate = "GDAL's default (ISO-8859-1)"
+            frame, candidate = _detect_code_page(read)
             notes.append(
                 f"{path.name} has no .cpg (code page): its text was read as {candidate};"
                 " say otherwise with --encoding"
             )
+        elif path.suffix.lower() in {".shp", ".dbf"}:
+            try:
+                frame = read(None)
+            except UnicodeDecodeError:
+                frame = None
+            if frame is None or mojibake_columns(frame):
+                # The .cpg names a code page the text is not in (a GBK file declared UTF-8):
+                # detect it as for a file without one, and say so.
+                frame, candidate = _detect_code_page(read)
+                notes.append(
+                    f"{path.name}: its .cpg names a code page its text is not in; the text was"
+                    f" read as {candidate}; say otherwise with --encoding"
+                )
         else:
             frame = read(None)
     except (DataSourceError, DataLayerError) as exc:

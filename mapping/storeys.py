@@ -9,7 +9,10 @@ value:
   ``3~5``, ``3至5``): the maximum is taken and the reading says so;
 - basements: ``B1``, ``B2``, ``-1``, ``地下2层`` are storeys below ground, counted separately
   (``12F+B1`` is 12 above and 1 below);
-- decimals (``2.5``, a mezzanine or a roof storey): rounded up, and the reading says so.
+- decimals (``2.5``, a mezzanine or a roof storey) and halves (``3层半``): rounded up, and the
+  reading says so;
+- an approximate count (``约6层``, ``about 6``) is taken and said to be approximate; a remark in
+  brackets (``15F(含地下1层)``) gives its basements and is otherwise left aside, said so.
 
 A height is metres unless it says otherwise: ``12``, ``12 m``, ``12米``, ``40 ft``.
 """
@@ -31,6 +34,9 @@ _BASEMENT = re.compile(r"(?:地下|负|b|-)\s*(\d+)\s*(?:层|f|floors?|levels?|s
 _UNIT = re.compile(r"(?:层|楼|f|floors?|levels?|storeys?|stories|fl\.?)$")
 _NUMBER = r"\d+(?:\.\d+)?"
 _RANGE = re.compile(rf"^({_NUMBER})\s*(?:-|~|–|—|至|到|to)\s*({_NUMBER})$")
+_APPROXIMATE = re.compile(r"^(?:约为|大约|约|approx\.?|about|ca\.|~)\s*")
+_REMARK = re.compile(r"[(\[]([^)\]]*)[)\]]")  # NFKC made （） into ()
+_HALF = re.compile(r"(\d+)\s*(?:层|楼|f)?\s*半$")
 _LIST_SEPARATORS = re.compile(r"\s*[;,/、，；]\s*")
 
 
@@ -77,10 +83,21 @@ def parse_storeys(value: Any) -> Storeys:
     text = _CN_NUMBER.sub(lambda m: str(_chinese_number(m.group())), text)
     text = text.removeprefix("地上").strip()
     notes: list[str] = []
+    approximate = _APPROXIMATE.match(text)
+    if approximate:
+        text = text[approximate.end() :]
+        notes.append(f"{original!r} is approximate: taken as given")
     below = 0
     for found in re.finditer(r"地下\s*(\d+)\s*层?", text):
         below = max(below, int(found.group(1)))
     text = re.sub(r"地下\s*\d+\s*层?", " ", text).strip()
+    remark = _REMARK.search(text)
+    if remark:
+        text = _REMARK.sub(" ", text).strip()
+        left = re.sub(r"含|包括|incl\.?|\s", "", remark.group(1))
+        if left:
+            notes.append(f"remark {remark.group(0)!r} in {original!r} left aside")
+    text = _HALF.sub(lambda m: f"{m.group(1)}.5", text)
     # Basements first, so that "-1" or "b2" is never read as a range or a count above ground.
     parts = [p for p in re.split(r"\s*\+\s*|\s+", text) if p] if "+" in text else [text]
     kept = []

@@ -289,7 +289,9 @@ def squares(n: int, x0: float = 113.45, y0: float = 23.16, step: float = 0.0003)
         ("-2", None, 2, "basements"), ("地下2层", None, 2, "basements"),
         ("12F+B1", 12, 1, "basement"), ("地上5层地下1层", 5, 1, "basement"),
         ("x", None, 0, "not a storey count"), ("0", None, 0, "outside"),
-        ("300", None, 0, "outside"),
+        ("300", None, 0, "outside"), ("约6层", 6, 0, "approximate"),
+        ("15F(含地下1层)", 15, 1, "basement"), ("3层半", 4, 0, "rounded up"),
+        ("12层（框架）", 12, 0, "remark"),
     ],
 )  # fmt: skip
 def test_storey_values_in_real_world_forms(
@@ -430,6 +432,13 @@ def test_a_gbk_shapefile_without_cpg_is_detected_and_encoding_can_be_said(
     read = read_footprints(gbk, report=report)
     assert read.address.tolist() == frame.address.tolist()
     assert "no .cpg" in report.notes[0] and "gb18030" in report.notes[0]
+    # A .cpg that names the wrong code page (GBK text declared UTF-8): detected and said.
+    lying = tmp_path / "lying.shp"
+    _write_shapefile_without_cpg(lying, frame, "gbk")
+    lying.with_suffix(".cpg").write_text("UTF-8")
+    report = ImportReport("lying")
+    assert read_footprints(lying, report=report).address.tolist() == frame.address.tolist()
+    assert any(".cpg names a code page" in n and "gb18030" in n for n in report.notes)
     utf8 = tmp_path / "utf8.shp"
     _write_shapefile_without_cpg(utf8, frame, "utf-8")
     assert read_footprints(utf8).address.tolist() == frame.address.tolist()
