@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
 import pytest
@@ -210,3 +211,16 @@ def start_ingester() -> Iterator[Callable[..., RunningIngester]]:
     for r in running:
         if r.thread.is_alive():
             r.stop()
+
+
+@pytest.fixture
+def publisher(broker: Broker) -> Iterator[Any]:
+    """A started paho client on the test's broker, for tests that publish as a device bridge."""
+    from devices.mqtt import connect, new_client
+
+    client = new_client(broker.settings, f"publisher-{uuid.uuid4().hex[:6]}")
+    connect(client, broker.settings)
+    client.loop_start()
+    yield client
+    client.loop_stop()
+    client.disconnect()

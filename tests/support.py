@@ -258,6 +258,56 @@ class Fleet:
         self.client.disconnect()
 
 
+def rows(dsn: str, query: str, *params: object) -> list[tuple[object, ...]]:
+    """Every row ``query`` returns, read as the database owner."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+def publish(client: object, topic: str, payload: bytes, retain: bool = False) -> None:
+    """One QoS 1 publish from a started paho client, waited for (at most 10 s)."""
+    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)  # type: ignore[attr-defined]
+
+
+def register_devices(dsn: str, devices: dict[str, str], sentinel: str) -> None:
+    """Registers ``devices`` (id -> kind) and the gate ``sentinel`` (see stored_after)."""
+    with psycopg.connect(dsn) as conn:
+        for device, kind in devices.items():
+            conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, %s)", (device, kind))
+    register_gates(dsn, [sentinel])
+
+
+def stored_after(dsn: str, client: object, seq: int, sentinel: str) -> None:
+    """Publishes a native gate event from ``sentinel`` last and waits (20 s) until it is stored:
+    with one writer, everything received before it is committed too."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from devices.payloads import GatePass, encode
+    from devices.topics import event_topic
+
+    event = GatePass(id=uuid.uuid4(), device=sentinel, seq=seq,
+                     ts=datetime.now(UTC).replace(microsecond=0), direction="in",
+                     method="card", granted=True)  # fmt: skip
+    publish(client, event_topic(sentinel), encode(event))
+    assert wait_until(
+        lambda: count(dsn, "SELECT count(*) FROM events WHERE device_id = %s AND seq = %s",
+                      sentinel, seq) == 1, 20)  # fmt: skip
+
+
+def frigate_event(
+    kind: str, object_id: str, start: float, frame: float, camera: str, zone: str, **after: object
+) -> bytes:
+    """A Frigate ``frigate/events`` message (type new/update/end) for one tracked person."""
+    import json
+
+    body = {"id": object_id, "camera": camera, "label": "person", "sub_label": None,
+            "start_time": start, "frame_time": frame, "top_score": 0.7, "score": 0.7,
+            "false_positive": False, "current_zones": [zone], "has_snapshot": True,
+            "end_time": frame if kind == "end" else None, **after}  # fmt: skip
+    return json.dumps({"type": kind, "before": body, "after": body}).encode()
+
+
 def register_gates(dsn: str, devices: list[str]) -> None:
     with psycopg.connect(dsn) as conn:
         conn.cursor().executemany(

@@ -6,20 +6,22 @@ positive, Frigate's availability, and a bridged device whose heartbeats stop (is
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-import pytest
-from support import count, register_gates, wait_until
+import support
+from support import (
+    count,
+    frigate_event,
+    publish,
+    register_devices,
+    rows,
+    wait_until,
+)
 
 from devices.adapters import reference
-from devices.mqtt import connect, new_client
-from devices.payloads import GatePass, encode
-from devices.topics import event_topic
 
 KEY = "variant-bridge-key"
 DEVICES = {"acc-hik8": "access", "acc-dahua8": "access", "acc-zk8": "access",
@@ -32,41 +34,12 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture
-def publisher(broker: Any) -> Iterator[mqtt.Client]:
-    client = new_client(broker.settings, "variant-publisher")
-    connect(client, broker.settings)
-    client.loop_start()
-    yield client
-    client.loop_stop()
-    client.disconnect()
-
-
-def publish(client: mqtt.Client, topic: str, payload: bytes, retain: bool = False) -> None:
-    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
-
-
 def register(db: str) -> None:
-    with psycopg.connect(db) as conn:
-        for device, kind in DEVICES.items():
-            conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, %s)", (device, kind))
-    register_gates(db, [SENTINEL])
-
-
-def rows(db: str, query: str, *params: object) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db) as conn:
-        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+    register_devices(db, DEVICES, SENTINEL)
 
 
 def stored_after(db: str, client: mqtt.Client, seq: int) -> None:
-    """A native event published last: with one writer, once it is stored, everything received
-    before it is committed too."""
-    event = GatePass(id=uuid.uuid4(), device=SENTINEL, seq=seq, ts=now(), direction="in",
-                     method="card", granted=True)  # fmt: skip
-    publish(client, event_topic(SENTINEL), encode(event))
-    assert wait_until(
-        lambda: count(db, "SELECT count(*) FROM events WHERE device_id = %s AND seq = %s",
-                      SENTINEL, seq) == 1, 20)  # fmt: skip
+    support.stored_after(db, client, seq, SENTINEL)
 
 
 def test_requests_kept_whole_pretty_streams_and_zkteco_are_stored(
@@ -114,11 +87,7 @@ def test_requests_kept_whole_pretty_streams_and_zkteco_are_stored(
 
 
 def frigate(kind: str, object_id: str, start: float, frame: float, **after: Any) -> bytes:
-    body = {"id": object_id, "camera": "east_gate", "label": "person", "sub_label": None,
-            "start_time": start, "frame_time": frame, "top_score": 0.7, "score": 0.7,
-            "false_positive": False, "current_zones": ["lane_2"], "has_snapshot": True,
-            "end_time": frame if kind == "end" else None, **after}  # fmt: skip
-    return json.dumps({"type": kind, "before": body, "after": body}).encode()
+    return frigate_event(kind, object_id, start, frame, "east_gate", "lane_2", **after)
 
 
 def test_a_frigate_track_later_marked_false_positive_is_removed_with_its_counts(

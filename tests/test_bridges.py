@@ -6,20 +6,26 @@ one Frigate track told in four messages, and retained messages replayed at subsc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from support import count, register_gates, wait_until
+import support
+from support import (
+    count,
+    frigate_event,
+    publish,
+    register_devices,
+    rows,
+    wait_until,
+)
 
 from devices.adapters import reference
 from devices.mqtt import connect, new_client
-from devices.payloads import GatePass, encode
 from devices.settings import MqttSettings
-from devices.topics import config_topic, event_topic, status_topic
+from devices.topics import config_topic, status_topic
 
 KEY = "bridge-test-key"
 DEVICES = {"acc-hik7": "access", "acc-dahua7": "access", "cam-frigate7": "camera"}
@@ -32,45 +38,12 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture
-def publisher(broker: Any) -> Iterator[mqtt.Client]:
-    client = new_client(broker.settings, "bridge-publisher")
-    connect(client, broker.settings)
-    client.loop_start()
-    yield client
-    client.loop_stop()
-    client.disconnect()
-
-
-def publish(client: mqtt.Client, topic: str, payload: bytes, retain: bool = False) -> None:
-    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
-
-
 def register(db: str) -> None:
-    with psycopg.connect(db) as conn:
-        for device, kind in DEVICES.items():
-            conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, %s)", (device, kind))
-    register_gates(db, [SENTINEL])
-
-
-def rows(db: str, query: str, *params: object) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db) as conn:
-        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
-
-
-def sentinel(client: mqtt.Client, seq: int) -> None:
-    """A native event published after the others: with one writer, once it is stored,
-    everything received before it is committed too."""
-    event = GatePass(id=__import__("uuid").uuid4(), device=SENTINEL, seq=seq, ts=now(),
-                     direction="in", method="card", granted=True)  # fmt: skip
-    publish(client, event_topic(SENTINEL), encode(event))
+    register_devices(db, DEVICES, SENTINEL)
 
 
 def stored_after(db: str, client: mqtt.Client, seq: int) -> None:
-    sentinel(client, seq)
-    assert wait_until(
-        lambda: count(db, "SELECT count(*) FROM events WHERE device_id = %s AND seq = %s",
-                      SENTINEL, seq) == 1, 20)  # fmt: skip
+    support.stored_after(db, client, seq, SENTINEL)
 
 
 def test_a_multipart_post_is_stored_with_no_picture_bytes(
@@ -175,11 +148,7 @@ def test_vendor_heartbeats_move_last_seen_and_are_not_dead_letters(
 
 
 def frigate(kind: str, object_id: str, start: float, frame: float, **after: Any) -> bytes:
-    body = {"id": object_id, "camera": "west_gate", "label": "person", "sub_label": None,
-            "start_time": start, "frame_time": frame, "top_score": 0.7, "score": 0.7,
-            "false_positive": False, "current_zones": ["lane_1"], "has_snapshot": True,
-            "end_time": frame if kind == "end" else None, **after}  # fmt: skip
-    return json.dumps({"type": kind, "before": body, "after": body}).encode()
+    return frigate_event(kind, object_id, start, frame, "west_gate", "lane_1", **after)
 
 
 def test_one_frigate_track_is_one_detection_kept_current(
