@@ -224,3 +224,16 @@ def publisher(broker: Broker) -> Iterator[Any]:
     yield client
     client.loop_stop()
     client.disconnect()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright; one per test module."""
+    from playwright.sync_api import sync_playwright
+    from support import CHROMIUM, CHROMIUM_ARGS
+
+    assert os.path.exists(CHROMIUM), "Debian's chromium is missing: run scripts/install-system.sh"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

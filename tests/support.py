@@ -22,6 +22,19 @@ from villagetwin.local import wait_for_port
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own download does not work here
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu-sandbox",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 # A valid GeoJSON footprint (about 10 m square) for hand-made buildings and grid cells: the
 # PostGIS geometry columns (migration 0051) are generated from it, so '{}' is refused.
 SQUARE_FOOTPRINT = (

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 from support import ARTIFACTS, ROOT, dashboard_server, wait_until
-from test_demo_browser import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, sign_in
+from test_demo_browser import DEMO_PASSWORD, sign_in
 
 from mapping.db import load_village
 from mapping.generate import generate
@@ -24,16 +24,6 @@ from mapping.generate import generate
 ATTACK = '<img src=x onerror="window.__vtxss=1">[x](https://example.invalid)'
 FORMULA = '=HYPERLINK("https://example.invalid","x")'
 GRID = "LH-G01"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _add_users(db: str) -> None:

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, expect
 from support import ARTIFACTS, ROOT, count, dashboard_server, wait_until
-from test_demo_browser import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, sign_in
+from test_demo_browser import DEMO_PASSWORD, sign_in
 
 from devices.day import plan_days, replay
 from devices.payloads import CameraDetection, encode
@@ -31,16 +31,6 @@ from mapping.db import load_village
 from mapping.generate import generate
 from rules.case_store import add_staff
 from villagetwin.village_devices import sim_village
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

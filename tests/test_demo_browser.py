@@ -16,12 +16,18 @@ from urllib.parse import urlparse
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
-from support import ARTIFACTS, ROOT, count, dashboard_server, free_port, wait_until
+from playwright.sync_api import Browser, Page
+from support import (
+    ARTIFACTS,
+    ROOT,
+    count,
+    dashboard_server,
+    free_port,
+    wait_until,
+)
 
 from villagetwin.local import wait_for_port
 
-CHROMIUM = "/usr/bin/chromium"
 DEMO_PASSWORD = "demo password 1"
 
 
@@ -29,29 +35,6 @@ def sign_in(page: Page, username: str, password: str = DEMO_PASSWORD) -> None:
     page.get_by_label("用户名 Username").fill(username)
     page.get_by_label("密码 Password").fill(password)
     page.get_by_role("button", name="登录 Sign in").click()
-
-
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu-sandbox",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run scripts/install-system.sh"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def non_blank_fraction(png: bytes) -> float:
@@ -139,9 +122,9 @@ def events_metric(page: Page) -> int:
 
 
 @pytest.mark.browser
-def test_demo_shows_live_events_on_the_3d_map(demo: dict[str, object], browser: Browser) -> None:
+def test_demo_shows_live_events_on_the_3d_map(demo: dict[str, object], chromium: Browser) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     outside = external_requests(page)
     page.goto(str(demo["url"]))
     sign_in(page, "manager")
@@ -183,7 +166,7 @@ def test_demo_shows_live_events_on_the_3d_map(demo: dict[str, object], browser: 
 
 @pytest.mark.browser
 def test_building_picker_shows_that_buildings_events(
-    demo: dict[str, object], browser: Browser
+    demo: dict[str, object], chromium: Browser
 ) -> None:
     db = str(demo["db"])
     assert wait_until(
@@ -196,7 +179,7 @@ def test_building_picker_shows_that_buildings_events(
             "SELECT e.building_id, b.address FROM events e JOIN buildings b USING (building_id)"
             " LIMIT 1"
         ).fetchone()  # type: ignore[misc]
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(str(demo["url"]))
     sign_in(page, "manager")
     picker = page.get_by_test_id("stSelectbox").first
@@ -237,10 +220,10 @@ def suzhou_dashboard(
 
 @pytest.mark.browser
 def test_real_suzhou_footprints_in_3d_and_one_buildings_floors(
-    suzhou_dashboard: str, browser: Browser
+    suzhou_dashboard: str, chromium: Browser
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     outside = external_requests(page)
     page.goto(suzhou_dashboard)
     sign_in(page, "admin")

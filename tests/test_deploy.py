@@ -432,7 +432,7 @@ def test_the_proxy_sets_security_headers_in_front_of_the_real_dashboard(
     import urllib.request
 
     from playwright.sync_api import sync_playwright
-    from test_demo_browser import CHROMIUM, CHROMIUM_ARGS
+    from support import CHROMIUM, CHROMIUM_ARGS
 
     assert shutil.which("nginx"), "nginx is missing: run scripts/install-system.sh"
     port = free_port()

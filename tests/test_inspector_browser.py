@@ -14,20 +14,10 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 from support import ARTIFACTS, ROOT, dashboard_server
-from test_demo_browser import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, external_requests, sign_in
+from test_demo_browser import DEMO_PASSWORD, external_requests, sign_in
 
 from mapping.db import load_village
 from mapping.generate import generate
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

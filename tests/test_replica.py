@@ -14,8 +14,16 @@ import psycopg
 import pytest
 from playwright.sync_api import sync_playwright
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from support import PrivatePostgres, count, dashboard_server, free_port, wait_until
-from test_demo_browser import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, sign_in
+from support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PrivatePostgres,
+    count,
+    dashboard_server,
+    free_port,
+    wait_until,
+)
+from test_demo_browser import DEMO_PASSWORD, sign_in
 
 from dashboard.settings import DashboardSettings
 from villagetwin.migrate import migrate

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -17,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from shapely.geometry import box
 from support import ARTIFACTS, ROOT, SHARED_DATA, count, dashboard_server
-from test_demo_browser import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, external_requests, sign_in
+from test_demo_browser import DEMO_PASSWORD, external_requests, sign_in
 
 SHAMIAN = SHARED_DATA / "real" / "guangzhou_shamian_osm_buildings.geojson"
 # Two cells over the island, west and east of 113.2395 E; the south-east corner (海星大厦,
@@ -26,16 +25,6 @@ CELLS = {
     "W": ("沙面西 Shamian west", box(113.2325, 23.107, 113.2395, 23.1125)),
     "E": ("沙面东 Shamian east", box(113.2395, 23.107, 113.2445, 23.1125)),
 }
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
