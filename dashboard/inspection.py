@@ -6,18 +6,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
 
 import pandas as pd
 
+from mapping.frames import rows
 from rules import logic
 from rules.settings import RuleParams
-
-
-def _rows(frame: Any) -> Any:
-    """``frame.itertuples()``, typed loosely: pandas types a row's fields as any cell value."""
-    return frame.itertuples()
-
 
 # A unit is flagged when more distinct people came and went than are registered (possible
 # 群租), when a registered tenant was never seen (空挂), or when a card kept working after
@@ -78,7 +72,7 @@ def discrepancies(
     params = (params or RuleParams()).model_copy(update={"occupancy_margin": 0})
     now = datetime.now(UTC)
     seen: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for row in _rows(observed):
+    for row in rows(observed):
         seen[str(row.unit_id)][str(row.credential_ref)] = row.last_seen
     reg = {str(u): set(c) for u, c in registered.groupby("unit_id").credential_ref}
     found = [
@@ -115,17 +109,17 @@ def report_html(building: dict[str, object], table: pd.DataFrame, issues: list[D
     """A printable report (the browser prints it to PDF)."""
     from html import escape
 
-    rows = "".join(
+    body = "".join(
         f"<tr><td>{escape(str(r.unit_id))}</td><td>{r.floor}</td><td>{r.registered}</td>"
         f"<td>{r.seen}</td><td>{escape(str(r.last_activity or '—'))}</td></tr>"
-        for r in _rows(table)
+        for r in rows(table)
     )
     flagged = "".join(
         f"<li><b>{escape(d.unit_id)}</b> {escape(d.kind)}: {escape(d.detail)}</li>" for d in issues
     )
     past = "".join(
         f"<li>{r.inspected_on} {escape(str(r.inspector))}: {escape(str(r.findings))}</li>"
-        for r in _rows(inspections)
+        for r in rows(inspections)
     )
     return (
         "<!doctype html><html lang='zh'><meta charset='utf-8'>"
@@ -138,6 +132,6 @@ def report_html(building: dict[str, object], table: pd.DataFrame, issues: list[D
         f"生成 generated {generated}</p>"
         f"<h2>异常 Discrepancies ({len(issues)})</h2><ul>{flagged or '<li>无 none</li>'}</ul>"
         "<h2>单元 Units</h2><table><tr><th>unit</th><th>floor</th><th>registered</th>"
-        f"<th>seen</th><th>last activity</th></tr>{rows}</table>"
+        f"<th>seen</th><th>last activity</th></tr>{body}</table>"
         f"<h2>检查记录 Past inspections</h2><ul>{past or '<li>无 none</li>'}</ul></html>"
     )

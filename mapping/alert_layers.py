@@ -10,11 +10,7 @@ from typing import Any
 import pandas as pd
 import pydeck as pdk
 
-
-def _rows(frame: Any) -> Any:
-    """``frame.itertuples()``, typed loosely: pandas types a row's fields as any cell value."""
-    return frame.itertuples()
-
+from mapping.frames import rows
 
 SEVERITY_COLOURS: dict[str, tuple[int, int, int]] = {
     "critical": (215, 25, 28),
@@ -55,7 +51,7 @@ def alert_records(alerts: pd.DataFrame) -> list[dict[str, Any]]:
     """One marker per open alert, a few metres above its building's roof (or at its device),
     most severe drawn last so it is on top."""
     records = []
-    for row in _rows(alerts.dropna(subset=["lon", "lat"])):
+    for row in rows(alerts.dropna(subset=["lon", "lat"])):
         records.append(
             {
                 "position": [round(float(row.lon), 7), round(float(row.lat), 7),
@@ -88,7 +84,7 @@ def offline_records(devices: pd.DataFrame, elevation: Mapping[str, float]) -> li
             "colour": list(OFFLINE),
             "tip": f"{r.device_id} ({r.kind})\n离线 offline since {r.status_changed_at}",
         }
-        for r in _rows(devices.dropna(subset=["lon", "lat"]))
+        for r in rows(devices.dropna(subset=["lon", "lat"]))
     ]  # fmt: skip
 
 
@@ -111,7 +107,7 @@ def case_records(cases: pd.DataFrame) -> list[dict[str, Any]]:
             f"\n{r.assigned_to or '未分拨 not dispatched'}"
             f"{' · 超期 overdue' if r.overdue else ''}",
         }
-        for r in _rows(cases.dropna(subset=["lon", "lat"]))
+        for r in rows(cases.dropna(subset=["lon", "lat"]))
     ]  # fmt: skip
 
 

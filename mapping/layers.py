@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 import pydeck as pdk
+
+from mapping.frames import rows
 
 # Sequential colour ramp (light yellow → deep red) for building metrics.
 RAMP: tuple[tuple[int, int, int], ...] = (
@@ -53,12 +55,6 @@ class View:
             pitch=self.pitch,
             bearing=self.bearing,
         )
-
-
-def _rows(frame: pd.DataFrame) -> Iterator[Any]:
-    """A frame's rows as named tuples; their fields are untyped (pandas-stubs types them as
-    any scalar)."""
-    return frame.itertuples()
 
 
 def view_of(buildings: gpd.GeoDataFrame) -> View:
@@ -385,7 +381,7 @@ def object_records(objects: pd.DataFrame) -> list[dict[str, Any]]:
             "colour": list(OBJECT_COLOURS.get(r.kind, (90, 90, 90))),
             "tip": f"{OBJECT_NAMES.get(r.kind, r.kind)}\n{r.object_id}",
         }
-        for r in _rows(objects)
+        for r in rows(objects)
     ]
 
 
@@ -405,7 +401,7 @@ def organisation_records(organisations: pd.DataFrame) -> list[dict[str, Any]]:
             "name": r.name,
             "tip": f"{r.name}\n{r.kind} · {r.building_id}",
         }
-        for r in _rows(organisations)
+        for r in rows(organisations)
     ]
 
 

@@ -17,14 +17,9 @@ from dashboard import actions, queries
 from dashboard.auth import User
 from dashboard.settings import DashboardSettings
 from mapping import alert_layers, layers
+from mapping.frames import rows
 from rules.cases import CaseError, route
 from rules.logic import CATALOGUE, SEVERITIES
-
-
-def _rows(frame: Any) -> Any:
-    """``frame.itertuples()``, typed loosely: pandas types a row's fields as any cell value."""
-    return frame.itertuples()
-
 
 STATUS_NAMES = {
     "open": "待处理 open",
@@ -103,7 +98,7 @@ def _act(
     labels = {
         int(r.alert_id): f"#{r.alert_id} · {alert_layers.SEVERITY_NAMES[r.severity]} · {r.title}"
         f" ({STATUS_NAMES[r.status]})"
-        for r in _rows(found)
+        for r in rows(found)
     }
     alert_id = st.selectbox("告警 Alert", list(labels), format_func=labels.__getitem__,
                             key="alarm-pick")  # fmt: skip
@@ -148,7 +143,7 @@ def _act(
 
     category = cases.CATEGORY_OF_RULE.get(str(row.rule), "other")
     team = [cases.Staff(r.grid_code, r.username, r.duty, tuple(r.categories))
-            for r in _rows(staff)]  # fmt: skip
+            for r in rows(staff)]  # fmt: skip
     suggested, _ = route(row.grid_code, category, team)
     workers = sorted(set(staff[staff.duty == "worker"].username)) or sorted(set(staff.username))
     default = workers.index(suggested) if suggested in workers else 0

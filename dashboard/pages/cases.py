@@ -14,12 +14,8 @@ from dashboard import actions, queries
 from dashboard.auth import User
 from dashboard.settings import DashboardSettings
 from mapping import alert_layers, layers
+from mapping.frames import rows
 from rules import cases
-
-
-def _rows(frame: Any) -> Any:
-    """``frame.itertuples()``, typed loosely: pandas types a row's fields as any cell value."""
-    return frame.itertuples()
 
 
 def page(
@@ -82,7 +78,7 @@ def _act(
     st.markdown("#### 处理工单 Move a case")
     labels = {
         int(r.case_id): f"{r.case_no} · {cases.STATUSES[r.status]} · {str(r.description)[:40]}"
-        for r in _rows(found)
+        for r in rows(found)
     }
     case_id = st.selectbox("工单 Case", list(labels), format_func=labels.__getitem__,
                            key="case-pick")  # fmt: skip
@@ -90,7 +86,7 @@ def _act(
         return
     row = found[found.case_id == case_id].iloc[0]
     team = [cases.Staff(r.grid_code, r.username, r.duty, tuple(r.categories))
-            for r in _rows(staff)]  # fmt: skip
+            for r in rows(staff)]  # fmt: skip
     suggested, manager = cases.route(row.grid_code, str(row.category), team)
     st.write(
         f"**{row.case_no}** · {cases.CATEGORIES.get(str(row.category), row.category)} · "
