@@ -50,6 +50,7 @@ from devices.topics import event_topic  # noqa: E402
 from mapping.db import load_village  # noqa: E402
 from mapping.generate import generate  # noqa: E402
 from rules.settings import RuleParams, RulesSettings, WorkerOptions  # noqa: E402
+from rules.truth import expected_subjects  # noqa: E402
 from rules.worker import RulesWorker  # noqa: E402
 from villagetwin.local import local_user, wait_for_port  # noqa: E402
 from villagetwin.migrate import migrate  # noqa: E402
@@ -73,29 +74,6 @@ def wait(predicate: Any, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return bool(predicate())
-
-
-def expected_subjects(truth: dict[str, Any], person_of: dict[str, str]) -> dict[str, set[str]]:
-    def tenants(cases: list[dict[str, str]]) -> set[str]:
-        return {f"tenant:{c['unit_id']}/{person_of[c['credential']]}" for c in cases}
-
-    rule_of = {"forced_open": "door_forced", "held_open": "door_held_open"}
-    doors: dict[str, set[str]] = {"door_forced": set(), "door_held_open": set()}
-    for c in truth["doors_left_open"]:
-        doors[rule_of[c["alarm"]]].add(f"building:{c['building_id']}")
-    return {
-        "occupancy": {f"unit:{c['unit_id']}" for c in truth["overcrowded_units"]},
-        "unregistered_occupancy": {f"unit:{c['unit_id']}" for c in truth["unregistered_units"]},
-        "never_seen": tenants(truth["never_seen_tenants"]),
-        "after_tenancy": tenants(truth["used_after_tenancy"]),
-        "care_inactive": tenants(truth["inactive_care_targets"]),
-        "ebike_indoor": {f"building:{c['building_id']}" for c in truth["ebike_into_building"]},
-        "smoke_fire": {f"building:{c['building_id']}" for c in truth["smoke_fire"]},
-        "gate_tailgating": {f"device:{c['device_id']}" for c in truth["gate_tailgating"]},
-        "crowding": {f"device:{c['device_id']}" for c in truth["crowding"]},
-        "device_offline": {f"device:{c['device_id']}" for c in truth["devices_offline"]},
-        **doors,
-    }
 
 
 def found_subjects(conn: psycopg.Connection) -> dict[str, set[str]]:

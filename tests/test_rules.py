@@ -24,6 +24,7 @@ from mapping.model import Village
 from rules import logic
 from rules.logic import CST, DeviceInfo, DeviceState, Fact, Poi, Tenant
 from rules.settings import RuleParams, RulesSettings, WorkerOptions
+from rules.truth import expected_subjects
 from rules.worker import RulesWorker
 from villagetwin.village_devices import sim_village
 
@@ -293,19 +294,20 @@ def test_two_replayed_days_raise_the_planted_alerts_once_across_a_restart(
     for rule, subject, *_ in rows:
         by_rule.setdefault(rule, set()).add(subject)
 
-    def tenants(cases: list[dict[str, str]]) -> set[str]:
-        return {f"tenant:{c['unit_id']}/{person_of[c['credential']]}" for c in cases}
-
+    planted = expected_subjects(truth, person_of)
     expected = {
-        "occupancy": {f"unit:{c['unit_id']}" for c in truth["overcrowded_units"]},
-        "unregistered_occupancy": {f"unit:{c['unit_id']}" for c in truth["unregistered_units"]},
-        "never_seen": tenants(truth["never_seen_tenants"]),
-        "after_tenancy": tenants(truth["used_after_tenancy"]),
-        "care_inactive": tenants(truth["inactive_care_targets"]),
-        "ebike_indoor": {f"building:{c['building_id']}" for c in truth["ebike_into_building"]},
-        "smoke_fire": {f"building:{c['building_id']}" for c in truth["smoke_fire"]},
-        "gate_tailgating": {f"device:{c['device_id']}" for c in truth["gate_tailgating"]},
-        "device_offline": {f"device:{c['device_id']}" for c in truth["devices_offline"]},
+        rule: planted[rule]
+        for rule in (
+            "occupancy",
+            "unregistered_occupancy",
+            "never_seen",
+            "after_tenancy",
+            "care_inactive",
+            "ebike_indoor",
+            "smoke_fire",
+            "gate_tailgating",
+            "device_offline",
+        )
     }
     for rule, subjects in expected.items():
         assert subjects, f"nothing planted for {rule}"
