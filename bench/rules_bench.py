@@ -49,6 +49,7 @@ from devices.settings import MqttSettings, SimulatorSettings  # noqa: E402
 from devices.topics import event_topic  # noqa: E402
 from mapping.db import load_village  # noqa: E402
 from mapping.generate import generate  # noqa: E402
+from rules.logic import CST  # noqa: E402
 from rules.settings import RuleParams, RulesSettings, WorkerOptions  # noqa: E402
 from rules.truth import expected_subjects  # noqa: E402
 from rules.worker import RulesWorker  # noqa: E402
@@ -216,7 +217,7 @@ def main() -> None:
 
         # --- accuracy -------------------------------------------------------------------------
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days)
-        plan = plan_days(sim, seed=11, start=start, days=days)
+        plan = plan_days(sim, seed=11, start=start, days=days, zone=CST)
         t0 = time.monotonic()
         replay(SimulatorSettings(mqtt=mqtt_settings), plan, speed=1e9, max_rate=20000)
         assert wait(lambda: stored() >= len(plan.events), 600)

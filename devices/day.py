@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from devices.payloads import (
@@ -62,7 +62,13 @@ class DayPlan:
     truth: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_days(village: SimVillage, seed: int, start: datetime, days: int = 1) -> DayPlan:
+def plan_days(
+    village: SimVillage, seed: int, start: datetime, days: int = 1, *, zone: tzinfo
+) -> DayPlan:
+    """``days`` realistic days of the village's devices, deterministic for ``seed``, with
+    planted anomalies and their ground truth (``DayPlan.truth``). Hours of day are local to
+    ``zone`` (the village's); every event is before ``start + days``. Raises ValueError when
+    the village has no residents, door readers or gates."""
     rng = random.Random(seed)
     readers = {
         d.building_code: d
@@ -79,11 +85,17 @@ def plan_days(village: SimVillage, seed: int, start: datetime, days: int = 1) ->
     seq: dict[str, int] = {}  # provisional; renumbered in time order at the end
     plan = DayPlan()
     end = start + timedelta(days=days)
+    # Hours are the village's local hours: day 0 begins at the local midnight at or before
+    # ``start`` (the first hours may fall before ``start``); nothing is at or after ``end``.
+    local = start.astimezone(zone)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(start.tzinfo)
 
     def at(day: int, hour: int) -> datetime:
-        return start + timedelta(days=day, hours=hour, seconds=rng.randint(0, 3599))
+        return midnight + timedelta(days=day, hours=hour, seconds=rng.randint(0, 3599))
 
     def emit(factory: Any, device: SimDevice, ts: datetime, **fields: Any) -> None:
+        if ts >= end:
+            return  # the local day that ``end`` falls in is lived up to ``end`` only
         n = seq.get(device.device_id, 0) + 1
         seq[device.device_id] = n
         plan.events.append(
@@ -116,7 +128,10 @@ def plan_days(village: SimVillage, seed: int, start: datetime, days: int = 1) ->
     former = rng.sample(former, k=min(3, len(former)))
     care_credentials = {c for _, c in village.care_targets}
 
-    for day in range(days):
+    # Routine life goes on to ``end``: when day 0 began before ``start``, the local day that
+    # ``end`` falls in is lived too, up to ``end``, so that the last daytime before ``end`` has
+    # its residents (planted cases stay on the last whole day, ``days - 1``).
+    for day in range(days + (1 if midnight < start else 0)):
         for unit in [*units, *squatted]:
             building = unit_building[unit]
             reader = readers[building]
@@ -173,10 +188,10 @@ def plan_days(village: SimVillage, seed: int, start: datetime, days: int = 1) ->
     if cameras:
         for n, building in enumerate(rng.sample(sorted(readers), k=min(4, len(readers)))):
             ts = at(days - 1, rng.choice([19, 20, 21, 22]))
-            zone = f"{['stairwell', 'lift', 'stairwell', 'corridor'][n]}:{building}"
+            camera_zone = f"{['stairwell', 'lift', 'stairwell', 'corridor'][n]}:{building}"
             emit(CameraDetection, rng.choice(cameras), ts, cls="ebike", count=1, confidence=0.93,
-                 zone=zone)  # fmt: skip
-            ebike_cases.append({"building_id": building, "zone": zone, "ts": ts.isoformat()})
+                 zone=camera_zone)  # fmt: skip
+            ebike_cases.append({"building_id": building, "zone": camera_zone, "ts": ts.isoformat()})
         for building in rng.sample(sorted(readers), k=min(2, len(readers))):
             ts = at(days - 1, rng.randint(0, 23))
             cls = rng.choice(["smoke", "fire"])

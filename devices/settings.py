@@ -28,3 +28,6 @@ class SimulatorSettings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     simulator_client_id: str = "vt-simulator"
     heartbeat_interval_s: float = Field(default=60.0, gt=0)
+    # The village's zone: the day simulator's hours (people up at 8, home by 19) are its
+    # local hours, as the rules' daytime windows are (VT_TIME_ZONE).
+    time_zone: str = Field(default="Asia/Shanghai", validation_alias="VT_TIME_ZONE")

@@ -30,6 +30,7 @@ from devices.topics import event_topic
 from mapping.db import load_village
 from mapping.generate import generate
 from rules.case_store import add_staff
+from rules.logic import CST
 from villagetwin.village_devices import sim_village
 
 
@@ -55,7 +56,7 @@ def site(
              "--password", DEMO_PASSWORD], cwd=ROOT, env=env, check=True, capture_output=True,
         )  # fmt: skip
     running = start_ingester(db, broker.settings)
-    plan = plan_days(sim, seed=8, start=datetime.now(UTC) - timedelta(days=2), days=2)
+    plan = plan_days(sim, seed=8, start=datetime.now(UTC) - timedelta(days=2), days=2, zone=CST)
     replay(SimulatorSettings(mqtt=broker.settings), plan, speed=1e9, max_rate=20000)
     assert wait_until(lambda: running.ingester.totals["stored"] >= len(plan.events), 180, 0.5)
     log = (tmp_path / "rules.log").open("wb")

@@ -50,8 +50,8 @@ def sim_village(village: Village) -> SimVillage:
 
 def test_the_day_is_deterministic_and_plants_what_it_says(village: Village) -> None:
     sim = sim_village(village)
-    plan = plan_days(sim, seed=9, start=START, days=2)
-    again = plan_days(sim, seed=9, start=START, days=2)
+    plan = plan_days(sim, seed=9, start=START, days=2, zone=UTC)
+    again = plan_days(sim, seed=9, start=START, days=2, zone=UTC)
     assert [e.id for e in plan.events] == [e.id for e in again.events]
     truth = plan.truth
     seen: dict[str, set[str]] = defaultdict(set)
@@ -80,7 +80,7 @@ def test_the_day_is_deterministic_and_plants_what_it_says(village: Village) -> N
 
 
 def test_peaks_and_per_device_order(village: Village) -> None:
-    plan = plan_days(sim_village(village), seed=1, start=START, days=1)
+    plan = plan_days(sim_village(village), seed=1, start=START, days=1, zone=UTC)
     hours = Counter(e.ts.hour for e in plan.events)
     assert hours[8] > 3 * hours[3] and hours[19] > 3 * hours[3]
     last: dict[str, tuple[int, datetime]] = {}
@@ -118,3 +118,30 @@ def test_a_replayed_day_shows_the_overcrowded_units(
                 (case["unit_id"],),
             ).fetchone()
             assert row is not None and row[0] == case["registered"] + case["extra_people"]
+
+
+@pytest.mark.parametrize("end_hour", range(0, 24, 3))
+def test_care_targets_are_seen_in_local_daytime_whatever_the_hour_the_plan_ends(
+    village: Village, end_hour: int
+) -> None:
+    """The simulator's hours are the village's local hours, as the care rule's daytime window
+    is: replayed days ending at any hour raise the planted inactive care target only (they
+    raised others when the days began at the hour the replay was started)."""
+    from rules.logic import CST, Tenant, care_inactive
+    from rules.settings import RuleParams
+
+    sim = sim_village(village)
+    end = datetime(2026, 11, 29, 16, tzinfo=UTC) + timedelta(hours=end_hour)  # 00:00 CST + h
+    start = end - timedelta(days=2)
+    plan = plan_days(sim, seed=5, start=start, days=2, zone=CST)
+    assert all(e.ts < end for e in plan.events)
+    planted = {c["credential"] for c in plan.truth["inactive_care_targets"]}
+    targets = [Tenant(u, "", c, c, c, start.date()) for u, c in sim.care_targets]
+    for now in (start + timedelta(hours=36), end):
+        last: dict[str, datetime] = {}
+        for e in plan.events:
+            credential = getattr(e, "credential", None)
+            if credential is not None and e.ts <= now:
+                last[credential] = max(last.get(credential, e.ts), e.ts)
+        found = care_inactive(targets, last, {"": start}, now, RuleParams())
+        assert {f.subject.rsplit("/", 1)[1] for f in found} <= planted, now

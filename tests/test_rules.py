@@ -257,7 +257,7 @@ def test_two_replayed_days_raise_the_planted_alerts_once_across_a_restart(
         sim = sim_village(conn)
     running = start_ingester(db, broker.settings)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
-    plan = plan_days(sim, seed=5, start=start, days=2)
+    plan = plan_days(sim, seed=5, start=start, days=2, zone=CST)
     truth = plan.truth
 
     # The first day and a half, then the worker; then it restarts mid-day and sees the rest.

@@ -901,6 +901,7 @@ def _simulate_days(
 ) -> None:
     import json
     from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
 
     from devices.day import plan_days, replay
     from devices.mqtt import MqttError
@@ -911,7 +912,7 @@ def _simulate_days(
         with psycopg.connect(settings.db_dsn) as conn:
             village = sim_village(conn)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days)
-        plan = plan_days(village, seed, start, days)
+        plan = plan_days(village, seed, start, days, zone=ZoneInfo(SimulatorSettings().time_zone))
     except (psycopg.Error, ValueError) as exc:
         _fail(f"cannot plan the simulation: {exc}")
     path = truth or settings.state_dir / "ground-truth.json"
