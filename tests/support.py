@@ -282,6 +282,22 @@ def publish(client: object, topic: str, payload: bytes, retain: bool = False) ->
     client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)  # type: ignore[attr-defined]
 
 
+def add_dashboard_users(dsn: str, grid: str, password: str) -> dict[str, str]:
+    """``inspector`` (of ``grid``) and ``admin``, added through ``villagetwin users add`` as an
+    operator would; returns the environment the command ran with (``VT_DB_DSN`` set)."""
+    env = {**os.environ, "VT_DB_DSN": dsn}
+    for args in (
+        ["inspector", "--role", "inspector", "--grid", grid],
+        ["admin", "--role", "admin"],
+    ):
+        subprocess.run(
+            [sys.executable, "-m", "villagetwin.cli", "users", "add", *args,
+             "--password", password],
+            cwd=ROOT, env=env, check=True, capture_output=True,
+        )  # fmt: skip
+    return env
+
+
 def register_devices(dsn: str, devices: dict[str, str], sentinel: str) -> None:
     """Registers ``devices`` (id -> kind) and the gate ``sentinel`` (see stored_after)."""
     with psycopg.connect(dsn) as conn:

@@ -7,15 +7,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from support import ARTIFACTS, ROOT, dashboard_server, wait_until
+from support import ARTIFACTS, add_dashboard_users, dashboard_server, wait_until
 from test_demo_browser import DEMO_PASSWORD, sign_in
 
 from mapping.db import load_village
@@ -24,19 +22,6 @@ from mapping.generate import generate
 ATTACK = '<img src=x onerror="window.__vtxss=1">[x](https://example.invalid)'
 FORMULA = '=HYPERLINK("https://example.invalid","x")'
 GRID = "LH-G01"
-
-
-def _add_users(db: str) -> None:
-    env = {**os.environ, "VT_DB_DSN": db}
-    for args in (
-        ["inspector", "--role", "inspector", "--grid", GRID],
-        ["admin", "--role", "admin"],
-    ):
-        subprocess.run(
-            [sys.executable, "-m", "villagetwin.cli", "users", "add", *args,
-             "--password", DEMO_PASSWORD],
-            cwd=ROOT, env=env, check=True, capture_output=True,
-        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +59,7 @@ def site(
             "INSERT INTO building_hourly SELECT building_id, date_trunc('hour', now()),"
             " 'access.unlock', 1 FROM buildings"
         )
-    _add_users(db)
+    add_dashboard_users(db, GRID, DEMO_PASSWORD)
     env = {**os.environ, "VT_DB_DSN": db, "VT_REFRESH_S": "2"}
     log = tmp_path_factory.mktemp("access") / "dashboard.log"
     with dashboard_server(env, log) as url:
@@ -180,7 +165,7 @@ def short_session_site(
     db = database_factory()
     with psycopg.connect(db) as conn:
         load_village(conn, generate(seed=7, size="small"))
-    _add_users(db)
+    add_dashboard_users(db, GRID, DEMO_PASSWORD)
     env = {**os.environ, "VT_DB_DSN": db, "VT_REFRESH_S": "1",
            "VT_SESSION_TIMEOUT_MINUTES": "0.15"}  # fmt: skip
     log = tmp_path_factory.mktemp("timeout") / "dashboard.log"

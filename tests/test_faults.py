@@ -240,22 +240,41 @@ def test_sigterm_flushes_acknowledges_and_exits(
     )
 
 
-def test_sigterm_during_a_database_outage_exits_within_10s_and_loses_nothing(
-    private_pg: PrivatePostgres, pg_dsn: str, broker: Broker, tmp_path: Path
-) -> None:
-    """Both writers retrying a batch against a stopped database, a third batch waiting for
-    them and the main thread blocked handing over a fourth: SIGTERM still ends the process
-    within 10 s, and what was not committed was not acknowledged, so it comes back."""
-    devices = gates(5, "o")
+def _ingesting_100(
+    pg_dsn: str, broker: Broker, log: Path, prefix: str, client_id: str
+) -> tuple[IngesterProcess, Fleet]:
+    """An ingester process with 5 gates' first 100 events stored."""
+    devices = gates(5, prefix)
     register_gates(pg_dsn, devices)
-    log = tmp_path / "ingest.log"
-    ingester = IngesterProcess(pg_dsn, broker.settings, log, client_id="vt-term-outage")
+    ingester = IngesterProcess(pg_dsn, broker.settings, log, client_id=client_id)
     ingester.start()
     assert wait_until(ingester.connected, 20)
     fleet = Fleet(broker.settings, devices)
     fleet.publish(20)
     fleet.wait_acknowledged()
     assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") == 100, 20)
+    return ingester, fleet
+
+
+def _restart_and_find_600_once(pg_dsn: str, ingester: IngesterProcess, fleet: Fleet) -> None:
+    """The same session again: the broker redelivers what was not acknowledged, and all 600
+    events are stored exactly once."""
+    fleet.close()
+    ingester.start()
+    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") >= 600, 60, 0.5)
+    time.sleep(1.0)
+    assert_exactly_once(pg_dsn, 600)
+    assert ingester.terminate() == 0
+
+
+def test_sigterm_during_a_database_outage_exits_within_10s_and_loses_nothing(
+    private_pg: PrivatePostgres, pg_dsn: str, broker: Broker, tmp_path: Path
+) -> None:
+    """Both writers retrying a batch against a stopped database, a third batch waiting for
+    them and the main thread blocked handing over a fourth: SIGTERM still ends the process
+    within 10 s, and what was not committed was not acknowledged, so it comes back."""
+    log = tmp_path / "ingest.log"
+    ingester, fleet = _ingesting_100(pg_dsn, broker, log, "o", "vt-term-outage")
     private_pg.stop("immediate")
     try:
         fleet.publish(100, rate=250.0)  # 500 events over 2 s: many 50 ms batches
@@ -274,12 +293,7 @@ def test_sigterm_during_a_database_outage_exits_within_10s_and_loses_nothing(
         private_pg.start()
     assert status == 0 and took < 10, f"exit {status} after {took:.1f} s"
     assert "left unacknowledged" in log.read_text() or "giving up" in log.read_text()
-    fleet.close()
-    ingester.start()  # the same session: the broker redelivers what was not acknowledged
-    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") >= 600, 60, 0.5)
-    time.sleep(1.0)
-    assert_exactly_once(pg_dsn, 600)
-    assert ingester.terminate() == 0
+    _restart_and_find_600_once(pg_dsn, ingester, fleet)
 
 
 def _postgres_processes(pg: PrivatePostgres) -> list[int]:
@@ -296,16 +310,8 @@ def test_sigterm_while_the_database_hangs_exits_within_10s_and_loses_nothing(
     """A database that accepts nothing and answers nothing (every PostgreSQL process stopped
     with SIGSTOP): writers block inside libpq, with no error to retry on. SIGTERM still ends
     the ingester within 10 s, and nothing it did not commit was acknowledged."""
-    devices = gates(5, "h")
-    register_gates(pg_dsn, devices)
     log = tmp_path / "ingest.log"
-    ingester = IngesterProcess(pg_dsn, broker.settings, log, client_id="vt-term-hang")
-    ingester.start()
-    assert wait_until(ingester.connected, 20)
-    fleet = Fleet(broker.settings, devices)
-    fleet.publish(20)
-    fleet.wait_acknowledged()
-    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") == 100, 20)
+    ingester, fleet = _ingesting_100(pg_dsn, broker, log, "h", "vt-term-hang")
     frozen = _postgres_processes(private_pg)
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
@@ -320,12 +326,7 @@ def test_sigterm_while_the_database_hangs_exits_within_10s_and_loses_nothing(
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
     assert took < 10, f"exit {status} after {took:.1f} s"
-    fleet.close()
-    ingester.start()
-    assert wait_until(lambda: count(pg_dsn, "SELECT count(*) FROM events") >= 600, 60, 0.5)
-    time.sleep(1.0)
-    assert_exactly_once(pg_dsn, 600)
-    assert ingester.terminate() == 0
+    _restart_and_find_600_once(pg_dsn, ingester, fleet)
 
 
 def test_broker_crash_loss_is_reported_as_exact_missing_ranges(

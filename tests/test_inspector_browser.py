@@ -4,16 +4,13 @@ their grids, reveals one ID number with a reason; then an admin sees that audit 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from support import ARTIFACTS, ROOT, dashboard_server
+from support import ARTIFACTS, add_dashboard_users, dashboard_server
 from test_demo_browser import DEMO_PASSWORD, external_requests, sign_in
 
 from mapping.db import load_village
@@ -40,16 +37,7 @@ def site(
         other = conn.execute(
             "SELECT building_id FROM buildings WHERE grid_code <> %s ORDER BY 1 LIMIT 1", (grid,)
         ).fetchone()[0]  # type: ignore[index]
-    env = {**os.environ, "VT_DB_DSN": db}
-    for args in (
-        ["inspector", "--role", "inspector", "--grid", grid],
-        ["admin", "--role", "admin"],
-    ):
-        subprocess.run(
-            [sys.executable, "-m", "villagetwin.cli", "users", "add", *args,
-             "--password", DEMO_PASSWORD],
-            cwd=ROOT, env=env, check=True, capture_output=True,
-        )  # fmt: skip
+    env = add_dashboard_users(db, grid, DEMO_PASSWORD)
     log = tmp_path_factory.mktemp("inspector") / "dashboard.log"
     with dashboard_server(env, log) as url:
         yield {"url": url, "db": db, "building": building, "unit": unit, "other": other}
