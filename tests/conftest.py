@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from support import Broker, count, free_port, wait_until
@@ -28,6 +29,15 @@ from ingest.service import Ingester
 from ingest.settings import IngestOptions, IngestSettings
 from villagetwin.local import local_user
 from villagetwin.migrate import Backend, migrate
+
+# Generated tests draw the same examples on every run, so a run in CI fails or passes as it did
+# here; `HYPOTHESIS_PROFILE=explore make pytest` draws new ones (and keeps failures found in
+# .hypothesis/ for the next run) to look for new cases.
+hypothesis_settings.register_profile(
+    "reproducible", derandomize=True, database=None, print_blob=True
+)
+hypothesis_settings.register_profile("explore", print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 ADMIN_DSN = os.environ.get("VT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from support import Fleet, count, register_gates, wait_until
 
 from devices.payloads import GatePass, encode
@@ -130,9 +130,19 @@ not_json = (
 )
 # Storable text only: a version string holding NUL is (rightly) refused as unstorable first.
 storable = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+
+
+def _version_reason(v: object) -> str:
+    """An integer of more than 20 digits is beyond every integer column: the decoder refuses it
+    as ``unstorable_number`` before the version is looked at, wherever it stands."""
+    if isinstance(v, int) and len(str(abs(v))) > 20:
+        return "unstorable_number"
+    return "unknown_schema_version"
+
+
 bad_version = st.one_of(
     st.integers().filter(lambda v: v != 1), st.text(storable, max_size=5), st.none()
-).map(lambda v: (js({**event(), "v": v}), "unknown_schema_version"))
+).map(lambda v: (js({**event(), "v": v}), _version_reason(v)))
 missing_field = st.sampled_from(["id", "device", "seq", "ts", "type", "direction", "granted"]).map(
     lambda field: (js({k: v for k, v in event().items() if k != field}), "schema_invalid")
 )
@@ -161,6 +171,8 @@ poison: Callable[[], st.SearchStrategy[tuple[bytes, str]]] = lambda: st.one_of( 
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(cases=st.lists(poison(), min_size=1, max_size=25))
+# Found by CI: a version number beyond bigint is refused for its size before its meaning.
+@example(cases=[(js({**event(), "v": 10**20}), "unstorable_number")])
 def test_generated_poison(
     poison_setup: tuple[str, Any, Fleet], cases: list[tuple[bytes, str]]
 ) -> None:
