@@ -97,6 +97,7 @@ def _live_map(
     buildings: gpd.GeoDataFrame = village["buildings"]
     window = timedelta(minutes=settings.event_window_minutes)
     values = _metric(conn, metric, settings)
+    scale = layers.SCALES.get(metric)
     today = queries.events_today(conn)
     online, devices_total = queries.devices_online(conn)
 
@@ -111,11 +112,10 @@ def _live_map(
 
     drawn = []
     if "places" in themes or "people" in themes:
-        shown = buildings if selected is None else buildings[buildings.building_id != selected]
-        records = layers.building_records(shown, values)
+        records = layers.building_records(buildings, values, selected, scale=scale)
         if metric == "alerts":
             records = alert_layers.colour_by_alerts(records, values)
-        drawn.append(layers.buildings_layer(records))
+        drawn.append(layers.buildings_layer(records, faded=selected is not None))
     if "places" in themes:
         drawn += layers.grid_layers(layers.grid_records(village["grid_cells"]))
         if len(village["roads"]):
@@ -128,8 +128,12 @@ def _live_map(
         for unit in units.itertuples():
             if unit.use == "shop":
                 status[unit.unit_id] = "shop"
-        drawn.append(
-            layers.floors_layer(layers.floor_records(row.geometry, int(row.storeys), units, status))
+        # First: the faded neighbours drawn after it blend over it (layers.building_layers).
+        drawn.insert(
+            0,
+            layers.floors_layer(
+                layers.floor_records(row.geometry, int(row.storeys), units, status)
+            ),
         )
     if "objects" in themes:
         devices = village_db.read_devices(conn)
@@ -153,12 +157,11 @@ def _live_map(
         view = layers.View(lon=row.lon, lat=row.lat, zoom=19.0, pitch=55.0)
     deck = layers.deck(drawn, view, settings.base_map_url)
     st.pydeck_chart(deck, height=620, key="village-map")
-    top = max(values.values(), default=0.0)
     legend = " ".join(
         f"<span style='background:rgb{colour};padding:0 8px;margin-right:4px'>&nbsp;</span>{label}"
-        for label, colour in layers.legend(top, METRICS[metric])
+        for label, colour in (scale.legend() if scale else [])
     )
-    if metric != "alerts":
+    if scale is not None:
         st.markdown(f"<div style='font-size:12px'>{legend}</div>", unsafe_allow_html=True)
     st.markdown(
         f"<div style='font-size:12px'>{alert_layers.legend_html(alert_layers.legend_rows())}</div>",
@@ -441,7 +444,9 @@ def replay_page(settings: DashboardSettings, user: User) -> None:
     values = queries.replay_hour(conn, local[hour].to_pydatetime())
     states = queries.device_states_at(conn, int(days_ago or 0), int(hour))
     drawn = [
-        layers.buildings_layer(layers.building_records(village["buildings"], values)),
+        layers.buildings_layer(
+            layers.building_records(village["buildings"], values, scale=layers.SCALES["events"])
+        ),
         *layers.grid_layers(layers.grid_records(village["grid_cells"])),
         layers.devices_layer(layers.device_records(states)),
     ]

@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any
 
 import geopandas as gpd
@@ -68,11 +69,66 @@ def view_of(buildings: gpd.GeoDataFrame) -> View:
     return View(lon=(minx + maxx) / 2, lat=(miny + maxy) / 2, zoom=zoom)
 
 
-def colour_for(value: float, top: float) -> tuple[int, int, int]:
-    if value <= 0 or top <= 0:
-        return IDLE_BUILDING
-    index = min(len(RAMP) - 1, int(len(RAMP) * value / (top + 1e-9)))
-    return RAMP[index]
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """A fixed colour scale for one building metric: ``breaks`` are the lower bounds of
+    RAMP's bands (increasing, one per colour), so a colour always means the same numbers and a
+    busy hour does not turn the village red (a scale relative to the current maximum did).
+    ``name`` is the short Chinese name the tooltip shows beside the value ("近期事件 23"),
+    ``label`` the bilingual name of the picker and the legend."""
+
+    name: str
+    label: str
+    breaks: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.breaks) != len(RAMP) or list(self.breaks) != sorted(set(self.breaks)):
+            raise ValueError(
+                f"scale {self.label!r}: {len(RAMP)} increasing breaks expected, got {self.breaks}"
+            )
+        if self.breaks[0] <= 0:
+            raise ValueError(f"scale {self.label!r}: the first break must be above 0")
+
+    def colour(self, value: float) -> tuple[int, int, int]:
+        """IDLE_BUILDING for 0 (or less), else the band ``value`` falls in; past the last
+        break, the last colour."""
+        if value < self.breaks[0]:
+            return IDLE_BUILDING
+        band = sum(1 for b in self.breaks if value >= b) - 1
+        return RAMP[band]
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """(range, colour) rows, 0 first and the last band open ("≥ 100"), exactly the bands
+        :meth:`colour` paints (whole numbers: a band 5–9 means 5 ≤ v < 10)."""
+        rows: list[tuple[str, tuple[int, int, int]]] = [(f"{self.label}: 0", IDLE_BUILDING)]
+        for i, (low, colour) in enumerate(zip(self.breaks, RAMP, strict=True)):
+            if i + 1 == len(self.breaks):
+                rows.append((f"≥ {low:g}", colour))
+                continue
+            high = self.breaks[i + 1]
+            whole = float(low).is_integer() and float(high).is_integer()
+            if whole and high - low == 1:
+                rows.append((f"{low:g}", colour))
+            elif whole:
+                rows.append((f"{low:g}–{high - 1:g}", colour))
+            else:
+                rows.append((f"{low:g}–<{high:g}", colour))
+        return rows
+
+
+# The building metrics the overview colours by, each on its own fixed scale (a count per
+# building: events in the overview's window, people seen today, units …). "alerts" is
+# coloured by severity instead (mapping.alert_layers).
+SCALES: dict[str, Scale] = {
+    "events": Scale("近期事件", "近期事件 recent events", (1, 2, 5, 10, 20, 50, 100)),
+    "residents": Scale("今日出入人员", "今日出入人员 residents seen today",
+                       (1, 3, 6, 10, 20, 40, 80)),
+    "unregistered": Scale("登记外出入人员", "登记外出入人员 seen beyond registered",
+                          (1, 2, 3, 5, 8, 12, 20)),
+    "registered": Scale("登记租户", "登记租户 registered tenants", (1, 3, 6, 10, 20, 40, 80)),
+    "alarms": Scale("24小时告警", "24小时告警 alarms, 24 h", (1, 2, 3, 5, 10, 20, 50)),
+    "units": Scale("出租单元", "出租单元 rental units", (1, 3, 6, 10, 20, 30, 50)),
+}  # fmt: skip
 
 
 def _rings(geometry: Any) -> list[list[list[float]]]:
@@ -117,18 +173,25 @@ def building_records(
     metric: Mapping[str, float] | None = None,
     selected: str | None = None,
     detail: str = "full",
+    scale: Scale | None = None,
 ) -> list[dict[str, Any]]:
-    """One record per polygon, extruded by height, coloured by ``metric`` (e.g. events in the
-    last hour) with the busiest building at the top of the ramp; courtyards are holes.
+    """One record per polygon, extruded by height (m), coloured by ``metric`` (building id →
+    count) on the fixed ``scale`` (idle grey without one); courtyards are holes. The tooltip
+    text (``tip``) is plain text: address, id and storeys, then the metric by its name
+    ("近期事件 23") when a scale is given.
+
+    ``selected``: the picked building is left out (its stacked floors, :func:`floor_records`,
+    stand in its place) and :func:`building_layers` draws the others translucent.
 
     ``detail="district"`` is the level of detail for a district's first paint (tens of
     thousands of buildings): coordinates to about 10 cm, rings left open, and only what the
-    map and its tooltip use (id, height, colour, tip)."""
+    map and its tooltip use (id, height, colour, tip). Raises ValueError for another detail."""
     if detail not in DETAILS:
         raise ValueError(f"detail {detail!r}: expected one of {', '.join(DETAILS)}")
     metric = metric or {}
-    top = max(metric.values(), default=0.0)
     district = detail == "district"
+    if selected is not None:
+        buildings = buildings[buildings.building_id != selected]
     polygons, owner = _deck_polygons(
         buildings.geometry.array, decimals=6 if district else 7, open_rings=district
     )
@@ -140,13 +203,10 @@ def building_records(
     palette: dict[tuple[int, int, int], list[int]] = {}  # one list per colour, shared
     colours = [
         palette.setdefault(c, list(c))
-        for c in (
-            SELECTED if b == selected else colour_for(v, top)
-            for b, v in zip(ids, values, strict=True)
-        )
+        for c in (scale.colour(v) if scale else IDLE_BUILDING for v in values)
     ]
     tips = [
-        f"{a}\n{b} · {n} 层 storeys\n指标 metric: {v:g}"
+        f"{a}\n{b} · {n} 层 storeys" + (f"\n{scale.name} {v:g}" if scale else "")
         for a, b, n, v in zip(addresses, ids, storeys, values, strict=True)
     ]
     if district:
@@ -163,7 +223,12 @@ def building_records(
     ]  # fmt: skip
 
 
-def buildings_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+FADED_OPACITY = 0.18  # neighbours of a picked building: its floors show through them
+
+
+def buildings_layer(records: Sequence[Mapping[str, Any]], faded: bool = False) -> pdk.Layer:
+    """Extruded buildings, pickable (a click selects one: layer id ``buildings``);
+    ``faded`` draws them translucent, for the neighbours of a picked building."""
     return pdk.Layer(
         "PolygonLayer",
         data=list(records),
@@ -173,15 +238,31 @@ def buildings_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
         get_fill_color="colour",
         get_line_color=[80, 80, 80],
         extruded=True,
-        wireframe=True,
+        wireframe=not faded,
         pickable=True,
         auto_highlight=True,
+        opacity=FADED_OPACITY if faded else 1.0,
         material={"ambient": 0.45, "diffuse": 0.6, "shininess": 20},
     )
 
 
-def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
-    """Events at their place (building or device), coloured by device kind."""
+def building_layers(
+    records: Sequence[Mapping[str, Any]], floors: Sequence[Mapping[str, Any]] = ()
+) -> list[pdk.Layer]:
+    """The buildings, and a picked building's stacked floors (``floors``, from
+    :func:`floor_records`) when there are some: the floors are drawn first and the other
+    buildings after them, translucent, so a building inside the block shows its floors
+    through taller neighbours (deck.gl blends a layer over what is drawn before it)."""
+    if not floors:
+        return [buildings_layer(records)]
+    return [floors_layer(floors), buildings_layer(records, faded=True)]
+
+
+def event_records(events: pd.DataFrame, zone: tzinfo | None = None) -> list[dict[str, Any]]:
+    """Events at their place (building or device), coloured by device kind; the tooltip
+    gives the time as ``2026-11-30 04:02`` in ``zone`` (the village's time zone; times as
+    stored without one). ``events`` needs ts, kind, device_id, lon, lat and may have
+    elevation (m, the roof)."""
     records = []
     row: Any  # a pandas row: its fields are untyped
     for row in events.itertuples():
@@ -197,11 +278,21 @@ def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
                 "kind": row.kind,
                 "device_id": row.device_id,
                 "ts": str(row.ts),
-                "tip": f"{row.kind}\n{row.device_id}\n{row.ts}",
+                "tip": f"{row.kind}\n{row.device_id}\n{_when(row.ts, zone)}",
                 "colour": list(EVENT_COLOURS.get(family, (90, 90, 90))),
             }
         )
     return records
+
+
+def _when(ts: Any, zone: tzinfo | None) -> str:
+    """A time as ``2026-11-30 04:02`` in ``zone``; anything not a time as its text."""
+    if isinstance(ts, datetime):
+        moment: datetime = ts  # pandas hands back Timestamps, a datetime subclass
+        if zone is not None and moment.tzinfo is not None:
+            moment = moment.astimezone(zone)
+        return moment.strftime("%Y-%m-%d %H:%M")
+    return str(ts)
 
 
 def events_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
@@ -219,29 +310,67 @@ def events_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
     )
 
 
-def legend(top: float, label: str) -> list[tuple[str, tuple[int, int, int]]]:
-    """The colour ramp as (range, colour) rows, for the page to draw beside the map."""
-    rows: list[tuple[str, tuple[int, int, int]]] = [(f"{label}: 0", IDLE_BUILDING)]
-    if top <= 0:
-        return rows
-    # Exactly the bands colour_for() paints, for whole-number values 1..top.
-    bands: list[list[Any]] = []
-    for value in range(1, math.ceil(top) + 1):
-        colour = colour_for(value, top)
-        if bands and bands[-1][2] == colour:
-            bands[-1][1] = value
-        else:
-            bands.append([value, value, colour])
-    for low, high, colour in bands:
-        rows.append((str(low) if low == high else f"{low}–{high}", colour))
-    return rows
-
-
 EVENT_STYLES = ("points", "heatmap", "hexagons")
+EVENT_STYLE_NAMES = {
+    "points": "点 points", "heatmap": "热力 heat map", "hexagons": "六边形 hexagons",
+}  # fmt: skip
+
+# Fixed colour scales for the aggregated views (deck.gl's colorDomain): the same colour means
+# the same density in every refresh, however many events the window holds. ColorBrewer YlOrRd
+# (https://colorbrewer2.org), as RAMP, six classes.
+HEAT_RANGE: tuple[tuple[int, int, int], ...] = RAMP[1:]
+HEAT_DOMAIN = (0.0, 12.0)  # summed kernel weight at a pixel: about one event at its centre = 1
+HEX_DOMAIN = (1.0, 30.0)  # events in one hexagon over the window
 
 
-def events_layers(records: Sequence[Mapping[str, Any]], style: str = "points") -> list[pdk.Layer]:
-    """Events as points on roofs, as a heat map, or as 3D hexagon bins (10 m)."""
+def hexagon_radius_m(bounds: Sequence[float], cells_across: int = 24) -> float:
+    """Radius (m) of the event hexagons for a village of ``bounds`` (minx, miny, maxx, maxy in
+    degrees, WGS 84): about ``cells_across`` hexagons along its longer side, at least 8 m
+    (about a building) and at most 250 m. Metres per degree from the spherical Earth (111,320 m
+    per degree of latitude, times cos(latitude) for longitude)."""
+    minx, miny, maxx, maxy = (float(v) for v in bounds)
+    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        raise ValueError(f"bounds {tuple(bounds)}: expected four finite numbers")
+    lat = math.radians((miny + maxy) / 2)
+    span = max((maxx - minx) * 111_320 * math.cos(lat), (maxy - miny) * 111_320)
+    # Hexagons of radius r sit sqrt(3)·r apart in a row.
+    return round(min(250.0, max(8.0, span / (cells_across * math.sqrt(3)))), 1)
+
+
+def density_legend(style: str) -> list[tuple[str, tuple[int, int, int]]]:
+    """(label, colour) rows of the heat map's or the hexagons' fixed colour scale."""
+    if style == "heatmap":
+        low, high = HEAT_DOMAIN
+        step = (high - low) / len(HEAT_RANGE)
+        return [
+            (f"热度 heat {low + i * step:g}" + ("+" if i == len(HEAT_RANGE) - 1 else ""), c)
+            for i, c in enumerate(HEAT_RANGE)
+        ]
+    if style == "hexagons":
+        low, high = HEX_DOMAIN
+        step = (high - low) / len(HEAT_RANGE)
+        rows = []
+        for i, c in enumerate(HEAT_RANGE):
+            start = math.ceil(low + i * step)
+            rows.append(
+                (f"每格事件 events per cell ≥ {high:g}" if i == len(HEAT_RANGE) - 1
+                 else f"每格事件 events per cell {start}–{math.ceil(low + (i + 1) * step) - 1}",
+                 c)
+            )  # fmt: skip
+        return rows
+    return []
+
+
+def events_layers(
+    records: Sequence[Mapping[str, Any]],
+    style: str = "points",
+    bounds: Sequence[float] | None = None,
+) -> list[pdk.Layer]:
+    """Events as points on roofs, as a heat map, or as 3D hexagon bins sized to the village
+    (``bounds``, see :func:`hexagon_radius_m`; 10 m without). Heat map and hexagons have fixed
+    colour scales (HEAT_DOMAIN, HEX_DOMAIN; legend: :func:`density_legend`). The heat map is
+    drawn over the extruded buildings (no depth test), so it is seen from any angle. Raises
+    ValueError for an unknown style."""
     if style == "points":
         return [events_layer(records)]
     flat = [{"position": r["position"][:2], "kind": r["kind"]} for r in records]
@@ -249,24 +378,78 @@ def events_layers(records: Sequence[Mapping[str, Any]], style: str = "points") -
         return [
             pdk.Layer(
                 "HeatmapLayer", data=flat, id="events-heat", get_position="position",
-                radius_pixels=40, intensity=1.2, threshold=0.05, opacity=0.75,
+                radius_pixels=40, intensity=1.0, threshold=0.05, opacity=0.7,
+                color_range=[list(c) for c in HEAT_RANGE], color_domain=list(HEAT_DOMAIN),
+                parameters={"depthCompare": "always", "depthWriteEnabled": False},
             )
         ]  # fmt: skip
     if style == "hexagons":
+        radius = hexagon_radius_m(bounds) if bounds is not None else 10.0
         return [
             pdk.Layer(
                 "HexagonLayer", data=flat, id="events-hex", get_position="position",
-                radius=10, elevation_scale=2, extruded=True, coverage=0.9, pickable=True,
-                opacity=0.8,
+                radius=radius, elevation_scale=1, extruded=True, coverage=0.85,
+                pickable=False, opacity=0.75, color_range=[list(c) for c in HEAT_RANGE],
+                color_domain=list(HEX_DOMAIN), elevation_domain=[0, HEX_DOMAIN[1]],
+                elevation_range=[0, 60], upper_percentile=100,
             )
         ]  # fmt: skip
     raise ValueError(f"event style {style!r}: expected one of {', '.join(EVENT_STYLES)}")
 
 
-def grid_records(grid_cells: gpd.GeoDataFrame) -> list[dict[str, Any]]:
+# Metres per screen pixel at zoom 0 on the equator: deck.gl's Web Mercator world is 512 px
+# wide at zoom 0 (https://deck.gl/docs/developer-guide/coordinate-systems), Earth's
+# circumference 40,075,016.686 m (WGS 84 equator).
+_M_PER_PX_Z0 = 40_075_016.686 / 512
+
+
+def metres_per_pixel(lat: float, zoom: float) -> float:
+    """Ground metres one screen pixel covers at latitude ``lat`` (degrees) and ``zoom``."""
+    return _M_PER_PX_Z0 * math.cos(math.radians(lat)) / 2**zoom
+
+
+def thin_labels(records: Sequence[Mapping[str, Any]], spacing_m: float) -> list[Mapping[str, Any]]:
+    """The labels to draw so that none is closer than ``spacing_m`` metres to another:
+    greedy, the largest cell first (``area``, m²; ties by ``grid_code``), each label kept when
+    it is far enough from every one kept before. Records need ``centre`` [lon, lat, …]."""
+    order = sorted(records, key=lambda r: (-float(r.get("area", 0.0)), str(r.get("grid_code"))))
+    kept: list[Mapping[str, Any]] = []
+    for record in order:
+        lon, lat = record["centre"][:2]
+        if all(distance_m(lon, lat, k["centre"][0], k["centre"][1]) >= spacing_m for k in kept):
+            kept.append(record)
+    return kept
+
+
+def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Equirectangular distance (m): exact enough across a village (error ≪ 1 %)."""
+    k = 111_320.0
+    dx = (lon2 - lon1) * k * math.cos(math.radians((lat1 + lat2) / 2))
+    return math.hypot(dx, (lat2 - lat1) * k)
+
+
+def grid_records(
+    grid_cells: gpd.GeoDataFrame,
+    away_from: tuple[float, float] | None = None,
+    clearance_m: float = 40.0,
+) -> list[dict[str, Any]]:
+    """Grid cells (网格) with a label (name, then grid worker) at a point inside each, 45 m up
+    (above the roofs), and the cell's ``area`` in m². ``away_from`` (lon, lat) of a picked
+    building moves a label that would stand within ``clearance_m`` of it aside, to that
+    distance along the line from the building through the label."""
+    from mapping.coords import utm_crs
+
+    if grid_cells.empty:
+        return []
+    bounds = grid_cells.total_bounds
+    areas = grid_cells.geometry.to_crs(utm_crs((bounds[0] + bounds[2]) / 2,
+                                               (bounds[1] + bounds[3]) / 2)).area  # fmt: skip
     records = []
-    for row in grid_cells.itertuples():
+    for row, area in zip(grid_cells.itertuples(), areas.tolist(), strict=True):
         centre = row.geometry.representative_point()
+        lon, lat = centre.x, centre.y
+        if away_from is not None:
+            lon, lat = _aside(lon, lat, away_from, clearance_m)
         for ring in _rings(row.geometry):
             records.append(
                 {
@@ -274,15 +457,36 @@ def grid_records(grid_cells: gpd.GeoDataFrame) -> list[dict[str, Any]]:
                     "name": row.name,
                     "worker": row.grid_worker or "—",
                     "polygon": ring,
-                    "label": f"{row.name}\n{row.grid_worker or ''}",
-                    "centre": [round(centre.x, 7), round(centre.y, 7), 45.0],  # above roofs
+                    "area": round(float(area), 1),
+                    "label": f"{row.name}\n{row.grid_worker or ''}".strip(),
+                    "centre": [round(lon, 7), round(lat, 7), 45.0],  # above roofs
                 }
             )
     return records
 
 
-def grid_layers(records: Sequence[Mapping[str, Any]]) -> list[pdk.Layer]:
-    """Grid cells (网格) as outlines with their name and grid worker."""
+def _aside(
+    lon: float, lat: float, point: tuple[float, float], clearance_m: float
+) -> tuple[float, float]:
+    distance = distance_m(lon, lat, *point)
+    if distance >= clearance_m:
+        return lon, lat
+    if distance < 0.01:  # right on it: move north
+        return lon, point[1] + clearance_m / 111_320
+    scale = clearance_m / distance
+    return point[0] + (lon - point[0]) * scale, point[1] + (lat - point[1]) * scale
+
+
+def grid_layers(
+    records: Sequence[Mapping[str, Any]], zoom: float | None = None, label_px: float = 150.0
+) -> list[pdk.Layer]:
+    """Grid cells (网格) as outlines with their name and grid worker. At ``zoom`` the labels
+    are thinned to about ``label_px`` pixels apart (:func:`thin_labels`), so a large village's
+    labels do not pile up; without a zoom all are drawn. One label per cell."""
+    labels: list[Mapping[str, Any]] = list({r["grid_code"]: r for r in records}.values())
+    if zoom is not None and labels:
+        lat = float(labels[0]["centre"][1])
+        labels = thin_labels(labels, label_px * metres_per_pixel(lat, zoom))
     return [
         pdk.Layer(
             "PolygonLayer", data=list(records), id="grid-cells", get_polygon="polygon",
@@ -290,10 +494,11 @@ def grid_layers(records: Sequence[Mapping[str, Any]]) -> list[pdk.Layer]:
             get_line_color=[30, 110, 200, 200], line_width_min_pixels=2, pickable=False,
         ),
         pdk.Layer(
-            "TextLayer", data=list(records), id="grid-labels", get_position="centre",
+            "TextLayer", data=list(labels), id="grid-labels", get_position="centre",
             get_text="label", get_size=14, get_color=[20, 60, 140, 255],
             character_set="'auto'", font_family="'Noto Sans CJK SC, Noto Sans, sans-serif'",
-            billboard=True, get_alignment_baseline="'center'",
+            billboard=True, get_alignment_baseline="'center'", background=True,
+            get_background_color=[255, 255, 255, 200], background_padding=[4, 2],
         ),
     ]  # fmt: skip
 
@@ -313,40 +518,58 @@ def roads_layer(alleys: gpd.GeoDataFrame) -> pdk.Layer:
     )  # fmt: skip
 
 
-DEVICE_COLOURS = {
+DEVICE_COLOURS: dict[bool | None, tuple[int, int, int]] = {
     True: (0, 170, 90),  # online
     False: (220, 40, 40),  # offline
     None: (150, 150, 150),  # never heard from
 }
+DEVICE_STATES: dict[bool | None, str] = {
+    True: "在线 online", False: "离线 offline", None: "未上报 silent",
+}  # fmt: skip
+DEVICE_LIFT_M = 3.0  # devices float this far above their building's roof
 
 
-def device_records(devices: pd.DataFrame) -> list[dict[str, Any]]:
-    records = []
+def device_records(
+    devices: pd.DataFrame, heights: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Devices as markers above the roof of their building (``heights``: building id → m;
+    ``DEVICE_LIFT_M`` higher), so extruded buildings do not hide them; coloured by state
+    (DEVICE_COLOURS: online, offline, never heard from), offline drawn last, on top.
+    ``devices`` needs device_id, kind, lon, lat, online and, for the roof, building_id."""
+    heights = heights or {}
+    records: list[tuple[int, dict[str, Any]]] = []
     row: Any  # a pandas row: its fields are untyped
     for row in devices.itertuples():
         online = None if pd.isna(row.online) else bool(row.online)
-        records.append(
+        building = getattr(row, "building_id", None)
+        roof = heights.get(str(building), 0.0) if isinstance(building, str) else 0.0
+        records.append((
+            {True: 0, None: 1, False: 2}[online],
             {
-                "position": [round(float(row.lon), 7), round(float(row.lat), 7), 1.0],
+                "position": [round(float(row.lon), 7), round(float(row.lat), 7),
+                             roof + DEVICE_LIFT_M],
                 "device_id": row.device_id,
                 "kind": row.kind,
-                "state": {True: "在线 online", False: "离线 offline", None: "未上报 silent"}[
-                    online
-                ],
+                "state": DEVICE_STATES[online],
                 "colour": list(DEVICE_COLOURS[online]),
-                "tip": f"{row.device_id} · {row.kind}\n"
-                + {True: "在线 online", False: "离线 offline", None: "未上报 silent"}[online],
-            }
-        )
-    return records
+                "tip": f"{row.device_id} · {row.kind}\n{DEVICE_STATES[online]}",
+            },
+        ))  # fmt: skip
+    return [record for _, record in sorted(records, key=lambda r: r[0])]
+
+
+def device_legend() -> list[tuple[str, tuple[int, int, int]]]:
+    """(label, colour) rows for the device markers."""
+    return [(f"设备 device {DEVICE_STATES[k]}", c) for k, c in DEVICE_COLOURS.items()]
 
 
 def devices_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    """Device markers (billboards: round from any angle), drawn in front of the buildings."""
     return pdk.Layer(
         "ScatterplotLayer", data=list(records), id="devices", get_position="position",
         get_fill_color="colour", get_line_color=[255, 255, 255], stroked=True,
-        line_width_min_pixels=1, get_radius=1.5, radius_min_pixels=3, radius_max_pixels=8,
-        pickable=True,
+        line_width_min_pixels=1, get_radius=1.5, radius_min_pixels=4, radius_max_pixels=9,
+        pickable=True, billboard=True,
     )  # fmt: skip
 
 
@@ -420,6 +643,19 @@ UNIT_STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
     "shop": (160, 110, 200),
     "unknown": (180, 185, 195),
 }
+UNIT_STATUS_NAMES: dict[str, str] = {
+    "occupied": "有人居住 occupied",
+    "vacant": "无人出入 vacant",
+    "overcrowded": "人数超过登记 overcrowded",
+    "never_seen": "登记未出现 never seen",
+    "shop": "商铺 shop",
+    "unknown": "未知 unknown",
+}
+
+
+def unit_legend() -> list[tuple[str, tuple[int, int, int]]]:
+    """(label, colour) rows for a picked building's units (UNIT_STATUS_COLOURS)."""
+    return [(UNIT_STATUS_NAMES[s], c) for s, c in UNIT_STATUS_COLOURS.items()]
 
 
 def floor_records(
@@ -488,7 +724,8 @@ def floor_records(
                         "colour": list(
                             UNIT_STATUS_COLOURS.get(state, UNIT_STATUS_COLOURS["unknown"])
                         ),
-                        "tip": f"{unit_id} · {floor} 层 floor\n{state}",
+                        "tip": f"{unit_id} · {floor} 层 floor\n"
+                        f"{UNIT_STATUS_NAMES.get(state, UNIT_STATUS_NAMES['unknown'])}",
                     }
                 )
     return records
