@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 import pandas as pd
 import psycopg
 
-ALARM_KINDS = ["gate.alarm", "access.alarm"]
+from devices.kinds import ALARM_TYPES
+
+ALARM_KINDS = sorted(ALARM_TYPES)  # the device kind registry's (devices/kinds.py)
 
 
 def events_by_building(conn: psycopg.Connection, window: timedelta) -> dict[str, float]:

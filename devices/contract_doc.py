@@ -11,6 +11,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, TypeAdapter
 
 from devices import payloads as p
+from devices.kinds import EVENT_TYPES_BY_KIND
 from devices.topics import ALERTS, CONTRACT_VERSION, DEVICE_ID_PATTERN, ROOT, alert_topic
 
 _TS = datetime(2026, 11, 26, 20, 15, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -122,7 +123,7 @@ def render() -> str:
         "## Event types",
         "",
     ]  # fmt: skip
-    kinds = {t: sorted(k.value for k, ts in p.EVENT_TYPES_BY_KIND.items() if t in ts)
+    kinds = {t: sorted(str(k) for k, ts in EVENT_TYPES_BY_KIND.items() if t in ts)
              for t in EXAMPLES}  # fmt: skip
     for model in event_models:
         type_name = model.model_fields["type"].default

@@ -277,16 +277,7 @@ class AlertMessage(_Message):
     evidence: list[str] = Field(default_factory=list, description="latest event ids, at most 10")
 
 
-EVENT_TYPES_BY_KIND: dict[DeviceKind, frozenset[str]] = {
-    DeviceKind.GATE: frozenset({"gate.pass", "gate.alarm", "heartbeat"}),
-    DeviceKind.CAMERA: frozenset({"camera.detection", "heartbeat"}),
-    DeviceKind.ACCESS: frozenset(
-        {"access.unlock", "access.alarm", "access.door", "access.vendor", "heartbeat"}
-    ),
-    DeviceKind.APP: frozenset(
-        {"app.checkin", "app.checkout", "app.visitor", "app.incident", "heartbeat"}
-    ),
-}
+# Which event types each kind may send: devices/kinds.py (the device kind registry).
 
 EVENT_ADAPTER: TypeAdapter[EventModel] = TypeAdapter(Event)
 TYPED_BATCH_ADAPTER: TypeAdapter[TypedBatch] = TypeAdapter(TypedBatch)

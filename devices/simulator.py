@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 
+from devices.kinds import REGISTRY
 from devices.mqtt import connect, new_client
 from devices.payloads import (
     AccessAlarm,
@@ -49,15 +50,6 @@ class SimDevice:
     lon: float = 0.0
     lat: float = 0.0
     building_code: str | None = None
-
-
-# How often each kind speaks relative to the others: door readers are the busiest.
-KIND_WEIGHT: dict[DeviceKind, float] = {
-    DeviceKind.ACCESS: 1.0,
-    DeviceKind.GATE: 6.0,
-    DeviceKind.CAMERA: 2.0,
-    DeviceKind.APP: 40.0,  # one backend speaks for every resident
-}
 
 
 # What residents write when they report through the app: a few ways of saying each problem,
@@ -137,7 +129,7 @@ class EventGenerator:
             raise ValueError("the simulator needs at least one device; load a village first")
         self._rng = random.Random(self.seed)
         self._seq.update(self.start_seq)
-        self._weights = [KIND_WEIGHT[d.kind] for d in self.devices]
+        self._weights = [REGISTRY[d.kind].simulator_weight for d in self.devices]
         self._all_units = sorted({u for d in self.devices for u in d.units}) or ["unknown"]
         self._buildings = [d for d in self.devices if d.building_code is not None]
 
@@ -212,6 +204,11 @@ class EventGenerator:
                 confidence=round(rng.uniform(0.55, 0.99), 2),
                 zone=f"z{rng.randint(1, 4)}",
                 snapshot=f"snap/{device.device_id}/{seq}.jpg",
+            )
+        if device.kind is not DeviceKind.APP:
+            raise ValueError(
+                f"the simulator does not know what a {device.kind} device sends: add it to"
+                " EventGenerator.event_for (devices/simulator.py)"
             )
         # About one report in 200 app events: a few an hour at the demo's rate.
         kind = rng.choices(["checkin", "checkout", "visitor", "incident"],

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from devices.kinds import PRESENCE_TYPES
 from ingest.types import EventRow
 
 # Days in the derived tables are local days in China Standard Time (Asia/Shanghai in
@@ -20,8 +21,8 @@ from ingest.types import EventRow
 LOCAL_OFFSET_S = 8 * 3600
 LOCAL_TIMEZONE = "Asia/Shanghai"  # the same days, named for SQL (ingest/derived_tables.py)
 _EPOCH_DAY = date(1970, 1, 1)
-# Kinds that say a resident was at their unit's door.
-PRESENCE_KINDS = frozenset({"access.unlock", "app.checkin"})
+# Event types that say a resident was at their unit's door (the device kind registry's).
+PRESENCE_KINDS = PRESENCE_TYPES
 
 
 @dataclass

@@ -36,9 +36,9 @@ from devices.adapters import (
     redacted_payload,
     unwrap,
 )
+from devices.kinds import EVENT_TYPES_BY_KIND
 from devices.payloads import (
     EVENT_ADAPTER,
-    EVENT_TYPES_BY_KIND,
     SUPPORTED_SCHEMA_VERSIONS,
     TYPED_BATCH_ADAPTER,
     BatchEnvelope,

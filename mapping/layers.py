@@ -17,6 +17,7 @@ import geopandas as gpd
 import pandas as pd
 import pydeck as pdk
 
+from devices.kinds import EVENT_COLOURS
 from mapping.frames import rows
 
 # Sequential colour ramp (light yellow → deep red) for building metrics.
@@ -31,13 +32,6 @@ RAMP: tuple[tuple[int, int, int], ...] = (
 )
 IDLE_BUILDING = (190, 196, 206)
 SELECTED = (40, 120, 255)
-EVENT_COLOURS: dict[str, tuple[int, int, int]] = {
-    "gate": (0, 160, 120),
-    "camera": (130, 80, 220),
-    "access": (240, 120, 0),
-    "app": (30, 130, 230),
-    "heartbeat": (140, 140, 140),
-}
 
 
 @dataclass(frozen=True, slots=True)

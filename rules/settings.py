@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from devices.kinds import REGISTRY
 from devices.settings import MqttSettings
 
 
@@ -45,8 +46,13 @@ class RuleParams(BaseModel):
     crowd_poi_radius_m: float = Field(default=80.0, ge=0)
     # Devices: offline (status/last will) for longer than the grace, per kind; or silent (no
     # message at all, heartbeats included) for longer than the silence limit, per kind.
-    offline_grace_s: dict[str, float] = {"gate": 60, "camera": 120, "access": 300, "app": 60}
-    silent_s: dict[str, float] = {"gate": 300, "camera": 600, "access": 1800, "app": 600}
+    # Defaults: the device kind registry's (devices/kinds.py).
+    offline_grace_s: dict[str, float] = Field(
+        default_factory=lambda: {str(k): s.offline_grace_s for k, s in REGISTRY.items()}
+    )
+    silent_s: dict[str, float] = Field(
+        default_factory=lambda: {str(k): s.silent_s for k, s in REGISTRY.items()}
+    )
     # A window finding is not raised again for this long after its alert was closed.
     reraise_after_hours: float = Field(default=72.0, ge=0)
 

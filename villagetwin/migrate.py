@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
 import psycopg
+
+from devices.kinds import REGISTRY, Kind
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x76745F6D  # "vt_m"
@@ -120,6 +122,29 @@ def missing_extensions(migration: Migration, available: set[str]) -> list[str]:
     return [name for name in _OPTIONAL_EXTENSION.findall(migration.sql) if name not in available]
 
 
+def sync_device_kinds(conn: psycopg.Connection, registry: Mapping[str, Kind] = REGISTRY) -> int:
+    """Writes the device kind registry (``devices.kinds.REGISTRY``) into ``device_kinds``
+    (migration 0140; ``registry`` for a test's toy kind), so that a kind added to the
+    registry is a kind the database accepts. Kinds are added and relabelled, never removed
+    (devices may still be of a retired kind). Returns how many rows it added or changed;
+    0 before migration 0140 is applied."""
+    if conn.execute("SELECT to_regclass('device_kinds')").fetchone() == (None,):
+        return 0
+    changed = 0
+    with conn.transaction():
+        for kind in registry.values():
+            cur = conn.execute(
+                "INSERT INTO device_kinds (kind, label_zh, label_en) VALUES (%s, %s, %s)"
+                " ON CONFLICT (kind) DO UPDATE SET label_zh = EXCLUDED.label_zh,"
+                " label_en = EXCLUDED.label_en"
+                " WHERE (device_kinds.label_zh, device_kinds.label_en)"
+                " IS DISTINCT FROM (EXCLUDED.label_zh, EXCLUDED.label_en)",
+                (str(kind.kind), kind.zh, kind.en),
+            )
+            changed += cur.rowcount
+    return changed
+
+
 def migrate(
     dsn: str, log: Callable[[str], None] = print, backend: BackendChoice = "auto"
 ) -> list[Migration]:
@@ -176,6 +201,7 @@ def migrate(
                         (migration.version, migration.name, migration.checksum),
                     )
                 applied_now.append(migration)
+            sync_device_kinds(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
