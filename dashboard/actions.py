@@ -1,13 +1,19 @@
 """What the dashboard writes, through database functions that check the signed-in session's
-user, role and grids (migration 0062): inspections, moving incidents, and revealing one
-person's record (audited and committed before the values are returned)."""
+user, role and grids (migrations 0062 and 0110): inspections, moving incidents, revealing one
+person's record (audited and committed before the values are returned), and moving alerts and
+cases."""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg.types.json import Jsonb
+
+from rules import cases
+from rules.settings import CaseParams
 
 
 def record_inspection(
@@ -61,84 +67,75 @@ def move_incident(
 
 
 # --- alerts and cases (issue 13) ---------------------------------------------------------------
-
-ALERT_MOVES = {
-    "acknowledge": ({"open"}, "acknowledged"),
-    "resolve": ({"open", "acknowledged"}, "resolved"),
-    "false_alarm": ({"open", "acknowledged"}, "false_alarm"),
-}
+# Each move is one call of a function of migration 0110: the database takes the user from the
+# session, refuses an alert or case outside the user's grids, checks the move, and writes the
+# history under that user. The dashboard's role cannot write these tables itself.
 
 
-def move_alert(
-    conn: psycopg.Connection, user: str, alert_id: int, action: str, note: str = ""
-) -> str:
-    """open -> acknowledged -> resolved / false_alarm, with the user and a note in the alert's
-    history; returns the new status. Raises ValueError naming why a move is refused."""
-    if action not in ALERT_MOVES:
-        raise ValueError(f"unknown alert action {action!r}")
-    allowed, target = ALERT_MOVES[action]
-    if action != "acknowledge" and len(note.strip()) < 2:
-        raise ValueError("请写处理说明 write a note saying what was found or done")
-    with conn.transaction():
-        row = conn.execute(
-            "UPDATE alerts SET status = %s, updated_at = now(), version = version + 1,"
-            " closed_at = CASE WHEN %s IN ('resolved', 'false_alarm') THEN now() END"
-            " WHERE alert_id = %s AND status = ANY(%s) RETURNING alert_id",
-            (target, target, alert_id, sorted(allowed)),
-        ).fetchone()
-        if row is None:
-            raise ValueError(f"alert {alert_id} is not {' or '.join(sorted(allowed))}")
-        conn.execute(
-            "INSERT INTO alert_history (alert_id, actor, action, note) VALUES (%s, %s, %s, %s)",
-            (alert_id, user, target, note.strip()),
-        )
-    return target
+def _call(
+    conn: psycopg.Connection, query: str, params: tuple[object, ...], refusal: type[ValueError]
+) -> Any:
+    """Runs one checked write; its refusals (bad move, missing note, outside the user's grids)
+    are raised as ``refusal`` (a ValueError) with the database's message."""
+    try:
+        with conn.transaction():
+            return conn.execute(query, params).fetchall()
+    except (psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege) as exc:
+        raise refusal(exc.diag.message_primary or str(exc)) from exc
 
 
-def assign_alert(
-    conn: psycopg.Connection, user: str, alert_id: int, assignee: str, note: str = ""
-) -> None:
-    """Names who follows an open or acknowledged alert up (it is acknowledged by that)."""
-    if not assignee.strip():
-        raise ValueError("say who the alert is assigned to")
-    with conn.transaction():
-        row = conn.execute(
-            "UPDATE alerts SET assigned_to = %s, status = 'acknowledged', updated_at = now(),"
-            " version = version + 1 WHERE alert_id = %s"
-            " AND status IN ('open', 'acknowledged') RETURNING alert_id",
-            (assignee.strip(), alert_id),
-        ).fetchone()
-        if row is None:
-            raise ValueError(f"alert {alert_id} is closed")
-        conn.execute(
-            "INSERT INTO alert_history (alert_id, actor, action, note) VALUES (%s, %s,"
-            " 'assigned', %s)",
-            (alert_id, user, f"→ {assignee.strip()} {note.strip()}".strip()),
-        )
+def move_alert(conn: psycopg.Connection, alert_id: int, action: str, note: str = "") -> str:
+    """open -> acknowledged (``acknowledge``) -> resolved / false_alarm (``resolve``,
+    ``false_alarm``, with a note), recorded in the alert's history under the session's user;
+    returns the new status. Raises ValueError naming why a move is refused."""
+    rows = _call(conn, "SELECT vt_move_alert(%s, %s, %s)", (alert_id, action, note), ValueError)
+    return str(rows[0][0])
+
+
+def assign_alert(conn: psycopg.Connection, alert_id: int, assignee: str, note: str = "") -> None:
+    """Names who follows an open or acknowledged alert up (it is acknowledged by that); the
+    assignee is a dashboard user or grid worker. Raises ValueError if refused."""
+    _call(conn, "SELECT vt_assign_alert(%s, %s, %s)", (alert_id, assignee, note), ValueError)
 
 
 def case_from_alert(
-    conn: psycopg.Connection, user: str, alert_id: int, note: str = ""
+    conn: psycopg.Connection, alert_id: int, note: str = "", params: CaseParams | None = None
 ) -> tuple[int, str]:
-    """Turns an alert into a case (上报); returns (case id, case number)."""
-    from rules import case_store
-    from rules.settings import CaseParams
-
-    with conn.transaction():
-        return case_store.case_from_alert(conn, user, alert_id, CaseParams(), note)
+    """Turns an alert into a case (上报), or returns the case it already became: (case id,
+    case number). Category by rule (rules/cases.py), priority by severity and deadline by
+    priority (``params``, VT_CASES__*). Raises rules.cases.CaseError if refused."""
+    params = params or CaseParams()
+    rows = _call(
+        conn,
+        "SELECT * FROM vt_case_from_alert(%s, %s, %s, %s, %s)",
+        (
+            alert_id,
+            note,
+            Jsonb(cases.CATEGORY_OF_RULE),
+            Jsonb(params.priority_of_severity),
+            Jsonb(params.deadline_hours),
+        ),
+        cases.CaseError,
+    )
+    return int(rows[0][0]), str(rows[0][1])
 
 
 def move_case(
     conn: psycopg.Connection,
-    user: str,
     case_id: int,
     action: str,
     assignee: str | None = None,
     note: str = "",
+    params: CaseParams | None = None,
 ) -> str:
-    """dispatch / handle / close / reopen (rules/cases.py); returns the new status. Raises
-    rules.cases.CaseError (a ValueError) naming why a move is refused."""
-    from rules import case_store
-
-    with conn.transaction():
-        return case_store.move(conn, user, case_id, action, assignee=assignee, note=note)
+    """dispatch / handle / close / reopen (rules/cases.py MOVES, table case_moves) under the
+    session's user; a reopened case gets a new deadline by its priority (``params``). Returns
+    the new status; raises rules.cases.CaseError (a ValueError) naming why a move is refused."""
+    params = params or CaseParams()
+    rows = _call(
+        conn,
+        "SELECT vt_move_case(%s, %s, %s, %s, %s)",
+        (case_id, action, assignee, note, Jsonb(params.deadline_hours)),
+        cases.CaseError,
+    )
+    return str(rows[0][0])

@@ -1,6 +1,7 @@
-"""The case workflow's database edge: opening cases from incidents and alerts, moving them,
-escalating overdue ones. Each function runs in its caller's transaction and records history;
-the dashboard calls these on the signed-in user's own connection (dashboard/actions.py)."""
+"""The case workflow's database edge for the rules worker (the table owner): opening cases from
+resident-app incidents, escalating overdue ones, grid staff. Each function runs in its caller's
+transaction and records history. People move cases and turn alerts into cases only through the
+checked functions of migration 0110 (dashboard/actions.py), under their session's user."""
 
 from __future__ import annotations
 
@@ -121,104 +122,6 @@ def cases_from_incidents(conn: psycopg.Connection, params: CaseParams, limit: in
             )
         )
     return made
-
-
-def case_from_alert(
-    conn: psycopg.Connection, actor: str, alert_id: int, params: CaseParams, note: str = ""
-) -> tuple[int, str]:
-    """Turns an alert into a case (or returns the case it already became)."""
-    found = conn.execute(
-        "SELECT case_id, case_no FROM cases WHERE alert_id = %s", (alert_id,)
-    ).fetchone()
-    if found:
-        return int(found[0]), str(found[1])
-    a = conn.execute(
-        "SELECT rule, severity, title, grid_code, building_id, unit_id, lon, lat, last_seen"
-        " FROM alerts WHERE alert_id = %s",
-        (alert_id,),
-    ).fetchone()
-    if a is None:
-        raise cases.CaseError(f"no alert {alert_id}")
-    rule, severity, title, grid, building, unit, lon, lat, _ = a
-    text = f"{title}{' · ' + note.strip() if note.strip() else ''}"
-    opened = _open(
-        conn,
-        actor,
-        params,
-        source="alert",
-        category=cases.CATEGORY_OF_RULE.get(rule, "other"),
-        priority=params.priority_of_severity.get(severity, "normal"),
-        reported_at=datetime.now().astimezone(),
-        description=text,
-        grid_code=grid,
-        building_id=building,
-        unit_id=unit,
-        lon=lon,
-        lat=lat,
-        alert_id=alert_id,
-    )
-    assert opened is not None
-    conn.execute(
-        "INSERT INTO alert_history (alert_id, actor, action, note) VALUES (%s, %s, 'case', %s)",
-        (alert_id, actor, f"工单 case {opened[1]}"),
-    )
-    return opened
-
-
-def move(
-    conn: psycopg.Connection,
-    actor: str,
-    case_id: int,
-    action: str,
-    *,
-    assignee: str | None = None,
-    note: str = "",
-    params: CaseParams | None = None,
-) -> str:
-    """Applies one workflow move; returns the new status, raises CaseError with the reason.
-    A reopened case gets a new deadline from now by its priority."""
-    row = conn.execute(
-        "SELECT status, priority FROM cases WHERE case_id = %s FOR UPDATE", (case_id,)
-    ).fetchone()
-    if row is None:
-        raise cases.CaseError(f"no case {case_id}")
-    before, priority = row
-    after = cases.next_status(before, action, assignee=assignee, note=note)
-    params = params or CaseParams()
-    stamp = {"dispatch": "dispatched_at", "handle": "handled_at", "close": "closed_at"}.get(action)
-    sets = ["status = %(after)s", "updated_at = now()"]
-    if stamp:
-        sets.append(f"{stamp} = now()")
-    if action == "dispatch":
-        sets.append("assigned_to = %(assignee)s")
-    if action == "handle":
-        sets.append("feedback = %(note)s")
-    if action == "reopen":
-        sets += [
-            "reopened = reopened + 1",
-            "closed_at = NULL",
-            "handled_at = NULL",
-            "due_at = now() + %(hours)s * interval '1 hour'",
-        ]
-    conn.execute(
-        f"UPDATE cases SET {', '.join(sets)} WHERE case_id = %(case_id)s",
-        {
-            "after": after,
-            "assignee": (assignee or "").strip(),
-            "note": note.strip(),
-            "hours": params.deadline_hours[priority],
-            "case_id": case_id,
-        },
-    )
-    label = {
-        "dispatch": "dispatched",
-        "handle": "handled",
-        "close": "closed",
-        "reopen": "reopened",
-    }[action]
-    detail = f"→ {assignee} {note}".strip() if action == "dispatch" else note.strip()
-    _history(conn, case_id, actor, label, before, after, detail)
-    return after
 
 
 def escalate_overdue(conn: psycopg.Connection, now: datetime, params: CaseParams) -> list[int]:

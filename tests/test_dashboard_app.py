@@ -220,8 +220,10 @@ def test_an_idle_session_times_out(village_db: str, monkeypatch: pytest.MonkeyPa
     ("page", "expected"), [("alarms_page", "Alarm centre"), ("cases_page", "Cases")]
 )
 def test_alarm_centre_and_cases_pages(village_db: str, page: str, expected: str) -> None:
+    from support import dashboard_session
+
+    from dashboard import actions
     from rules import case_store
-    from rules.settings import CaseParams
 
     with psycopg.connect(village_db) as conn:
         building, grid = conn.execute(
@@ -234,7 +236,8 @@ def test_alarm_centre_and_cases_pages(village_db: str, page: str, expected: str)
             (f"building:{building}", grid, building),
         ).fetchone()  # type: ignore[misc]
         case_store.add_staff(conn, grid, "inspector", "worker")
-        case_id, case_no = case_store.case_from_alert(conn, "manager", alert_id, CaseParams())
+    with dashboard_session(village_db, "case-maker", "manager") as dash:
+        case_id, case_no = actions.case_from_alert(dash, alert_id)
     app = AppTest.from_function(page_script, args=(village_db, page), default_timeout=60)
     app.run()
     assert not app.exception, app.exception

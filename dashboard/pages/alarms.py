@@ -119,13 +119,13 @@ def _act(
     b = st.columns(4)
     try:
         if b[0].button("确认 Acknowledge", key="alarm-ack"):
-            actions.move_alert(writer(), user.username, int(alert_id), "acknowledge", note)
+            actions.move_alert(writer(), int(alert_id), "acknowledge", note)
             st.success(f"已确认 Acknowledged #{alert_id}")
         if b[1].button("解决 Resolve", key="alarm-resolve"):
-            actions.move_alert(writer(), user.username, int(alert_id), "resolve", note)
+            actions.move_alert(writer(), int(alert_id), "resolve", note)
             st.success(f"已解决 Resolved #{alert_id}")
         if b[2].button("误报 False alarm", key="alarm-false"):
-            actions.move_alert(writer(), user.username, int(alert_id), "false_alarm", note)
+            actions.move_alert(writer(), int(alert_id), "false_alarm", note)
             st.success(f"已关闭为误报 Closed as a false alarm #{alert_id}")
     except ValueError as exc:
         st.error(str(exc))
@@ -134,7 +134,7 @@ def _act(
         who = st.selectbox("给 To", people, key="alarm-assignee") if people else None
         if who and st.button("指派 Assign", key="alarm-assign"):
             try:
-                actions.assign_alert(writer(), user.username, int(alert_id), str(who), note)
+                actions.assign_alert(writer(), int(alert_id), str(who), note)
                 st.success(f"已指派给 Assigned to {who}")
             except ValueError as exc:
                 st.error(str(exc))
@@ -155,9 +155,9 @@ def _act(
     if c[1].button("转为工单并分拨 Make a case and dispatch", key="alarm-case"):
         try:
             conn = writer()
-            case_id, case_no = actions.case_from_alert(conn, user.username, int(alert_id), note)
+            case_id, case_no = actions.case_from_alert(conn, int(alert_id), note)
             if worker:
-                actions.move_case(conn, user.username, case_id, "dispatch", assignee=str(worker))
+                actions.move_case(conn, case_id, "dispatch", assignee=str(worker))
             st.success(f"工单 Case {case_no} → {worker or '未分拨 not dispatched'}")
         except (CaseError, ValueError) as exc:
             st.error(str(exc))

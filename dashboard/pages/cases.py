@@ -110,7 +110,7 @@ def _act(
             if st.form_submit_button("提交 Submit"):
                 try:
                     status = actions.move_case(
-                        writer(), user.username, int(case_id), str(action),
+                        writer(), int(case_id), str(action),
                         assignee=str(assignee), note=note,
                     )  # fmt: skip
                     st.success(f"{row.case_no} → {cases.STATUSES[status]}")
