@@ -773,3 +773,17 @@ def deck(layers: Sequence[pdk.Layer], view: View, base_map_url: str | None = Non
         map_provider=None,
         tooltip=TOOLTIP,
     )
+
+
+def picked_building(selection: Mapping[str, Any] | None) -> str | None:
+    """The building id a click on the map picked, from Streamlit's pydeck selection state
+    (``{"indices": {layer id: [i]}, "objects": {layer id: [record]}}``, see
+    ``st.pydeck_chart(on_select=…)``): an object of the ``buildings`` layer, or a unit of the
+    ``floors`` layer (the picked building's own floors: ``None`` then means "keep it"). None
+    when nothing of either was clicked."""
+    objects = (selection or {}).get("objects") or {}
+    for record in objects.get("buildings") or []:
+        building = record.get("building_id") if isinstance(record, Mapping) else None
+        if isinstance(building, str) and building:
+            return building
+    return None
