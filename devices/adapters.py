@@ -75,6 +75,8 @@ class VendorMessage:
     pictures: int = 0  # pictures the transport carried (their bytes are not kept)
 
     def reference(self, prefix: str, value: object) -> str:
+        """The keyed reference of a personal ``value`` with this message's credential key:
+        ``"<prefix>:<20 hex digits>"`` (see module-level ``reference``)."""
         return reference(prefix, self.key, value)
 
     def plate(self, value: object) -> tuple[str | None, bool]:
@@ -180,6 +182,10 @@ def bridge_vendor(name: str) -> Callable[[VendorAdapter], VendorAdapter]:
 
 
 def reference(prefix: str, key: bytes, value: object) -> str:
+    """``"<prefix>:<hex>"``: the first 20 hex digits (80 bits) of HMAC-SHA256(``key``,
+    ``str(value)`` as UTF-8) (HMAC: RFC 2104). The same key and value always give the same
+    reference; without the key it cannot be reversed or recomputed. ``prefix`` is ``cred``, ``face``
+    or ``plate``."""
     digest = hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:20]
     return f"{prefix}:{digest}"
 
@@ -376,6 +382,9 @@ def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
 
 
 def parse_json(text: str) -> Any:
+    """The payload text parsed as JSON (a dict, list or scalar, as ``json.loads`` gives it).
+
+    Raises AdapterError ("not JSON: …", with the parser's position) when it does not parse."""
     try:
         return json.loads(text)
     except ValueError as exc:

@@ -61,6 +61,12 @@ def _example(message: BaseModel) -> str:
 
 
 def render() -> str:
+    """The whole of ``docs/mqtt.md`` as Markdown text: topics, the rules every event follows, the
+    batch envelope, one section per event model (its first docstring line, the kinds that send it,
+    an example as a ``mosquitto_pub`` command, its JSON Schema), status, config and alerts.
+
+    Raises KeyError when an event model of ``devices.payloads.EventModel`` has no entry in
+    ``EXAMPLES``: add one there."""
     event_models = get_args(p.EventModel)
     out = [
         "# The villagetwin MQTT contract, v1",

@@ -61,6 +61,8 @@ class EventType:
 
     @property
     def name(self) -> str:
+        """The contract's ``type`` string of this event type (``"gate.pass"``); TypeError as
+        ``type_of``."""
         return type_of(self.model)
 
 

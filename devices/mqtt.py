@@ -25,6 +25,13 @@ def new_client(
     manual_ack: bool = False,
     client_class: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
+    """A paho-mqtt client (callback API version 2) speaking MQTT 3.1.1 or 5 as ``settings.protocol``
+    says, with the settings' username and password, not yet connected.
+
+    ``clean_session`` applies to 3.1.1 only (MQTT 5 keeps a session through ``connect_options``
+    instead); ``manual_ack``: messages are acknowledged only when the caller calls ``ack``.
+    ``client_class`` lets the ingester pass its paho subclass. Raises ValueError (paho's) when
+    ``clean_session`` is False and ``client_id`` is empty (MQTT 3.1.1 §3.1.3.1)."""
     protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
     kwargs: dict[str, object] = {}
     if protocol != mqtt.MQTTv5:
@@ -60,6 +67,13 @@ def connect_options(settings: MqttSettings, *, persistent: bool) -> dict[str, An
 
 
 def connect(client: mqtt.Client, settings: MqttSettings) -> None:
+    """Opens the TCP connection and sends CONNECT (blocking; keepalive ``settings.keepalive_s``
+    seconds). The broker's answer (CONNACK, e.g. a refused password) arrives later, on the client's
+    ``on_connect`` callback, not here.
+
+    Raises MqttError naming host and port when the broker cannot be reached (any OSError: refused,
+    unknown host, timeout), and paho's ValueError for an empty host or a port or keepalive out of
+    range."""
     try:
         client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
     except OSError as exc:

@@ -289,4 +289,8 @@ def encode(message: BaseModel) -> bytes:
 
 
 def parse_event(data: dict[str, Any]) -> EventModel:
+    """One event dict (JSON already decoded) as its typed model, chosen by its ``type`` field.
+
+    Raises pydantic.ValidationError when the type is unknown or a field is missing, of the wrong
+    type or out of its bounds."""
     return EVENT_ADAPTER.validate_python(data)

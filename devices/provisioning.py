@@ -37,12 +37,18 @@ SALT_BYTES = 12
 
 
 def new_password() -> str:
+    """A fresh random password: 24 URL-safe base64 characters (18 bytes, 144 bits, from
+    ``secrets``)."""
     return secrets.token_urlsafe(18)
 
 
 def hash_password(
     password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS
 ) -> str:
+    """``password`` in Mosquitto 2's PBKDF2 form, ``$7$<iterations>$<base64 salt>$<base64 hash>``:
+    PBKDF2-HMAC-SHA512 (RFC 8018 §5.2), 64-byte hash, a random 12-byte salt unless ``salt`` is given
+    (source: Mosquitto's ``mosquitto_passwd``, common/password_mosq.c, hash type 7). Raises
+    ValueError when ``iterations`` is below 1."""
     salt = salt if salt is not None else os.urandom(SALT_BYTES)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, 64)
     encode = base64.b64encode
@@ -50,6 +56,11 @@ def hash_password(
 
 
 def verify_password(password: str, hashed: str) -> bool:
+    """Whether ``password`` matches ``hashed`` (the ``hash_password`` form), compared in constant
+    time. False for a hash that does not have five ``$`` fields or is not type 7.
+
+    Raises ValueError (binascii.Error is one) when the fields are there but the salt is not base64
+    or the iteration count not an integer."""
     try:
         _, kind, iterations, salt, digest = hashed.split("$")
     except ValueError:
@@ -106,6 +117,9 @@ def ingester_role() -> dict[str, object]:
 
 
 def admin_role() -> dict[str, object]:
+    """The dynamic-security role ``registry-admin`` (a JSON-ready dict: ``rolename``, ``acls``) that
+    may send and receive on ``$CONTROL/dynamic-security/#``, which is how the registry changes a
+    running broker (format: https://mosquitto.org/documentation/dynamic-security/)."""
     control = "$CONTROL/dynamic-security/#"
     return {
         "rolename": "registry-admin",
@@ -168,6 +182,9 @@ def service_commands(username: str, password: str) -> list[dict[str, object]]:
 
 
 def password_commands(username: str, password: str) -> list[dict[str, object]]:
+    """``$CONTROL/dynamic-security/v1`` commands that give the existing account ``username`` a new
+    ``password`` (plain: the plugin hashes it): a list of one ``setClientPassword`` command
+    (https://mosquitto.org/documentation/dynamic-security/)."""
     return [{"command": "setClientPassword", "username": username, "password": password}]
 
 

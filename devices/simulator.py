@@ -105,6 +105,9 @@ def credential_ref(unit: str, resident: int) -> str:
 
 
 def event_id(device_id: str, seq: int) -> uuid.UUID:
+    """The event id of a device's ``seq``-th event: UUID version 5 (RFC 4122 §4.3, SHA-1) of
+    ``"<device_id>/<seq>"`` in ``EVENT_ID_NAMESPACE``, so a replayed or retried event keeps its
+    id."""
     return uuid.uuid5(EVENT_ID_NAMESPACE, f"{device_id}/{seq}")
 
 
@@ -134,15 +137,21 @@ class EventGenerator:
         self._buildings = [d for d in self.devices if d.building_code is not None]
 
     def next_seq(self, device_id: str) -> int:
+        """The device's next sequence number: one more than the last used (``start_seq`` or 0 for a
+        device not seen yet), remembered."""
         seq = self._seq.get(device_id, 0) + 1
         self._seq[device_id] = seq
         return seq
 
     def event(self, now: datetime) -> EventModel:
+        """One event at ``now`` from a device drawn by its kind's ``simulator_weight``; see
+        ``event_for`` (and its ValueError)."""
         device = self._rng.choices(self.devices, weights=self._weights)[0]
         return self.event_for(device, now)
 
     def heartbeat(self, device: SimDevice, now: datetime, uptime_s: int) -> Heartbeat:
+        """The next heartbeat of ``device`` at ``now``, reporting ``uptime_s`` (seconds since the
+        simulated device started); it takes the device's next ``seq``."""
         seq = self.next_seq(device.device_id)
         return Heartbeat(
             id=event_id(device.device_id, seq),
@@ -154,6 +163,13 @@ class EventGenerator:
         )
 
     def event_for(self, device: SimDevice, now: datetime) -> EventModel:
+        """The next event of ``device`` at ``now`` (an aware datetime), drawn from this generator's
+        seeded random stream: what its kind sends (access unlock or, 1 in 1000, alarm; gate pass or
+        alarm; camera detection; app check-in, check-out, visitor or, rarely, an incident near one
+        of the village's buildings), with a unit and credential of the device's units (registered
+        residents' credentials when ``residents`` has them). It takes the device's next ``seq``.
+
+        Raises ValueError for a kind the simulator has no events for."""
         rng = self._rng
         seq = self.next_seq(device.device_id)
         common = {"id": event_id(device.device_id, seq), "device": device.device_id, "seq": seq}

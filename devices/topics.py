@@ -39,6 +39,9 @@ RESERVED_DEVICE_IDS = frozenset({ALERTS})
 
 
 def is_device_id(value: str) -> bool:
+    """Whether ``value`` can be a device id: matches ``DEVICE_ID_PATTERN`` (2–64 characters, lower
+    case letters, digits, ``_ . -``, starting with a letter or digit) and is not reserved
+    (``alerts``)."""
     return _DEVICE_ID.fullmatch(value) is not None and value not in RESERVED_DEVICE_IDS
 
 
@@ -59,6 +62,10 @@ class DeviceTopic:
 
     @classmethod
     def parse(cls, topic: str) -> DeviceTopic:
+        """``vt/v1/<device_id>/<channel>`` parsed.
+
+        Raises TopicError (a ValueError) saying what is wrong: not four levels under ``vt``, another
+        contract version, an unknown channel or an invalid device id."""
         parts = topic.split("/")
         if len(parts) != 4 or parts[0] != ROOT:
             raise TopicError(f"topic {topic!r} is not vt/<version>/<device>/<channel>")
@@ -99,6 +106,10 @@ class BridgeTopic:
 
     @classmethod
     def parse(cls, topic: str) -> BridgeTopic:
+        """``vt/bridge/<vendor>/<device_id>`` parsed.
+
+        Raises TopicError (a ValueError) when the topic does not have that shape, the vendor has no
+        adapter in ``ADAPTERS`` or the device id is invalid."""
         parts = topic.split("/")
         if len(parts) != 4 or parts[0] != ROOT or parts[1] != BRIDGE:
             raise TopicError(f"topic {topic!r} is not vt/bridge/<vendor>/<device>")
@@ -106,18 +117,23 @@ class BridgeTopic:
 
 
 def is_bridge_topic(topic: str) -> bool:
+    """Whether ``topic`` is under ``vt/bridge/`` (a prefix test only: ``BridgeTopic.parse`` checks
+    the rest)."""
     return topic.startswith(f"{ROOT}/{BRIDGE}/")
 
 
 def event_topic(device_id: str) -> str:
+    """``vt/v1/<device_id>/event``. Raises TopicError for an invalid device id."""
     return str(DeviceTopic(device_id, Channel.EVENT))
 
 
 def status_topic(device_id: str) -> str:
+    """``vt/v1/<device_id>/status``. Raises TopicError for an invalid device id."""
     return str(DeviceTopic(device_id, Channel.STATUS))
 
 
 def config_topic(device_id: str) -> str:
+    """``vt/v1/<device_id>/config``. Raises TopicError for an invalid device id."""
     return str(DeviceTopic(device_id, Channel.CONFIG))
 
 
@@ -136,5 +152,7 @@ def subscription(channel: Channel | None = None, share_group: str | None = None)
 
 
 def bridge_subscription(share_group: str | None = None) -> str:
+    """The filter an ingester subscribes to bridged payloads with, ``vt/bridge/+/+``; with a share
+    group, ``$share/<group>/vt/bridge/+/+`` (MQTT 5.0 §4.8.2 shared subscriptions)."""
     topic_filter = f"{ROOT}/{BRIDGE}/+/+"
     return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
