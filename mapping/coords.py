@@ -47,6 +47,13 @@ _ALIASES = {
 
 
 def wgs84_to_gcj02(lon: float, lat: float) -> tuple[float, float]:
+    """(lon, lat) in WGS-84 degrees to GCJ-02 degrees (the offset of Chinese web maps, a few hundred
+    metres). Outside mainland China's bounding box (73.66–135.05° E, 3.86–53.55° N) the point is
+    returned unchanged, as the algorithm does.
+
+    Formula: the public GCJ-02 algorithm (Krasovsky 1940 ellipsoid, a = 6378245 m, e² =
+    0.00669342162296594323) as implemented by the ``coordTransform`` package
+    (github.com/wandergis/coordTransform_py)."""
     glon, glat = ct.wgs84_to_gcj02(lon, lat)
     return float(glon), float(glat)
 
@@ -64,6 +71,9 @@ def gcj02_to_wgs84(lon: float, lat: float) -> tuple[float, float]:
 
 
 def wgs84_to_bd09(lon: float, lat: float) -> tuple[float, float]:
+    """(lon, lat) in WGS-84 degrees to BD-09 (Baidu Maps) degrees: WGS-84 → GCJ-02 → BD-09, both
+    steps from ``coordTransform`` (BD-09: Baidu's published offset of GCJ-02, θ +
+    3e-6·cos(x·π·3000/180), r + 2e-5·sin(y·π·3000/180))."""
     blon, blat = ct.gcj02_to_bd09(*wgs84_to_gcj02(lon, lat))
     return float(blon), float(blat)
 
@@ -81,6 +91,8 @@ def bd09_to_gcj02(lon: float, lat: float) -> tuple[float, float]:
 
 
 def bd09_to_wgs84(lon: float, lat: float) -> tuple[float, float]:
+    """(lon, lat) in BD-09 degrees to WGS-84 degrees: ``bd09_to_gcj02`` then ``gcj02_to_wgs84``,
+    each inverted by iterating its forward formula to about 1e-8° (≈ 1 mm)."""
     return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))
 
 
@@ -168,10 +180,14 @@ def _pointwise(func: Callable[[float, float], tuple[float, float]]) -> Callable[
 
 
 def geometry_gcj02_to_wgs84(geometry: BaseGeometry) -> BaseGeometry:
+    """A shapely geometry of any type with GCJ-02 (lon, lat) degrees as the same geometry in WGS-84
+    degrees, point by point (``gcj02_to_wgs84``); z values are dropped."""
     return shapely_transform(geometry, _pointwise(gcj02_to_wgs84))
 
 
 def geometry_bd09_to_wgs84(geometry: BaseGeometry) -> BaseGeometry:
+    """A shapely geometry of any type with BD-09 (lon, lat) degrees as the same geometry in WGS-84
+    degrees, point by point (``bd09_to_wgs84``); z values are dropped."""
     return shapely_transform(geometry, _pointwise(bd09_to_wgs84))
 
 

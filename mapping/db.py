@@ -56,6 +56,13 @@ def _upsert(
 
 
 def load_buildings(cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame) -> None:
+    """Upserts ``buildings`` (a GeoDataFrame in WGS-84 with ``model.BUILDING_COLUMNS``: polygons,
+    ``storeys``, ``height_m`` in metres) into ``buildings``, keyed on ``building_id``; each
+    footprint is stored as GeoJSON with its centroid (computed in the local UTM zone) as
+    ``lon``/``lat`` degrees. Part of the caller's transaction.
+
+    Raises psycopg.Error when the database refuses a row (e.g. an unknown ``grid_code``),
+    AttributeError when a column is missing, ValueError when the frame has no CRS."""
     from mapping.coords import utm_crs
 
     if len(buildings):
@@ -79,6 +86,11 @@ def load_buildings(cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame) -> Non
 
 
 def load_units(cur: psycopg.Cursor[Any], units: pd.DataFrame) -> None:
+    """Upserts ``units`` (a DataFrame with ``model.UNIT_COLUMNS``; ``floor`` an integer, ``area_m2``
+    square metres or empty) into ``units``, keyed on ``unit_id``.
+
+    Raises psycopg.Error when the database refuses a row (e.g. a unit of a building not loaded),
+    AttributeError when a column is missing."""
     _upsert(
         cur,
         "units",
@@ -92,6 +104,12 @@ def load_units(cur: psycopg.Cursor[Any], units: pd.DataFrame) -> None:
 
 
 def load_people(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
+    """Upserts people (a DataFrame with ``model.PERSON_COLUMNS``; ``born`` a date or empty) into
+    ``people``, keyed on ``person_id``. Personal data: the caller's role must be allowed to write
+    it (row-level security, migrations 0060–0064).
+
+    Raises psycopg.Error when the database refuses a row, AttributeError when a column is
+    missing."""
     _upsert(
         cur,
         "people",
@@ -123,6 +141,11 @@ def load_people(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
 
 
 def load_tenancies(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
+    """Upserts tenancies (a DataFrame with ``model.TENANCY_COLUMNS``; dates, ``end_date`` empty for
+    a current tenancy) into ``tenancies``, keyed on ``tenancy_id``.
+
+    Raises psycopg.Error when the database refuses a row (an unknown person or unit, an end before
+    the start), AttributeError when a column is missing."""
     _upsert(
         cur,
         "tenancies",
@@ -136,6 +159,11 @@ def load_tenancies(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
 
 
 def load_organisations(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
+    """Upserts organisations (a DataFrame with ``model.ORGANISATION_COLUMNS``; ``building_id``
+    and ``unit_id`` may be empty) into ``organisations``, keyed on ``org_id``.
+
+    Raises psycopg.Error when the database refuses a row, AttributeError when a column is
+    missing."""
     _upsert(
         cur,
         "organisations",
@@ -245,6 +273,12 @@ def existing_ids(conn: psycopg.Connection, table: str) -> set[str]:
 
 
 def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    """Every building, ordered by ``building_id``, as a GeoDataFrame in WGS-84: ``building_id``,
+    ``address``, ``grid_code``, ``storeys``, ``height_m`` (metres), ``landlord`` (the landlord's
+    name as ``people_masked`` shows it to this session, or None), ``use``, ``lon``/``lat``
+    (centroid, degrees), ``landlord_id`` and the footprint polygon as ``geometry``.
+
+    Raises psycopg.Error when the query fails."""
     rows = conn.execute(
         # The landlord is a person (migration 0061): their masked name, and their id for a reveal.
         "SELECT b.building_id, b.address, b.grid_code, b.storeys, b.height_m,"
@@ -268,6 +302,8 @@ def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
 
 
 def read_grid_cells(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    """Every grid cell (网格), ordered by ``grid_code``, as a GeoDataFrame in WGS-84: ``grid_code``,
+    ``name``, ``grid_worker`` and its boundary polygon as ``geometry``."""
     rows = conn.execute(
         "SELECT grid_code, name, grid_worker, boundary FROM grid_cells ORDER BY grid_code"
     ).fetchall()
@@ -276,18 +312,24 @@ def read_grid_cells(conn: psycopg.Connection) -> gpd.GeoDataFrame:
 
 
 def read_roads(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    """Every road and alley, ordered by ``road_id``, as a GeoDataFrame in WGS-84: ``name``,
+    ``kind``, ``width_m`` (metres) and its centre line as ``geometry``."""
     rows = conn.execute("SELECT name, kind, width_m, path FROM roads ORDER BY road_id").fetchall()
     frame = pd.DataFrame([r[:-1] for r in rows], columns=["name", "kind", "width_m"])
     return gpd.GeoDataFrame(frame, geometry=[shape(r[-1]) for r in rows], crs=WGS84)
 
 
 def read_pois(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    """Every point of interest as a GeoDataFrame in WGS-84: ``name``, ``category``, ``lon``/``lat``
+    (degrees) and the point as ``geometry``."""
     rows = conn.execute("SELECT name, category, lon, lat FROM points_of_interest").fetchall()
     frame = pd.DataFrame(rows, columns=["name", "category", "lon", "lat"])
     return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame.lon, frame.lat), crs=WGS84)
 
 
 def read_objects(conn: psycopg.Connection) -> pd.DataFrame:
+    """Every object (物: hydrant, extinguisher, e-bike charger …) as a DataFrame: ``object_id``,
+    ``kind``, ``building_id`` (or None), ``lon``/``lat`` (WGS-84 degrees)."""
     rows = conn.execute("SELECT object_id, kind, building_id, lon, lat FROM objects").fetchall()
     return pd.DataFrame(rows, columns=["object_id", "kind", "building_id", "lon", "lat"])
 
@@ -304,6 +346,9 @@ def read_organisations(conn: psycopg.Connection) -> pd.DataFrame:
 
 
 def read_devices(conn: psycopg.Connection) -> pd.DataFrame:
+    """Every device not revoked, ordered by ``device_id``, as a DataFrame: ``device_id``, ``kind``,
+    ``building_id``, ``grid_code``, ``lon``/``lat`` (WGS-84 degrees, or None), ``online`` (bool or
+    None when never heard from), ``last_seen`` (aware datetime or None)."""
     rows = conn.execute(
         "SELECT device_id, kind, building_id, grid_code, lon, lat, online, last_seen"
         " FROM devices WHERE revoked_at IS NULL ORDER BY device_id"
@@ -324,6 +369,8 @@ def read_devices(conn: psycopg.Connection) -> pd.DataFrame:
 
 
 def read_units(conn: psycopg.Connection, building_id: str | None = None) -> pd.DataFrame:
+    """The units (rooms) of ``building_id``, or of every building when None, ordered by ``unit_id``,
+    as a DataFrame: ``unit_id``, ``building_id``, ``floor`` (integer), ``room``, ``use``."""
     if building_id is None:
         query = "SELECT unit_id, building_id, floor, room, use FROM units ORDER BY unit_id"
         rows = conn.execute(query).fetchall()

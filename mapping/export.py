@@ -141,6 +141,9 @@ def cityjson_document(buildings: gpd.GeoDataFrame, title: str) -> dict[str, Any]
 
 
 def to_cityjson(buildings: gpd.GeoDataFrame, path: Path, title: str) -> Path:
+    """Writes ``cityjson_document(buildings, title)`` to ``path`` as compact UTF-8 JSON (CityJSON
+    2.0, https://www.cityjson.org/specs/2.0.1/), creating its directory; returns ``path``. Raises
+    OSError when the file cannot be written."""
     document = cityjson_document(buildings, title)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, ensure_ascii=False, separators=(",", ":")), "utf-8")

@@ -15,6 +15,10 @@ _TABLES = ("units", "people", "tenancies", "organisations")
 
 
 def save(village: Village, path: Path) -> Path:
+    """Writes ``village`` to the GeoPackage ``path`` (replaced whole if it exists): one layer per
+    spatial frame (boundary, grid_cells, buildings, alleys, devices, pois, objects, WGS-84) and one
+    attribute table each for units, people, tenancies and organisations. Returns ``path``. Raises
+    OSError or pyogrio's errors when the file cannot be written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()  # rewrite whole: a GeoPackage appended twice would hold duplicates
@@ -27,6 +31,11 @@ def save(village: Village, path: Path) -> Path:
 
 
 def load(path: Path) -> Village:
+    """The village saved by ``save`` in ``path``; its name is the boundary's ``name`` (the file's
+    stem when the boundary is empty); dates come back as ``datetime.date``.
+
+    Raises ValueError naming the missing layers when ``path`` is a GeoPackage without them, and
+    pyogrio's DataSourceError when it is not a readable GeoPackage."""
     layers = {name for name, _ in pyogrio.list_layers(path)}
     missing = {*_SPATIAL_LAYERS, *_TABLES} - layers
     if missing:

@@ -53,6 +53,8 @@ class Village:
     objects: gpd.GeoDataFrame
 
     def summary(self) -> dict[str, int]:
+        """How many rows each part of the village holds: ``{"buildings": n, "units": n, …}``, ten
+        keys."""
         return {
             "buildings": len(self.buildings),
             "units": len(self.units),
