@@ -49,6 +49,9 @@ class Batcher:
     _opened_at: float | None = None
 
     def add(self, message: Received, verdict: Verdict, now: float) -> None:
+        """Adds one received message and what the judge made of it (its events, refusals, status,
+        config, tracked detections, sightings, retractions) to the open batch; ``now`` (monotonic
+        seconds) opens the batch's age clock if it is the first."""
         if self._opened_at is None:
             self._opened_at = now
         self._messages.append(message)
@@ -73,6 +76,8 @@ class Batcher:
 
     @property
     def rows(self) -> int:
+        """Rows the open batch would write: events, refusals, status changes, configs, tracked
+        detections, sightings and retractions together (messages are not counted)."""
         return (
             len(self._events)
             + len(self._refusals)
@@ -87,16 +92,23 @@ class Batcher:
         return len(self._messages)
 
     def due(self, now: float) -> bool:
+        """Whether the open batch should be committed at ``now`` (monotonic seconds): it holds
+        ``max_rows`` rows or more, or it opened ``max_wait_s`` seconds ago or earlier. False when
+        nothing is open."""
         if self._opened_at is None:
             return False
         return self.rows >= self.max_rows or now - self._opened_at >= self.max_wait_s
 
     def seconds_until_due(self, now: float) -> float | None:
+        """Seconds from ``now`` (monotonic) until the open batch is due by age, at least 0; None
+        when nothing is open."""
         if self._opened_at is None:
             return None
         return max(0.0, self._opened_at + self.max_wait_s - now)
 
     def take(self) -> Batch:
+        """The open batch, as immutable tuples in arrival order, and a fresh empty one started (its
+        age clock stops until the next ``add``). An empty batch when nothing was added."""
         batch = Batch(
             tuple(self._messages),
             tuple(self._events),

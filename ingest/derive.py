@@ -41,6 +41,16 @@ class Summary:
 
 
 def summarise(events: Sequence[EventRow]) -> Summary:
+    """What ``events`` (stored event rows, any order) add to the derived tables:
+
+    - ``hourly``: events per (building or ``''``, UTC hour start, event type); - ``presence``:
+    (first, last, count) per (unit, local day in China Standard Time, UTC+8, credential), for
+    presence types with a unit and a credential that were not refused (``granted`` not False); -
+    ``latest``: each device's latest event by (device time, seq); ``seen``: each device's latest
+    reception time and highest seq; ``incidents``: the ``app.incident`` rows.
+
+    The definition these sums must match is ``ingest/derived_tables.py``. Pure; never raises for
+    well-formed rows (aware ``ts``/``received_at``)."""
     out = Summary()
     hourly, presence, latest, seen = out.hourly, out.presence, out.latest, out.seen
     # Keys use whole hours and local days since the epoch (cheap integer arithmetic on the

@@ -123,14 +123,18 @@ class WriterWatch:
         self.dead: list[str] = []
 
     def busy(self, writer: str, since: float) -> None:
+        """``writer`` holds a batch since ``since`` (monotonic seconds)."""
         with self._lock:
             self._busy[writer] = since
 
     def idle(self, writer: str) -> None:
+        """``writer`` holds no batch (committed or handed back); a writer not busy is ignored."""
         with self._lock:
             self._busy.pop(writer, None)
 
     def died(self, writer: str) -> None:
+        """``writer``'s thread ended by an exception: listed in ``dead`` (the health
+        check then fails)."""
         with self._lock:
             self.dead.append(writer)
 

@@ -36,6 +36,7 @@ class KeyRing:
 
     @property
     def current(self) -> tuple[str, bytes]:
+        """``(key id, secret)`` of the key new references are made with: the ring's last line."""
         return self.keys[-1]
 
     def references(self, prefix: str, value: object) -> set[str]:

@@ -32,6 +32,7 @@ class RetentionPlan:
 
     @property
     def longest(self) -> timedelta:
+        """The longest retention of any kind, or the default's when that is longer (whole days)."""
         return timedelta(days=max([self.default_days, *self.by_kind.values()]))
 
     def shorter_kinds(self) -> dict[str, timedelta]:
@@ -42,10 +43,15 @@ class RetentionPlan:
         }
 
     def default_is_shorter(self) -> bool:
+        """Whether kinds not named in ``by_kind`` are kept less time than the longest-kept kind, so
+        their rows must be deleted before whole chunks are dropped."""
         return timedelta(days=self.default_days) < self.longest
 
 
 def edition(conn: psycopg.Connection) -> str:
+    """The TimescaleDB edition, from the ``timescaledb.license`` setting: ``"timescale"``
+    (Community), ``"apache"``, or ``"unknown"`` when the setting is absent (no TimescaleDB). Commits
+    the connection's transaction. Raises psycopg.Error when the query fails."""
     row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
     conn.commit()
     return str(row[0]) if row and row[0] else "unknown"

@@ -154,6 +154,9 @@ class BrokerMetrics:
         self.values: dict[str, float] = {}
 
     def update(self, topic: str, payload: bytes | bytearray) -> None:
+        """Sets the gauge of a ``$SYS`` ``topic`` of ``BROKER_SYS_TOPICS`` from its ``payload`` (a
+        number as ASCII text, as Mosquitto publishes it) and remembers the value in ``values``. A
+        topic not in the table or a payload that is not a number is ignored."""
         gauge = self.gauges.get(topic)
         if gauge is None:
             return

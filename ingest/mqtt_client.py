@@ -89,6 +89,10 @@ class BulkClient(mqtt.Client):
         return self._read_buffer[start : self._read_pos]
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """paho's ``loop_read`` (MQTT packets read and handled), repeated until the bytes this
+        client has already taken off the socket are used up, since ``select()`` cannot see them.
+        Returns paho's result code: ``MQTT_ERR_SUCCESS``, or the first error (e.g.
+        ``MQTT_ERR_CONN_LOST`` when the broker closed the connection)."""
         rc = super().loop_read(max_packets)
         # Bytes already read are invisible to select(): handle them all before returning.
         while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._read_pos < len(self._read_buffer):

@@ -133,6 +133,13 @@ class Salvage:
             self._todo.append(_Todo(items[:middle]))
 
     def run(self, conn: psycopg.Connection) -> store.StoreResult:
+        """Stores what is left to salvage on ``conn``, halving a refused group until each refused
+        row is alone, then dead-lettering it with the database's reason; returns the totals so far
+        (events inserted, duplicates, dead letters). Each piece is written in its own transaction
+        (``store.store``).
+
+        Raises the database's exception when it is an outage or a conflict (``is_outage``,
+        ``is_conflict``); calling ``run`` again resumes from the piece that failed."""
         while self._todo:
             todo = self._todo[-1]
             self.attempts += 1

@@ -87,6 +87,9 @@ class Inbox:
         self._bytes_out = 0
 
     def put(self, item: Received, stopping: threading.Event) -> None:
+        """Appends ``item`` (called by paho's thread), first waiting in 1 ms sleeps while the inbox
+        holds ``limit`` messages or ``max_bytes`` payload bytes; once ``stopping`` is set it appends
+        without waiting. Wakes a waiting reader."""
         while self.full() and not stopping.is_set():
             time.sleep(0.001)
         self._items.append(item)
@@ -95,9 +98,11 @@ class Inbox:
             self._wake.set()
 
     def full(self) -> bool:
+        """Whether the inbox holds ``limit`` messages or ``max_bytes`` payload bytes or more."""
         return len(self._items) >= self.limit or self._bytes_in - self._bytes_out >= self.max_bytes
 
     def pop(self) -> Received | None:
+        """The oldest message, or None when the inbox is empty (never blocks)."""
         try:
             item = self._items.popleft()
         except IndexError:
@@ -147,11 +152,14 @@ class _Connection:
         self._conn: psycopg.Connection | None = None
 
     def get(self) -> psycopg.Connection:
+        """The held connection, lent from the pool (and prepared) if none is held or it was closed.
+        Raises psycopg.OperationalError when the database cannot be reached."""
         if self._conn is None or self._conn.closed:
             self._conn = pool.lend(self._pool)
         return self._conn
 
     def drop(self) -> None:
+        """Closes the held connection, if any, and gives it back to the pool as closed."""
         if self._conn is not None:
             pool.give_back_closed(self._pool, self._conn)
         self._conn = None
@@ -290,6 +298,11 @@ class Ingester:
     # --- main loop -------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
+        """What ``/healthz`` reports, a JSON-ready dict: ``ok`` (connected, database reachable, no
+        batch waiting longer than ``stall_after_s``, no dead writer), ``mqtt_connected``,
+        ``subscribed``, ``database_ok``, ``queue_depth`` (messages and rows not yet handed to a
+        writer), ``seconds_since_commit`` and ``oldest_batch_waiting_s`` (seconds, 3 decimals),
+        ``stalled``, ``dead_writers`` (thread names)."""
         now = time.monotonic()
         since = now - self._last_commit
         waiting = self._watch.longest_wait(now, self._handing_off_since)
@@ -354,6 +367,16 @@ class Ingester:
             self._handing_off_since = None
 
     def run(self, install_signal_handlers: bool = True) -> None:
+        """Runs the ingester until ``stopping`` is set (by SIGTERM or SIGINT when
+        ``install_signal_handlers``, which must then be called from the main thread): starts the
+        metrics/health server, the writer threads and the MQTT client with a persistent session,
+        judges and batches what arrives, and hands batches to the writers. On stop it commits and
+        acknowledges what was received within ``shutdown_grace_s`` seconds and leaves the rest
+        unacknowledged for the broker to redeliver.
+
+        Raises OSError when the HTTP port cannot be bound, and ValueError (paho's) for an invalid
+        broker host, port or keepalive. Database and broker outages are not raised: they are logged,
+        retried and shown by ``health``."""
         if install_signal_handlers:
             signal.signal(signal.SIGTERM, lambda *_: self._on_signal())
             signal.signal(signal.SIGINT, lambda *_: self._on_signal())

@@ -116,11 +116,17 @@ class IngestOptions(BaseModel):
         return value
 
     def retention(self) -> RetentionPlan:
+        """The retention settings as a ``RetentionPlan`` (days: default, per event type, dead
+        letters)."""
         return RetentionPlan(
             self.retention_default_days, dict(self.retention_days), self.dead_letter_retention_days
         )
 
     def limits(self) -> Limits:
+        """The judge's ``Limits`` from these settings: payload bytes, nesting depth, how far ahead
+        (``max_future_s`` seconds) and how old (``max_age_days`` days) a device time may be, the
+        oversized prefix kept (bytes), the credential key (UTF-8 bytes, empty when not set) and its
+        id, and the village's time zone."""
         return Limits(
             max_payload_bytes=self.max_payload_bytes,
             max_depth=self.max_depth,
