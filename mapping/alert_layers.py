@@ -67,6 +67,10 @@ def alert_records(alerts: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def alerts_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    """The alert markers (``alert_records``) as a pickable deck.gl ScatterplotLayer, id
+    ``alerts``: radius from each record's ``radius`` (metres), 7–22 px on screen, white outline,
+    facing the camera (deck.gl ScatterplotLayer,
+    https://deck.gl/docs/api-reference/layers/scatterplot-layer)."""
     return pdk.Layer(
         "ScatterplotLayer", data=list(records), id="alerts", get_position="position",
         get_fill_color="colour", get_line_color=[255, 255, 255], stroked=True,
@@ -89,6 +93,9 @@ def offline_records(devices: pd.DataFrame, elevation: Mapping[str, float]) -> li
 
 
 def offline_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    """Offline devices (``offline_records``) as a pickable ScatterplotLayer, id ``offline-devices``:
+    2.5 m dots, 5–12 px on screen, outlined in yellow (deck.gl ScatterplotLayer,
+    https://deck.gl/docs/api-reference/layers/scatterplot-layer)."""
     return pdk.Layer(
         "ScatterplotLayer", data=list(records), id="offline-devices", get_position="position",
         get_fill_color="colour", get_line_color=[255, 210, 0], stroked=True,
@@ -98,6 +105,12 @@ def offline_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
 
 
 def case_records(cases: pd.DataFrame) -> list[dict[str, Any]]:
+    """One marker record per open case (工单) with a place: ``cases`` needs ``case_no``, ``status``,
+    ``description``, ``assigned_to``, ``overdue``, ``priority``, ``lon``/``lat`` (WGS-84 degrees;
+    rows without them are left out) and may have ``elevation`` (metres, default 3). Each record:
+    ``position`` [lon, lat, metres], ``colour`` (RGB of ``CASE_COLOURS`` by priority), ``tip``
+    (number, status, first 60 characters of the description, who it is dispatched to, overdue).
+    Raises AttributeError when a needed column is missing."""
     return [
         {
             "position": [round(float(r.lon), 7), round(float(r.lat), 7),
@@ -112,6 +125,9 @@ def case_records(cases: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def cases_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    """The case markers (``case_records``) as a pickable ScatterplotLayer, id ``cases``: 3 m dots,
+    6–16 px on screen, white outline (deck.gl ScatterplotLayer,
+    https://deck.gl/docs/api-reference/layers/scatterplot-layer)."""
     return pdk.Layer(
         "ScatterplotLayer", data=list(records), id="cases", get_position="position",
         get_fill_color="colour", get_line_color=[255, 255, 255], stroked=True,
@@ -127,6 +143,9 @@ def legend_rows() -> list[tuple[str, tuple[int, int, int]]]:
 
 
 def legend_html(rows: Sequence[tuple[str, tuple[int, int, int]]]) -> str:
+    """The legend as one line of HTML: a coloured dot (``rgb(r, g, b)``) and its label per ``(label,
+    colour)`` row, as ``legend_rows`` gives them. Labels are inserted as they are, not escaped: pass
+    only the project's own labels."""
     return " ".join(
         f"<span style='background:rgb{c};padding:0 8px;margin-right:4px;border-radius:8px'>"
         f"&nbsp;</span>{label}"

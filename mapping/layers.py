@@ -43,6 +43,8 @@ class View:
     bearing: float = -15.0
 
     def state(self) -> pdk.ViewState:
+        """This view as a pydeck ``ViewState`` (longitude and latitude in WGS-84 degrees, web-map
+        zoom level, pitch and bearing in degrees)."""
         return pdk.ViewState(
             longitude=self.lon,
             latitude=self.lat,
@@ -53,6 +55,10 @@ class View:
 
 
 def view_of(buildings: gpd.GeoDataFrame) -> View:
+    """A view centred on the bounding box of ``buildings`` (WGS-84), zoomed so that it fits a map
+    about 700 px wide: zoom 17.6 for a span up to 0.003°, one level less for each doubling of the
+    span, not below 10 (a web-map zoom level halves the scale per step). An empty frame gives a NaN
+    centre."""
     minx, miny, maxx, maxy = buildings.total_bounds
     span = max(maxx - minx, maxy - miny)
     # About 0.003° fits at zoom 17.4 in a 700 px map; each halving of zoom doubles the span.
@@ -290,6 +296,9 @@ def _when(ts: Any, zone: tzinfo | None) -> str:
 
 
 def events_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    """Event dots (``event_records``) as a pickable ScatterplotLayer, id ``events``: 2.5 m dots,
+    3–12 px on screen, 85 % opaque (deck.gl ScatterplotLayer,
+    https://deck.gl/docs/api-reference/layers/scatterplot-layer)."""
     return pdk.Layer(
         "ScatterplotLayer",
         data=list(records),
@@ -498,6 +507,10 @@ def grid_layers(
 
 
 def roads_layer(alleys: gpd.GeoDataFrame) -> pdk.Layer:
+    """Roads and alleys as a deck.gl PathLayer, id ``roads``, not pickable: ``alleys`` needs
+    LineString ``geometry`` (WGS-84), ``width_m`` (metres; drawn at that width) and ``name``
+    (https://deck.gl/docs/api-reference/layers/path-layer). Raises NotImplementedError
+    (shapely's) for a multi-part geometry, AttributeError for a missing column."""
     data = [
         {
             "path": [[round(x, 7), round(y, 7)] for x, y in row.geometry.coords],
@@ -568,6 +581,9 @@ def devices_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
 
 
 def poi_layer(pois: gpd.GeoDataFrame) -> pdk.Layer:
+    """Points of interest as their names in a deck.gl TextLayer, id ``pois``: ``pois`` needs Point
+    ``geometry`` (WGS-84) and ``name``; 13 px text in a CJK font, characters taken from the data
+    (``character_set`` auto, https://deck.gl/docs/api-reference/layers/text-layer)."""
     data = [
         {"position": [round(r.geometry.x, 7), round(r.geometry.y, 7)], "name": r.name}
         for r in pois.itertuples()
@@ -592,6 +608,10 @@ OBJECT_NAMES = {
 
 
 def object_records(objects: pd.DataFrame) -> list[dict[str, Any]]:
+    """One record per object (物): ``objects`` needs ``object_id``, ``kind``, ``lon``/``lat``
+    (WGS-84 degrees). Each record: ``position`` [lon, lat, 0.5 m], ``colour`` (RGB of
+    ``OBJECT_COLOURS``, grey for another kind), ``tip`` (the kind's name in Chinese and English,
+    and the id). Raises AttributeError when a column is missing."""
     return [
         {
             "position": [round(float(r.lon), 7), round(float(r.lat), 7), 0.5],
@@ -603,6 +623,9 @@ def object_records(objects: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def objects_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    """Object dots (``object_records``) as a pickable ScatterplotLayer, id ``objects``: 1 m dots,
+    2–6 px on screen (deck.gl ScatterplotLayer,
+    https://deck.gl/docs/api-reference/layers/scatterplot-layer)."""
     return pdk.Layer(
         "ScatterplotLayer", data=list(records), id="objects", get_position="position",
         get_fill_color="colour", get_radius=1.0, radius_min_pixels=2, radius_max_pixels=6,
@@ -623,6 +646,9 @@ def organisation_records(organisations: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def organisations_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    """Organisation dots (``organisation_records``) as a pickable ScatterplotLayer, id
+    ``organisations``: purple 2 m dots, at least 3 px on screen (deck.gl ScatterplotLayer,
+    https://deck.gl/docs/api-reference/layers/scatterplot-layer)."""
     return pdk.Layer(
         "ScatterplotLayer", data=list(records), id="organisations", get_position="position",
         get_fill_color=[160, 110, 200], get_radius=2.0, radius_min_pixels=3, pickable=True,
@@ -726,6 +752,9 @@ def floor_records(
 
 
 def floors_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
+    """A picked building's floors (``floor_records``) as a pickable, extruded deck.gl PolygonLayer,
+    id ``floors``: each record's ``polygon`` at its base height, extruded by its ``height``
+    (metres), wireframe outlined (https://deck.gl/docs/api-reference/layers/polygon-layer)."""
     return pdk.Layer(
         "PolygonLayer", data=list(records), id="floors", get_polygon="polygon",
         get_elevation="height", get_fill_color="colour", get_line_color=[60, 60, 60],
@@ -742,6 +771,8 @@ class CompactDeck(pdk.Deck):  # type: ignore[misc]
     ``to_json`` returns, so a village's coordinates would cost several times their size."""
 
     def to_json(self) -> str:
+        """The deck as compact JSON text (no indentation, keys sorted, non-ASCII text as UTF-8
+        rather than ``\\u`` escapes), through pydeck's own serialiser."""
         from pydeck.bindings.json_tools import default_serialize
 
         # Chinese text as UTF-8 (3 bytes a character), not \\uXXXX escapes (6).
