@@ -325,7 +325,9 @@ _KEEPALIVES = frozenset({"heartbeat", "keepalive"})  # Dahua's bare keep-alive p
 
 def unwrap(payload: bytes, encoding: str | None = None) -> tuple[str, int]:
     """(text, pictures): a ``multipart/form-data`` body gives its first non-image part, and
-    the number of image parts (whose bytes are dropped); anything else is decoded whole."""
+    the number of image parts (whose bytes are dropped); anything else is decoded whole.
+    Raises AdapterError for a multipart body with no text part, or text in no encoding that
+    fits (``decode_text``)."""
     preamble = b""
     request = _REQUEST_LINE.match(payload)
     if request:
@@ -540,7 +542,9 @@ HIK_VIDEO_STATUS = ("videoloss", "shelteralarm", "videomismatch", "badvideo", "t
 def hikvision(message: VendorMessage) -> list[Item]:
     """ISAPI event notifications (``AccessControllerEvent``, ``heartBeat``, ``videoloss`` and the
     other video-status alarms, ``ANPR``), as JSON or XML, and ``AcsEvent`` search items (one,
-    or a whole ``AcsEvent.InfoList`` search result, each item judged on its own)."""
+    or a whole ``AcsEvent.InfoList`` search result, each item judged on its own). Raises
+    AdapterError for a payload that is not one of these (the ``VendorAdapter`` contract); an
+    unreadable search item becomes ``Rejected``."""
     data = structured(message.text)
     if isinstance(data, dict) and isinstance(data.get("EventNotificationAlert"), dict):
         data = data["EventNotificationAlert"]
@@ -754,7 +758,9 @@ def dahua(message: VendorMessage) -> list[Item]:
     """Dahua access control: the HTTP upload JSON (``Events``, several per upload, each judged
     on its own), one event object, or eventManager ``Code=…`` lines. ``AccessControl`` is a
     credential use (or a door event for remote and exit-button openings), ``DoorStatus`` the
-    door contact, heartbeats and video status are liveness."""
+    door contact, heartbeats and video status are liveness. Raises AdapterError for a payload
+    that is not one of these (the ``VendorAdapter`` contract); an unreadable record among
+    several becomes ``Rejected``."""
     text = message.text.strip()
     if text.lower() in DAHUA_HEARTBEATS:  # eventManager's keep-alive part is the bare word
         return [Sighting(text)]
@@ -895,7 +901,8 @@ def alphadigi(message: VendorMessage) -> list[Item]:
     """AlphaDigi/Vzenith ``AlarmInfoPlate`` (a vehicle gate camera read a plate, or read none:
     unlicensed), its comet poll (a ``heartbeat`` object, or the form-encoded
     ``device_name=…&serialno=…`` poll, whose password field is never kept), and its other
-    ``Alarm…`` pushes (IO inputs, serial data), skipped and counted."""
+    ``Alarm…`` pushes (IO inputs, serial data), skipped and counted. Raises AdapterError for a
+    payload that is not one of these (the ``VendorAdapter`` contract)."""
     text = message.text.strip()
     if not text.startswith(("{", "[")) and "serialno=" in text and "=" in text.split("&")[0]:
         return [Sighting("heartbeat")]  # the HTTP comet poll, application/x-www-form-urlencoded
@@ -1052,7 +1059,8 @@ def frigate(message: VendorMessage) -> list[Item]:
     plate update adds its credential to that same row. False
     positives are not detections. On a vehicle, ``recognized_license_plate`` or a
     ``sub_label`` is a plate credential (never a face); on a person a ``sub_label`` is a face.
-    The camera's zone becomes the detection's zone; images stay in Frigate."""
+    The camera's zone becomes the detection's zone; images stay in Frigate. Raises AdapterError
+    for a payload that is not one of these (the ``VendorAdapter`` contract)."""
     text = message.text.strip()
     if text.lower() in ("online", "offline"):  # frigate/available, Frigate's will
         online = text.lower() == "online"

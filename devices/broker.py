@@ -35,7 +35,9 @@ _DYNSEC_PLUGIN_GLOBS = (
 
 
 def dynsec_plugin() -> PurePath:
-    """Where this machine's Mosquitto keeps its dynamic-security plugin."""
+    """Where this machine's Mosquitto keeps its dynamic-security plugin (the first match of
+    Debian's and the eclipse-mosquitto image's paths). Raises FileNotFoundError when there is
+    none."""
     for pattern in _DYNSEC_PLUGIN_GLOBS:
         found = sorted(glob.glob(pattern))
         if found:
@@ -47,14 +49,16 @@ def queued_bytes_for_host(memory_bytes: int, share: float = 0.25, sessions: int 
     """The payload bytes one client's queue may hold: ``share`` of the host's memory, split
     among ``sessions`` persistent ingester sessions that may queue at once. The broker holds
     about 2.6x the payload bytes in memory for small events (measured: docs/security.md), which
-    the default share of a quarter leaves room for."""
+    the default share of a quarter leaves room for. Raises ValueError for memory not above 0,
+    a share outside (0, 1] or fewer than one session."""
     if memory_bytes <= 0 or not 0 < share <= 1 or sessions < 1:
         raise ValueError("memory, share (0..1] and sessions must be positive")
     return int(memory_bytes * share / sessions)
 
 
 def host_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
-    """MemTotal of this host, in bytes."""
+    """MemTotal of this host, in bytes (``/proc/meminfo`` gives kB, i.e. KiB). Raises
+    ValueError when the file has no MemTotal line, OSError when it cannot be read."""
     for line in meminfo.read_text().splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024

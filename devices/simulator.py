@@ -245,7 +245,9 @@ class EventGenerator:
 
 def paced(rate: float, duration_s: float, clock: Callable[[], float]) -> Iterator[float]:
     """Yields at ``rate`` per second for ``duration_s``; yields the time each tick is due, so the
-    caller can sleep until then (a token bucket without drift)."""
+    caller can sleep until then (a token bucket without drift): ``int(rate * duration_s)``
+    ticks, ``clock`` in seconds. Raises ValueError (at the first ``next``) when ``rate`` is not
+    positive."""
     if rate <= 0:
         raise ValueError("rate must be positive")
     start = clock()

@@ -49,7 +49,9 @@ class DeadLetterQuota:
     def admit(
         self, refusals: Sequence[Refusal], registered: Container[str], now: float
     ) -> tuple[tuple[Refusal, ...], tuple[Refusal, ...]]:
-        """Splits ``refusals`` into those to store and those only counted."""
+        """Splits ``refusals`` into (those to store, those only counted), per sender (a
+        device in ``registered``, else all unregistered senders together); ``now`` in
+        monotonic seconds."""
         kept: list[Refusal] = []
         dropped: list[Refusal] = []
         for refusal in refusals:
@@ -75,7 +77,7 @@ class DeadLetterQuota:
 
     def sweep(self, now: float, everything: bool = False) -> list[Refusal]:
         """The summary dead letters of windows that ended (all of them when ``everything``,
-        at shutdown); forgets ended windows."""
+        at shutdown); forgets ended windows. ``now`` in monotonic seconds."""
         ended = [
             (key, w)
             for key, w in self._windows.items()

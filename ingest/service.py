@@ -111,7 +111,7 @@ class Inbox:
         return item
 
     def wait(self, timeout: float) -> None:
-        """Returns when something is in the inbox, or after ``timeout``."""
+        """Returns when something is in the inbox, or after ``timeout`` seconds."""
         if self._items:
             return
         self._sleeping = True

@@ -403,7 +403,10 @@ def _metric_crs(frame: gpd.GeoDataFrame) -> Any:
 def units_from_frame(
     raw: pd.DataFrame, known_buildings: set[str], report: ImportReport
 ) -> pd.DataFrame:
-    """Rental units from CSV columns unit_id, building_id, floor, room[, area_m2, use]."""
+    """Rental units from CSV columns unit_id, building_id, floor, room[, area_m2, use]
+    (``area_m2`` in square metres): a DataFrame with ``model.UNIT_COLUMNS``. A unit of an
+    unknown building, a repeated unit id or a floor that is not a number is left out and
+    listed in ``report.units_refused``. Raises ValueError naming the missing columns."""
     missing = {"unit_id", "building_id", "floor", "room"} - set(raw.columns)
     if missing:
         raise ValueError(f"the units file has no column {', '.join(sorted(missing))}")

@@ -330,7 +330,8 @@ def hexagon_radius_m(bounds: Sequence[float], cells_across: int = 24) -> float:
     """Radius (m) of the event hexagons for a village of ``bounds`` (minx, miny, maxx, maxy in
     degrees, WGS 84): about ``cells_across`` hexagons along its longer side, at least 8 m
     (about a building) and at most 250 m. Metres per degree from the spherical Earth (111,320 m
-    per degree of latitude, times cos(latitude) for longitude)."""
+    per degree of latitude, times cos(latitude) for longitude). Raises ValueError when a bound
+    is not a finite number (an empty frame's NaN bounds)."""
     minx, miny, maxx, maxy = (float(v) for v in bounds)
     if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
         raise ValueError(f"bounds {tuple(bounds)}: expected four finite numbers")
