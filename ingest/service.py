@@ -300,9 +300,10 @@ class Ingester:
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` reports, a JSON-ready dict: ``ok`` (connected, database reachable, no
         batch waiting longer than ``stall_after_s``, no dead writer), ``mqtt_connected``,
-        ``subscribed``, ``database_ok``, ``queue_depth`` (messages and rows not yet handed to a
-        writer), ``seconds_since_commit`` and ``oldest_batch_waiting_s`` (seconds, 3 decimals),
-        ``stalled``, ``dead_writers`` (thread names)."""
+        ``subscribed``, ``database_ok``, ``queue_depth`` (messages received and not yet handed
+        to a writer: the inbox and the open batch), ``seconds_since_commit`` and
+        ``oldest_batch_waiting_s`` (seconds, 3 decimals), ``stalled``, ``dead_writers`` (thread
+        names)."""
         now = time.monotonic()
         since = now - self._last_commit
         waiting = self._watch.longest_wait(now, self._handing_off_since)
