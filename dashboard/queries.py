@@ -591,3 +591,45 @@ def reader_days(conn: psycopg.Connection, building_id: str, days: int) -> int:
         (building_id, days),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+# --- villages (issue 16: several villages on one district platform) ----------------------------
+
+VILLAGE_FIGURES = [
+    "village_key", "name", "time_zone", "buildings", "units", "events_today", "open_alerts",
+    "offline_devices",
+]  # fmt: skip
+
+
+def village_figures(conn: psycopg.Connection) -> pd.DataFrame:
+    """One row per village the session sees (row-level security, migration 0065), with its
+    key figures (VILLAGE_FIGURES): buildings, rental units, events since the village's own
+    local midnight (its ``time_zone``; building_hourly, heartbeats aside), open or acknowledged
+    alerts and offline devices (``online = false``, not revoked). Alerts and devices belong to
+    the village of their building, else of their grid cell. Ordered by name."""
+    rows = conn.execute(
+        """
+        SELECT v.village_key, v.name, v.time_zone,
+            (SELECT count(*) FROM buildings b WHERE b.village_key = v.village_key),
+            (SELECT count(*) FROM units u JOIN buildings b USING (building_id)
+             WHERE b.village_key = v.village_key),
+            (SELECT coalesce(sum(h.events), 0) FROM building_hourly h
+             JOIN buildings b USING (building_id)
+             WHERE b.village_key = v.village_key AND h.kind <> 'heartbeat'
+               AND h.hour >= date_trunc('day', now() AT TIME ZONE v.time_zone)
+                             AT TIME ZONE v.time_zone),
+            (SELECT count(*) FROM alerts a LEFT JOIN buildings b USING (building_id)
+             LEFT JOIN grid_cells g ON g.grid_code = a.grid_code
+             WHERE coalesce(b.village_key, g.village_key) = v.village_key
+               AND a.status IN ('open', 'acknowledged')),
+            (SELECT count(*) FROM devices d LEFT JOIN buildings b USING (building_id)
+             LEFT JOIN grid_cells g ON g.grid_code = d.grid_code
+             WHERE coalesce(b.village_key, g.village_key) = v.village_key
+               AND d.revoked_at IS NULL AND d.online = false)
+        FROM villages v ORDER BY v.name
+        """
+    ).fetchall()
+    frame = pd.DataFrame(rows, columns=VILLAGE_FIGURES)
+    for column in VILLAGE_FIGURES[3:]:
+        frame[column] = frame[column].astype(int)
+    return frame

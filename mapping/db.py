@@ -55,31 +55,33 @@ def _upsert(
     )
 
 
-def load_buildings(cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame) -> None:
+def load_buildings(
+    cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame, village_key: str | None = None
+) -> None:
     """Upserts ``buildings`` (a GeoDataFrame in WGS-84 with ``model.BUILDING_COLUMNS``: polygons,
-    ``storeys``, ``height_m`` in metres) into ``buildings``, keyed on ``building_id``; each
-    footprint is stored as GeoJSON with its centroid (computed in the local UTM zone) as
-    ``lon``/``lat`` degrees. Part of the caller's transaction.
+    ``storeys``, ``height_m`` in metres) into ``buildings`` of the village ``village_key``
+    (None: none yet), keyed on ``building_id``; each footprint is stored as GeoJSON with its
+    centroid (computed in the local UTM zone) as ``lon``/``lat`` degrees. Part of the caller's
+    transaction; an empty frame writes nothing.
 
     Raises psycopg.Error when the database refuses a row (e.g. an unknown ``grid_code``),
     AttributeError when a column is missing, ValueError when the frame has no CRS."""
     from mapping.coords import utm_crs
 
-    if len(buildings):
-        minx, miny, maxx, maxy = buildings.total_bounds
-        metric: Any = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
-    else:
-        metric = "EPSG:32649"
+    if not len(buildings):
+        return
+    minx, miny, maxx, maxy = buildings.total_bounds
+    metric = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
     centroids = buildings.to_crs(metric).centroid.to_crs(WGS84)
     _upsert(
         cur,
         "buildings",
         "building_id",
         ["building_id", "address", "grid_code", "storeys", "height_m", "landlord", "use",
-         "footprint", "lon", "lat"],
+         "footprint", "lon", "lat", "village_key"],
         [
             (r.building_id, r.address, _none(r.grid_code), int(r.storeys), float(r.height_m),
-             _none(r.landlord), r.use, _geojson(r.geometry), c.x, c.y)
+             _none(r.landlord), r.use, _geojson(r.geometry), c.x, c.y, village_key)
             for r, c in zip(buildings.itertuples(), centroids, strict=True)
         ],
     )  # fmt: skip
@@ -178,21 +180,22 @@ def load_organisations(cur: psycopg.Cursor[Any], frame: pd.DataFrame) -> None:
 
 def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
     """Upserts the village; returns how many rows of each kind it holds."""
-    from mapping.importdb import save_village
+    from mapping.importdb import check_grid_codes, save_village
 
     with conn.transaction(), conn.cursor() as cur:
-        save_village(cur, village)
+        key = save_village(cur, village)
+        check_grid_codes(cur, list(village.grid_cells.grid_code), key)
         _upsert(
             cur,
             "grid_cells",
             "grid_code",
-            ["grid_code", "name", "grid_worker", "boundary"],
+            ["grid_code", "name", "grid_worker", "boundary", "village_key"],
             [
-                (r.grid_code, r.name, _none(r.grid_worker), _geojson(r.geometry))
+                (r.grid_code, r.name, _none(r.grid_worker), _geojson(r.geometry), key)
                 for r in village.grid_cells.itertuples()
             ],
         )
-        load_buildings(cur, village.buildings)
+        load_buildings(cur, village.buildings, key)
         load_units(cur, village.units)
         _upsert(
             cur,
@@ -234,10 +237,9 @@ def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
             cur,
             "roads",
             "road_id",
-            ["road_id", "name", "kind", "width_m", "path"],
+            ["road_id", "name", "kind", "width_m", "path", "village_key"],
             [
-                (f"{village.name}/road-{i}", r.name, r.kind, float(r.width_m),
-                 _geojson(r.geometry))
+                (f"{key}/road-{i}", r.name, r.kind, float(r.width_m), _geojson(r.geometry), key)
                 for i, r in enumerate(village.alleys.itertuples())
             ],
         )  # fmt: skip
@@ -245,9 +247,9 @@ def load_village(conn: psycopg.Connection, village: Village) -> dict[str, int]:
             cur,
             "points_of_interest",
             "poi_id",
-            ["poi_id", "name", "category", "lon", "lat"],
+            ["poi_id", "name", "category", "lon", "lat", "village_key"],
             [
-                (f"{village.name}/poi-{i}", r.name, r.category, r.geometry.x, r.geometry.y)
+                (f"{key}/poi-{i}", r.name, r.category, r.geometry.x, r.geometry.y, key)
                 for i, r in enumerate(village.pois.itertuples())
             ],
         )

@@ -51,4 +51,4 @@ def load(path: Path) -> Village:
             if column in table:
                 table[column] = pd.to_datetime(table[column]).dt.date
     name = str(frames["boundary"]["name"].iloc[0]) if len(frames["boundary"]) else path.stem
-    return Village(name=name, **tables, **frames)
+    return Village(name=name, **tables, **frames)  # type: ignore[arg-type]  # frames by layer

@@ -31,30 +31,59 @@ def _none(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and value != value) else value
 
 
-def load_grid_cells(cur: psycopg.Cursor[Any], grid_cells: gpd.GeoDataFrame) -> None:
-    """Upserts grid cells by code; a cell's grid worker, set by hand, is kept."""
+def check_grid_codes(cur: psycopg.Cursor[Any], codes: list[str], village_key: str) -> None:
+    """Grid codes are unique across the district (one table, one key): raises ValueError
+    naming the codes that already belong to another village, with what to do."""
+    taken = cur.execute(
+        "SELECT grid_code, village_key FROM grid_cells WHERE grid_code = ANY(%s)"
+        " AND village_key IS DISTINCT FROM %s AND village_key IS NOT NULL ORDER BY grid_code",
+        (codes, village_key),
+    ).fetchall()
+    if taken:
+        names = ", ".join(f"{code} (village {owner})" for code, owner in taken[:10])
+        raise ValueError(
+            f"grid codes already used by another village: {names}; grid codes are unique across"
+            " the district: give this village's cells their own codes (e.g. a village prefix"
+            " in the code column)"
+        )
+
+
+def load_grid_cells(
+    cur: psycopg.Cursor[Any], grid_cells: gpd.GeoDataFrame, village_key: str | None = None
+) -> None:
+    """Upserts grid cells by code into the village ``village_key``; a cell's grid worker, set
+    by hand, is kept. Raises ValueError for a code another village has (check_grid_codes)."""
+    if village_key is not None:
+        check_grid_codes(cur, list(grid_cells.grid_code), village_key)
     for row in grid_cells.itertuples():
         cur.execute(
-            "INSERT INTO grid_cells (grid_code, name, grid_worker, boundary)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (grid_code) DO UPDATE SET"
+            "INSERT INTO grid_cells (grid_code, name, grid_worker, boundary, village_key)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (grid_code) DO UPDATE SET"
             " name = EXCLUDED.name, boundary = EXCLUDED.boundary,"
+            " village_key = COALESCE(EXCLUDED.village_key, grid_cells.village_key),"
             " grid_worker = COALESCE(EXCLUDED.grid_worker, grid_cells.grid_worker)",
             (row.grid_code, row.name, _none(row.grid_worker),
-             json.dumps(mapping(row.geometry), separators=(",", ":"))),
+             json.dumps(mapping(row.geometry), separators=(",", ":")), village_key),
         )  # fmt: skip
 
 
 def import_buildings(
-    cur: psycopg.Cursor[Any], buildings: gpd.GeoDataFrame, report: ImportReport
+    cur: psycopg.Cursor[Any],
+    buildings: gpd.GeoDataFrame,
+    report: ImportReport,
+    village_key: str | None = None,
 ) -> gpd.GeoDataFrame:
     """Upserts imported buildings (importer.buildings_from_frame's columns, plus an optional
-    boolean ``grid_given``) and lists each change in ``report.changes``. Returns the buildings
-    with the ids they have in the database."""
-    if len(buildings):
-        minx, miny, maxx, maxy = buildings.total_bounds
-        metric: Any = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
-    else:
-        metric = "EPSG:32649"
+    boolean ``grid_given``) into the village ``village_key`` and lists each change in
+    ``report.changes``. Returns the buildings with the ids they have in the database.
+
+    A building is found again by its source key within its village only; a new building whose
+    id another village already uses (numbered features, ``00001``) gets the id
+    ``<village_key>/<id>``, said in a note, so two villages' files never overwrite each other."""
+    if not len(buildings):
+        return buildings.copy()
+    minx, miny, maxx, maxy = buildings.total_bounds
+    metric = utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
     centroids = buildings.to_crs(metric).centroid.to_crs("EPSG:4326")
     grid_given = buildings.get("grid_given")
     cur.execute(f"CREATE TEMP TABLE stage_buildings ({_STAGE_COLUMNS}) ON COMMIT DROP")
@@ -67,11 +96,29 @@ def import_buildings(
                 _none(r.landlord), r.use, json.dumps(mapping(r.geometry), separators=(",", ":")),
                 c.x, c.y,
             ))  # fmt: skip
-    # Buildings found again by source key keep the id they have now.
+    # Buildings found again by source key (in this village) keep the id they have now.
     cur.execute(
         "UPDATE stage_buildings s SET building_id = b.building_id FROM buildings b"
         " WHERE b.source_key = s.source_key"
+        " AND (b.village_key = %(v)s OR b.village_key IS NULL OR %(v)s IS NULL)",
+        {"v": village_key},
     )
+    if village_key is not None:
+        # New here, but the id is another village's building: prefix it with this village.
+        renamed = cur.execute(
+            "UPDATE stage_buildings s SET building_id = %(v)s || '/' || s.building_id"
+            " FROM buildings b WHERE b.building_id = s.building_id"
+            " AND b.village_key IS DISTINCT FROM %(v)s AND b.village_key IS NOT NULL"
+            " AND NOT EXISTS (SELECT 1 FROM buildings o WHERE o.source_key = s.source_key"
+            "   AND o.village_key = %(v)s)"
+            " RETURNING s.source_key",
+            {"v": village_key},
+        ).fetchall()
+        if renamed:
+            report.notes.append(
+                f"{len(renamed)} building ids are another village's buildings' ids: stored as"
+                f" {village_key}/<id> (e.g. {village_key}/{renamed[0][0]})"
+            )
     before = {
         row[0]: row[1:]
         for row in cur.execute(
@@ -81,10 +128,11 @@ def import_buildings(
     }
     cur.execute(
         "INSERT INTO buildings (building_id, source_key, address, grid_code, storeys,"
-        " height_m, basements, landlord, use, footprint, lon, lat)"
+        " height_m, basements, landlord, use, footprint, lon, lat, village_key)"
         " SELECT building_id, source_key, address, grid_code, storeys, height_m, basements,"
-        " landlord, use, footprint, lon, lat FROM stage_buildings s"
-        " WHERE NOT EXISTS (SELECT 1 FROM buildings b WHERE b.building_id = s.building_id)"
+        " landlord, use, footprint, lon, lat, %s FROM stage_buildings s"
+        " WHERE NOT EXISTS (SELECT 1 FROM buildings b WHERE b.building_id = s.building_id)",
+        (village_key,),
     )
     cur.execute(
         "UPDATE buildings b SET source_key = s.source_key,"
@@ -94,10 +142,11 @@ def import_buildings(
         " storeys = CASE WHEN s.storeys_given THEN s.storeys ELSE b.storeys END,"
         " height_m = CASE WHEN s.storeys_given THEN s.height_m ELSE b.height_m END,"
         " basements = s.basements, landlord = COALESCE(s.landlord, b.landlord),"
-        " use = s.use, footprint = s.footprint, lon = s.lon, lat = s.lat"
+        " use = s.use, footprint = s.footprint, lon = s.lon, lat = s.lat,"
+        " village_key = COALESCE(%s, b.village_key)"
         " FROM stage_buildings s WHERE s.building_id = b.building_id"
         " AND s.building_id = ANY(%s)",
-        (list(before),),
+        (village_key, list(before)),
     )
     after = {
         row[0]: row[1:]
@@ -175,22 +224,48 @@ def assign_grids(
         )
 
 
-def save_village(cur: psycopg.Cursor[Any], village: Village) -> str:
-    """Upserts the village's row (key = its name): boundary, and the projected CRS estimated
-    from its buildings (geopandas' estimate_utm_crs: the UTM zone of their centre); returns
-    the CRS as "EPSG:n"."""
-    frame = village.buildings if len(village.buildings) else village.boundary
-    crs = frame.estimate_utm_crs().to_string() if len(frame) else "EPSG:32649"
-    boundary = (
-        json.dumps(mapping(village.boundary.geometry.union_all()), separators=(",", ":"))
-        if len(village.boundary)
-        else None
-    )
+def save_village_row(
+    cur: psycopg.Cursor[Any],
+    key: str,
+    places: gpd.GeoDataFrame,
+    boundary: Any = None,
+    time_zone: str | None = None,
+) -> str:
+    """Upserts the village ``key`` (name = key): its boundary (a WGS-84 shapely geometry, else
+    the convex hull of ``places``; a re-import grows it, never shrinks it), the projected CRS
+    for its metric work estimated from ``places`` (geopandas' estimate_utm_crs: the UTM zone of
+    their centre) and its IANA time zone (None: keep, Asia/Shanghai for a new village).
+    Returns the CRS as "EPSG:n". Raises ValueError for an unknown time zone and for a village
+    with no places at all."""
+    if not len(places):
+        raise ValueError(f"village {key}: nothing to place it by (no buildings, no boundary)")
+    if time_zone is not None:
+        known = cur.execute("SELECT vt_is_time_zone(%s)", (time_zone,)).fetchone()
+        if not known or not known[0]:
+            raise ValueError(
+                f"time zone {time_zone!r} is not an IANA time zone name (e.g. Asia/Shanghai,"
+                " Asia/Urumqi, Asia/Hong_Kong)"
+            )
+    crs = str(places.estimate_utm_crs().to_string())
+    shape_ = boundary if boundary is not None else places.geometry.union_all().convex_hull
     cur.execute(
-        "INSERT INTO villages (village_key, name, boundary, projected_crs) VALUES (%s, %s,"
-        " ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)), %s) ON CONFLICT (village_key)"
-        " DO UPDATE SET name = EXCLUDED.name, boundary = EXCLUDED.boundary,"
-        " projected_crs = EXCLUDED.projected_crs",
-        (village.name, village.name, boundary, crs),
-    )
+        "INSERT INTO villages (village_key, name, boundary, projected_crs, time_zone)"
+        " VALUES (%s, %s, ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)), %s,"
+        " COALESCE(%s, 'Asia/Shanghai')) ON CONFLICT (village_key)"
+        " DO UPDATE SET name = EXCLUDED.name,"
+        " boundary = ST_Multi(ST_Union(villages.boundary, EXCLUDED.boundary)),"
+        " projected_crs = EXCLUDED.projected_crs,"
+        " time_zone = COALESCE(%s, villages.time_zone)",
+        (key, key, json.dumps(mapping(shape_), separators=(",", ":")), crs, time_zone,
+         time_zone),
+    )  # fmt: skip
     return crs
+
+
+def save_village(cur: psycopg.Cursor[Any], village: Village) -> str:
+    """Upserts the village's row (key = its name) from its boundary and buildings, with its
+    time zone (save_village_row); returns the key."""
+    frame = village.buildings if len(village.buildings) else village.boundary
+    boundary = village.boundary.geometry.union_all() if len(village.boundary) else None
+    save_village_row(cur, village.name, frame, boundary, village.time_zone)
+    return village.name

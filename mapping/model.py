@@ -51,6 +51,9 @@ class Village:
     tenancies: pd.DataFrame
     organisations: pd.DataFrame
     objects: gpd.GeoDataFrame
+    # The village's own settings (table ``villages``): its IANA time zone, for local days and
+    # times on screen; its key is its name.
+    time_zone: str = "Asia/Shanghai"
 
     def summary(self) -> dict[str, int]:
         """How many rows each part of the village holds: ``{"buildings": n, "units": n, …}``, ten

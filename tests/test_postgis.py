@@ -99,7 +99,16 @@ def test_roads_and_pois_of_two_villages_do_not_collide(db: str) -> None:
     import dataclasses
 
     first = generate(seed=3, size="small")
-    second = dataclasses.replace(first, name="凤凰村")
+    # Another village's roads and POIs only (its grid codes and buildings would be refused:
+    # they are the first village's, see test_villages.py).
+    second = dataclasses.replace(
+        first, name="凤凰村", grid_cells=first.grid_cells.iloc[:0],
+        buildings=first.buildings.iloc[:0], units=first.units.iloc[:0],
+        devices=first.devices.iloc[:0], people=first.people.iloc[:0],
+        tenancies=first.tenancies.iloc[:0], organisations=first.organisations.iloc[:0],
+        objects=first.objects.iloc[:0],
+        boundary=first.boundary.assign(geometry=first.boundary.geometry.translate(0.02, 0)),
+    )  # fmt: skip
     second.alleys = first.alleys.assign(geometry=first.alleys.geometry.translate(0.02, 0))
     second.pois = first.pois.assign(geometry=first.pois.geometry.translate(0.02, 0))
     with psycopg.connect(db) as conn:
@@ -113,6 +122,10 @@ def test_roads_and_pois_of_two_villages_do_not_collide(db: str) -> None:
         roads = conn.execute("SELECT count(*), count(DISTINCT geom) FROM roads").fetchone()
         pois = conn.execute("SELECT count(*) FROM points_of_interest").fetchone()
         villages = conn.execute("SELECT name FROM villages ORDER BY name").fetchall()
+        by_village = conn.execute(
+            "SELECT village_key, count(*) FROM roads GROUP BY 1 ORDER BY 1"
+        ).fetchall()
     assert roads == (2 * len(first.alleys), 2 * len(first.alleys))
     assert pois == (2 * len(first.pois),)
     assert villages == [("凤凰村",), ("龙湖村",)]
+    assert by_village == [("凤凰村", len(first.alleys)), ("龙湖村", len(first.alleys))]

@@ -412,10 +412,16 @@ def users() -> None:
 
 
 def _add_user(
-    conn: psycopg.Connection, username: str, role: str, grids: list[str], password: str | None
+    conn: psycopg.Connection,
+    username: str,
+    role: str,
+    grids: list[str],
+    password: str | None,
+    villages: list[str] | None = None,
 ) -> str:
-    """Add or reset a user; the password is checked against the policy (length, the common
-    password list) and hashed by the database (vt_set_password, bcrypt)."""
+    """Add or reset a user, limited to ``villages`` (None: every village); the password is
+    checked against the policy (length, the common password list) and hashed by the database
+    (vt_set_password, bcrypt)."""
     from dashboard.auth import password_problems
     from devices.provisioning import new_password
 
@@ -425,10 +431,10 @@ def _add_user(
     if problems:
         raise click.ClickException(f"password refused: {', '.join(problems)}")
     conn.execute(
-        "INSERT INTO app_users (username, role, grids) VALUES (%s, %s, %s)"
+        "INSERT INTO app_users (username, role, grids, villages) VALUES (%s, %s, %s, %s)"
         " ON CONFLICT (username) DO UPDATE SET role = EXCLUDED.role,"
-        " grids = EXCLUDED.grids, disabled_at = NULL",
-        (username, role, grids),
+        " grids = EXCLUDED.grids, villages = EXCLUDED.villages, disabled_at = NULL",
+        (username, role, grids, villages),
     )
     conn.execute("SELECT vt_set_password(%s, %s)", (username, password))
     return password
@@ -438,20 +444,47 @@ def _add_user(
 @click.argument("username")
 @click.option("--role", type=click.Choice(["admin", "manager", "inspector"]), required=True)
 @click.option("--grid", "grids", multiple=True, help="A grid cell an inspector covers (repeat).")
+@click.option(
+    "--village",
+    "villages",
+    multiple=True,
+    help="Limit the user to this village (repeat) [default: a manager sees every village, an"
+    " inspector the villages of their grids].",
+)
 @click.option("--password", default=None, help="Set this password [default: generate one].")
 @click.pass_obj
 def users_add(
-    settings: AppSettings, username: str, role: str, grids: tuple[str, ...], password: str | None
+    settings: AppSettings,
+    username: str,
+    role: str,
+    grids: tuple[str, ...],
+    villages: tuple[str, ...],
+    password: str | None,
 ) -> None:
-    """Add (or reset) a dashboard user; a generated password is shown once."""
+    """Add (or reset) a dashboard user; a generated password is shown once. A manager with
+    --village sees those villages whole and nothing of the others."""
     if role == "inspector" and not grids:
         _fail("an inspector needs at least one --grid")
+    if role == "admin" and villages:
+        _fail("an admin sees every village: add a manager with --village instead")
     try:
         with psycopg.connect(settings.db_dsn) as conn:
-            unknown = set(grids) - {r[0] for r in conn.execute("SELECT grid_code FROM grid_cells")}
+            cells: dict[str, str | None] = dict(
+                conn.execute("SELECT grid_code, village_key FROM grid_cells").fetchall()
+            )
+            unknown = set(grids) - set(cells)
             if unknown:
                 _fail(f"no grid cell {', '.join(sorted(unknown))}")
-            issued = _add_user(conn, username, role, list(grids), password)
+            known = {r[0] for r in conn.execute("SELECT village_key FROM villages")}
+            if set(villages) - known:
+                _fail(
+                    f"no village {', '.join(sorted(set(villages) - known))}"
+                    f" (villages: {', '.join(sorted(known)) or 'none yet'})"
+                )
+            elsewhere = sorted(g for g in grids if villages and cells[g] not in villages)
+            if elsewhere:
+                _fail(f"grid cell {', '.join(elsewhere)} is not in village {', '.join(villages)}")
+            issued = _add_user(conn, username, role, list(grids), password, list(villages) or None)
     except psycopg.Error as exc:
         _fail(str(exc))
     click.echo(f"username: {username}\npassword: {issued}")
@@ -626,6 +659,18 @@ def _csv_option(flag: str, dest: str, help: str) -> Callable[[FC], FC]:
     default=None,
     help="Also write the whole report (every entry) to this file.",
 )
+@click.option(
+    "--village",
+    "village_key",
+    default=None,
+    help="The village (村) these files belong to [default: the only village in the database,"
+    " else the footprint file's name].",
+)
+@click.option(
+    "--time-zone",
+    default=None,
+    help="The village's IANA time zone, e.g. Asia/Shanghai [default: kept; new: Asia/Shanghai].",
+)
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 @click.pass_obj
 def village_import(
@@ -648,12 +693,16 @@ def village_import(
     tenancies_csv: Path | None,
     organisations_csv: Path | None,
     report_out: Path | None,
+    village_key: str | None,
+    time_zone: str | None,
     dry_run: bool,
 ) -> None:
     """Import real building footprints (GeoJSON, GeoPackage, Shapefile), grid cells and the
     tables of 一标三实 (CSV or .xlsx), and print the validation report. Importing the same
     files again changes nothing; what the files do not carry is kept."""
     import dataclasses
+
+    import pandas as pd
 
     from mapping import db as village_db, importdb, importer
     from mapping.coords import resolve_crs
@@ -718,11 +767,20 @@ def village_import(
                 tables["organisations"] = importer.organisations_from_frame(
                     read["organisations"], known_buildings, known_units, report
                 )
+            if village_key is None:
+                known = conn.execute("SELECT village_key FROM villages").fetchall()
+                village_key = known[0][0] if len(known) == 1 else footprints.stem
+            report.notes.append(f"village: {village_key}")
             if not dry_run:
                 with conn.transaction(), conn.cursor() as cur:
+                    # The village's outline: around its buildings and grid cells.
+                    places = buildings[["geometry"]]
                     if grid_cells is not None:
-                        importdb.load_grid_cells(cur, grid_cells)
-                    buildings = importdb.import_buildings(cur, buildings, report)
+                        places = pd.concat([places, grid_cells[["geometry"]]])
+                    importdb.save_village_row(cur, village_key, places, None, time_zone)
+                    if grid_cells is not None:
+                        importdb.load_grid_cells(cur, grid_cells, village_key)
+                    buildings = importdb.import_buildings(cur, buildings, report, village_key)
                     importdb.assign_grids(cur, buildings, report)
                     for name in ("units", "people", "tenancies", "organisations"):
                         if name in tables:
