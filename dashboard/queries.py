@@ -602,7 +602,7 @@ VILLAGE_FIGURES = [
 
 
 def village_figures(conn: psycopg.Connection) -> pd.DataFrame:
-    """One row per village the session sees (row-level security, migration 0065), with its
+    """One row per village the session sees (row-level security, migration 0150), with its
     key figures (VILLAGE_FIGURES): buildings, rental units, events since the village's own
     local midnight (its ``time_zone``; building_hourly, heartbeats aside), open or acknowledged
     alerts and offline devices (``online = false``, not revoked). Alerts and devices belong to
