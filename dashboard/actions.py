@@ -66,6 +66,18 @@ def move_incident(
     return bool(row and row[0])
 
 
+def lift_lockout(conn: psycopg.Connection, kind: str, subject: str) -> None:
+    """An admin lifts a sign-in lockout: ``kind`` ``account`` (a username) or ``address`` (a
+    client address); audited as ``lockout_lifted`` under the session's user (migration 0060's
+    vt_lift_lockout, migration 0111). Raises ValueError for another kind,
+    psycopg.errors.InvalidParameterValue when it is not locked out, InsufficientPrivilege for
+    a session that is not an admin's."""
+    if kind not in ("account", "address"):
+        raise ValueError(f"a lockout is of an account or an address, not {kind!r}")
+    user, address = (subject, None) if kind == "account" else (None, subject)
+    conn.execute("SELECT vt_lift_lockout(%s, %s)", (user, address))
+
+
 # --- alerts and cases (issue 13) ---------------------------------------------------------------
 # Each move is one call of a function of migration 0110: the database takes the user from the
 # session, refuses an alert or case outside the user's grids, checks the move, and writes the

@@ -592,10 +592,64 @@ def audit_page(settings: DashboardSettings, user: User) -> None:
         conn, who.strip() or None, action, timedelta(days=int(days or 7)), person.strip() or None
     )
     st.caption(f"{len(log)} 条 rows (最新 newest first, at most 5,000)")
-    st.dataframe(log, hide_index=True, use_container_width=True)
+    shown = log.assign(at=_local_minutes(log["at"], "—")).fillna("—")
+    st.dataframe(shown, hide_index=True, use_container_width=True)
     st.download_button(
-        "导出 CSV Export", csv_bytes(log), file_name="audit-log.csv", mime="text/csv"
+        "导出 CSV Export", csv_bytes(shown), file_name="audit-log.csv", mime="text/csv"
     )
+    _lockouts_section(settings)
+
+
+LOCKOUT_KINDS = {"account": "账户 account", "address": "地址 address"}
+
+
+def _local_minutes(times: pd.Series, missing: str) -> pd.Series:
+    """timestamptz values as village-local ``2026-11-30 04:02`` text, ``missing`` for none."""
+    local = pd.to_datetime(times, utc=True).dt.tz_convert("Asia/Shanghai")
+    return local.dt.strftime("%Y-%m-%d %H:%M").fillna(missing)
+
+
+def _lockouts_section(settings: DashboardSettings) -> None:
+    """The current sign-in lockouts (accounts locked after wrong passwords, blocked client
+    addresses), each of which the admin can lift: the database checks that the session is an
+    admin's and audits the lift as ``lockout_lifted`` (migrations 0060, 0111)."""
+    st.subheader("登录锁定 · Sign-in lockouts")
+    done = st.session_state.pop("lockout-lifted", None)
+    if done:
+        st.success(md(done))
+    conn = _conn(settings.writer_dsn())  # current, not a replica's lagging copy
+    found = queries.lockouts(conn)
+    if found.empty:
+        st.caption("当前没有被锁定的账户或地址 No account or address is locked out.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "类型 Kind": found.kind.map(LOCKOUT_KINDS),
+                "账户或地址 Account or address": found.subject,
+                "锁定于 Locked since": _local_minutes(found.since, "—"),
+                "解除于 Until": _local_minutes(found.until, "管理员解除 until an admin lifts it"),
+            }
+        ),
+        hide_index=True,
+    )
+    # Options are the lockouts themselves, so a choice never points at another row later.
+    labels = {
+        f"{kind}\t{subject}": f"{LOCKOUT_KINDS[kind]} · {subject}"
+        for kind, subject in zip(found.kind, found.subject, strict=True)
+    }
+    pick = st.selectbox(
+        "解除哪一个 Lift which", list(labels), format_func=labels.__getitem__, key="lockout-pick"
+    )
+    if pick is not None and st.button("解除锁定 Lift the lockout", key="lockout-lift"):
+        kind, subject = str(pick).split("\t", 1)
+        try:
+            actions.lift_lockout(conn, kind, subject)
+        except psycopg.errors.InvalidParameterValue as exc:
+            st.error(f"{exc.diag.message_primary} (刷新 refresh the page)")
+            return
+        st.session_state["lockout-lifted"] = f"已解除 Lifted: {labels[pick]} (已记录审计 audited)"
+        st.rerun()
 
 
 # --- sign-in --------------------------------------------------------------------------------

@@ -215,6 +215,15 @@ def audit_log_filtered(
     )
 
 
+def lockouts(conn: psycopg.Connection) -> pd.DataFrame:
+    """Current sign-in lockouts (migration 0111; admins only, others get
+    psycopg.errors.InsufficientPrivilege): kind ``account`` (locked after wrong passwords,
+    until an admin lifts it: ``until`` is NaT) or ``address`` (blocked until ``until``),
+    subject (username or client address), since (timestamptz)."""
+    rows = conn.execute("SELECT kind, subject, since, until FROM vt_lockouts()").fetchall()
+    return pd.DataFrame(rows, columns=["kind", "subject", "since", "until"])
+
+
 _DAY_START = """
     (date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai') - %(days)s * interval '1 day')
     AT TIME ZONE 'Asia/Shanghai'

@@ -566,6 +566,58 @@ def test_the_audit_page_filters_the_full_log_for_admins_only(village_db: str) ->
     assert "Admins only" in refused.error[0].value and not refused.dataframe
 
 
+def test_an_admin_sees_and_lifts_lockouts_on_the_audit_page(village_db: str) -> None:
+    with psycopg.connect(village_db) as conn:
+        conn.execute("UPDATE access_settings SET address_failures_max = 6")
+    with as_dashboard(village_db) as conn:
+        for n in range(6):  # the account locks after 5; the address blocks after 6
+            _sign_in(conn, "insp", f"guess {n}", "10.4.0.1")
+        assert _sign_in(conn, "insp", PASSWORD, "10.4.0.2") == (None, "account_locked")
+    # Only an admin sees or lifts lockouts, whatever the SQL.
+    with session(village_db, "manager") as conn:
+        for query in ("SELECT * FROM vt_lockouts()", "SELECT vt_lift_lockout('insp', NULL)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(query)
+        for table in ("app_users", "sign_in_blocks", "sign_in_attempts"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT * FROM {table}")
+
+    app = AppTest.from_function(
+        audit_script, args=(village_db, "admin", PASSWORD), default_timeout=30
+    )
+    app.run()
+    assert not app.exception, app.exception
+    shown = app.dataframe[1].value  # after the log
+    assert sorted(zip(shown["类型 Kind"], shown["账户或地址 Account or address"], strict=True)) == [
+        ("地址 address", "10.4.0.1"),
+        ("账户 account", "insp"),
+    ]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", t) for t in shown["锁定于 Locked since"])
+    account = shown["类型 Kind"].tolist().index("账户 account")
+    assert shown["解除于 Until"].iloc[account] == "管理员解除 until an admin lifts it"
+    app.selectbox(key="lockout-pick").set_value("account\tinsp").run()
+    app.button(key="lockout-lift").click().run()
+    assert not app.exception, app.exception
+    assert "已解除 Lifted" in app.success[0].value and "insp" in app.success[0].value
+    left = app.dataframe[1].value
+    assert left["账户或地址 Account or address"].tolist() == ["10.4.0.1"]
+
+    with as_dashboard(village_db) as conn:  # the account is free again (the address is not)
+        assert _sign_in(conn, "insp", PASSWORD, "10.4.0.1") == (None, "address_blocked")
+        token, refusal = _sign_in(conn, "insp", PASSWORD, "10.4.0.3")
+        assert token and refusal is None
+    with psycopg.connect(village_db) as conn:
+        lifted = conn.execute(
+            "SELECT username, subject FROM audit_log WHERE action = 'lockout_lifted'"
+        ).fetchall()
+    assert lifted == [("admin", "insp")]
+    with (
+        session(village_db, "admin") as conn,
+        pytest.raises(psycopg.errors.InvalidParameterValue, match="not locked out"),
+    ):
+        actions.lift_lockout(conn, "account", "insp")  # nothing to lift: said, not audited
+
+
 # --- item 11: retention -------------------------------------------------------------------------
 
 
