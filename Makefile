@@ -9,7 +9,10 @@ setup:  ## install system packages, TimescaleDB, .venv; start and migrate local 
 	@bash scripts/install-system.sh
 	@$(BIN)/villagetwin setup
 
-demo: setup  ## services + sample village + simulated devices + ingester + dashboard
+# The demo sets up the database itself and takes the MQTT port only while it runs: a broker it
+# stopped for it is started again at Ctrl-C (`make setup` would leave the project's in its place).
+demo:  ## services + sample village + simulated devices + ingester + dashboard
+	@bash scripts/install-system.sh
 	@$(BIN)/villagetwin demo
 
 test: setup-services lint typecheck pytest  ## everything CI runs

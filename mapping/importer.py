@@ -784,6 +784,17 @@ def read_footprints(
             frame = read(None)
     except (DataSourceError, DataLayerError) as exc:
         raise ValueError(f"not a readable vector file: {exc}") from None
+    if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.isna().all():
+        kind = (
+            "a table"
+            if path.suffix.lower() in {".csv", ".tsv", ".txt", ".xlsx", ".xls"}
+            else "a file"
+        )
+        raise ValueError(
+            f"{path.name} is {kind} without geometry: footprints must be polygons (GeoJSON,"
+            " GeoPackage, Shapefile); a table of units, people or tenancies goes with"
+            " --units, --people or --tenancies"
+        )
     bad = mojibake_columns(frame)
     if bad:
         notes.append(

@@ -139,7 +139,7 @@ def broker() -> None:
     """The project's local Mosquitto (development and CI)."""
 
 
-def _start_broker(settings: AppSettings) -> None:
+def _start_broker(settings: AppSettings, replaced: list[Any] | None = None) -> None:
     from villagetwin import local
     from villagetwin.tls import CertificateError, ensure_local_certificate
 
@@ -158,7 +158,7 @@ def _start_broker(settings: AppSettings) -> None:
             raise local.SetupError(str(exc)) from exc
         tls = (settings.broker_tls_port, cert, key)
     local.start_broker(
-        settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo, dynsec, tls
+        settings.state_dir, settings.mqtt.host, settings.mqtt.port, _echo, dynsec, tls, replaced
     )
 
 
@@ -239,7 +239,13 @@ def _registry_change(settings: AppSettings, change: Any) -> Any:
 @devices.command("add")
 @click.argument("device_id")
 @click.option("--kind", type=click.Choice([k.value for k in DeviceKind]), required=True)
-@click.option("--building", default=None, help="Standard address code of its building.")
+@click.option(
+    "--building",
+    "building",
+    metavar="BUILDING_ID",
+    default=None,
+    help="The id of the building it is installed in (building_id, e.g. LH00150), not the address.",
+)
 @click.option("--floor", type=int, default=None)
 @click.option("--door", type=click.Choice(["building", "unit", "entrance", "none"]), default=None)
 @click.pass_obj
@@ -1137,34 +1143,61 @@ def _dashboard_command(host: str, port: int) -> list[str]:
 @click.pass_context
 def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> None:
     """Everything at once: services, the sample village, simulated devices, the ingester and
-    the dashboard. Ctrl-C stops them all."""
+    the dashboard. Ctrl-C stops them all, and what the demo found is restored: a broker it
+    stopped to serve the MQTT port with the project's config is started again, and a broker or
+    database it started is stopped."""
     settings: AppSettings = ctx.obj
+    from ingest.settings import IngestSettings
     from villagetwin import embedded, local
 
-    try:
+    metrics = IngestSettings().ingest
+    try:  # the ports the demo's own processes listen on, before anything is started
+        local.require_free_port(
+            host, port, "the dashboard", "stop it, or run the demo on another: --port {free}"
+        )
+        if metrics.http_port:
+            local.require_free_port(
+                metrics.http_host, metrics.http_port, "the ingester's metrics",
+                "stop it, or set VT_INGEST__HTTP_PORT={free} (0 turns the metrics off)",
+            )  # fmt: skip
         up = embedded.bring_up(
             settings.db_dsn, settings.mqtt.host, settings.mqtt.port, settings.state_dir,
             settings.embedded, _echo,
         )  # fmt: skip
     except (local.SetupError, psycopg.Error) as exc:
         _fail(str(exc))
+    replaced: list[local.Replaced] = []
+    ours = False
     try:
-        _demo(ctx, settings, up, host, port, rate, seed)
+        if up.database_embedded:
+            settings.db_backend = "postgres"
+        ctx.invoke(setup, broker=False)
+        # The project's Mosquitto replaces a broker on the port, unless the machine's
+        # services are off limits or the embedded default started one.
+        if not up.broker_started and not settings.no_system_services:
+            ours = not local.broker_running(settings.state_dir)
+            try:
+                _start_broker(settings, replaced)
+            except (local.SetupError, psycopg.Error, OSError) as exc:
+                _fail(str(exc))
+        _demo(ctx, settings, host, port, rate, seed)
     finally:
+        if ours and local.broker_running(settings.state_dir):
+            _echo("stopping the demo's Mosquitto")
+            local.stop_broker(settings.state_dir)
+        for found in replaced:
+            try:
+                local.restart(found, settings.mqtt.host, settings.mqtt.port, _echo)
+            except (local.SetupError, OSError, subprocess.SubprocessError) as exc:
+                _echo(f"could not restore {found.why}: {exc}")
         if up.started:
             _echo("stopping " + ", ".join(s.name.split(" (")[0] for s in up.started))
             embedded.stop_all(up.started)
 
 
 def _demo(
-    ctx: click.Context, settings: AppSettings, up: Any, host: str, port: int, rate: float,
-    seed: int,
-) -> None:  # fmt: skip
-    if up.database_embedded:
-        settings.db_backend = "postgres"
-    # The project's Mosquitto replaces a broker on the port, unless the machine's services
-    # are off limits or the embedded default started one.
-    ctx.invoke(setup, broker=not up.broker_started and not settings.no_system_services)
+    ctx: click.Context, settings: AppSettings, host: str, port: int, rate: float, seed: int
+) -> None:
     with psycopg.connect(settings.db_dsn) as conn:
         row = conn.execute("SELECT count(*) FROM buildings").fetchone()
     if not row or row[0] == 0:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -33,6 +34,60 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def listener(port: int) -> str | None:
+    """Who listens on TCP ``port`` here, as ``pid 123 (mosquitto -c …)``, read from /proc
+    (Linux: /proc/net/tcp and tcp6 name the socket's inode, a process's fd links name it);
+    None when nobody does or the holder cannot be seen (another user's process, not root)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = {os.readlink(fd) for fd in fd_dir.iterdir()}
+        except OSError:
+            continue
+        if links & inodes:
+            pid = fd_dir.parent.name
+            try:
+                argv = (fd_dir.parent / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                argv = []
+            command = " ".join(" ".join(os.fsdecode(a) for a in argv if a).split())[:200]
+            return f"pid {pid} ({command})" if command else f"pid {pid}"
+    return None
+
+
+def free_port_from(host: str, port: int, tries: int = 50) -> int | None:
+    """The first port from ``port`` on that nobody listens on, for a suggestion."""
+    for candidate in range(port, min(port + tries, 65536)):
+        if not port_open(host, candidate, timeout=0.2):
+            return candidate
+    return None
+
+
+def require_free_port(host: str, port: int, what: str, remedy: str) -> None:
+    """Raises SetupError saying who holds ``host:port`` and what to do (``remedy``, where
+    ``{free}`` becomes the next free port) when something already listens there."""
+    if not port_open(host, port):
+        return
+    holder = listener(port)
+    free = free_port_from(host, port + 1)
+    raise SetupError(
+        f"port {port} ({what}) is already in use"
+        f"{' by ' + holder if holder else ''}: {remedy.format(free=free or port + 1)}"
+    )
 
 
 def wait_for_port(host: str, port: int, seconds: float) -> bool:
@@ -130,6 +185,17 @@ def local_user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """A broker stopped to free a port, and how to start it again as it was found: its
+    command line and working directory (``restart``)."""
+
+    pid: int
+    argv: tuple[str, ...]
+    cwd: str
+    why: str
+
+
 def start_broker(
     state_dir: Path,
     host: str,
@@ -137,12 +203,15 @@ def start_broker(
     log: Log,
     dynsec: Path | None = None,
     tls: tuple[int, Path, Path] | None = None,
+    replaced: list[Replaced] | None = None,
 ) -> Path:
     """Runs Mosquitto with the project's config on ``port``: with ``dynsec`` (the registry's
     dynamic-security file) it requires credentials; with ``tls`` (port, certificate, key) it
     also serves TLS. The machine's own Mosquitto, started with Debian's defaults (1000 queued
     messages per client), is stopped if it holds the port: those defaults drop messages for a
-    paused ingester."""
+    paused ingester; each broker stopped is appended to ``replaced``, so that the caller can
+    ``restart`` it when done (the demo does). Raises SetupError naming the holder of the
+    port when it is not a Mosquitto this project may replace."""
     paths = broker_paths(state_dir)
     paths["data"].mkdir(parents=True, exist_ok=True)
     config = BrokerConfig(
@@ -170,14 +239,25 @@ def start_broker(
         _wait_gone(ours)
     if port_open(host, port):
         for pid, why in _replaceable_brokers(port):
+            found = _command_of(pid)
             log(f"stopping {why} (pid {pid}) to serve port {port} with the project's config")
             os.kill(pid, signal.SIGTERM)
             _wait_gone(pid)
+            if found is not None and replaced is not None:
+                replaced.append(Replaced(pid, found[0], found[1], why))
     if port_open(host, port):
+        holder = listener(port)
+        free = free_port_from(host, port + 1) or port + 1
         raise SetupError(
-            f"port {port} is taken by a process that is not a Mosquitto this project may"
-            " replace; set VT_MQTT__PORT to another port"
+            f"port {port} (MQTT) is already in use{' by ' + holder if holder else ''}, which is"
+            f" not a Mosquitto this project may replace: stop it, or use another port:"
+            f" VT_MQTT__PORT={free}"
         )
+    if tls:
+        require_free_port(
+            host, tls[0], "MQTT over TLS",
+            "stop it, or set VT_BROKER_TLS_PORT={free} (0: no TLS listener)",
+        )  # fmt: skip
     if not shutil.which("mosquitto"):
         raise SetupError("mosquitto is not installed; run scripts/install-system.sh")
     subprocess.run(["mosquitto", "-d", "-c", str(paths["conf"])], check=True)
@@ -211,6 +291,36 @@ def _replaceable_brokers(port: int) -> list[tuple[int, str]]:
         elif text.startswith("# Generated by villagetwin") and f"listener {port} " in text:
             found.append((pid, f"another checkout's Mosquitto ({conf})"))
     return found
+
+
+def _command_of(pid: int) -> tuple[tuple[str, ...], str] | None:
+    """A process's command line and working directory, or None if it is gone."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    return tuple(os.fsdecode(a) for a in argv if a), cwd
+
+
+def restart(found: Replaced, host: str, port: int, log: Log) -> None:
+    """Starts a broker that ``start_broker`` stopped again, with its own command line in its
+    own directory and session (a ``-d`` broker daemonises itself); raises SetupError when
+    it does not listen on ``port`` within 10 s."""
+    log(f"starting {found.why} again: {' '.join(found.argv)}")
+    child = subprocess.Popen(
+        found.argv, cwd=found.cwd, start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    if "-d" in found.argv:
+        child.wait(timeout=10)  # the parent exits once the daemon runs
+    if not wait_for_port(host, port, 10):
+        raise SetupError(f"{found.why} did not start again; start it by hand: {found.argv}")
+
+
+def broker_running(state_dir: Path) -> bool:
+    """Whether the project's own Mosquitto of this state directory runs."""
+    return _pid_alive(broker_paths(state_dir)["pid"]) is not None
 
 
 def stop_broker(state_dir: Path) -> bool:

@@ -83,7 +83,16 @@ def add_device(
             "SELECT 1 FROM buildings WHERE building_id = %s", (building_id,)
         ).fetchone()
     ):
-        raise ProvisioningError(f"no building {building_id!r} in the village model")
+        by_address = conn.execute(
+            "SELECT building_id FROM buildings WHERE address = %s ORDER BY 1 LIMIT 1",
+            (building_id,),
+        ).fetchone()
+        hint = (
+            f"; that is the address of {by_address[0]}: give its id, --building {by_address[0]}"
+            if by_address
+            else " (--building takes the building id, e.g. LH00150, not its address)"
+        )
+        raise ProvisioningError(f"no building id {building_id!r} in the village model{hint}")
     taken = _name_taken(conn, device_id)
     if taken == "a device":
         raise ProvisioningError(f"device {device_id!r} exists already; use `devices rotate`")
