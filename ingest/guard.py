@@ -6,6 +6,8 @@
   that floods garbage fills neither the table nor the disk, and the operator still sees it.
   Refusals from senders the registry does not know (bad topics, unknown device ids) share one
   quota, so the state stays bounded by the number of registered devices.
+- ``LabelLimit``: label values of a metric that come from device input (an unmapped vendor
+  code) are capped; new values beyond the cap are counted under one overflow label.
 - ``WriterWatch``: which writer holds a batch since when, and which writers died: the
   ingester's /healthz answers 503 when a batch waits longer than ``stall_after_s`` for its
   commit or a writer is dead.
@@ -36,6 +38,31 @@ class _Window:
     last_at: datetime | None = None
     topic: str = ""
     reasons: Counter[str] = field(default_factory=Counter)
+
+
+OVERFLOW_LABEL = "(other: label limit reached)"
+
+
+class LabelLimit:
+    """At most ``limit`` distinct label values; values seen first keep their own label.
+
+    ``label(value)`` returns ``value`` while it is one of the first ``limit`` distinct values
+    seen, else ``OVERFLOW_LABEL``. Not thread-safe (the ingester's main thread calls it)."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"a label limit must be at least 1, not {limit}")
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def label(self, value: str) -> str:
+        """``value`` if it has, or may still get, its own series, else ``OVERFLOW_LABEL``."""
+        if value in self._seen:
+            return value
+        if len(self._seen) < self.limit:
+            self._seen.add(value)
+            return value
+        return OVERFLOW_LABEL
 
 
 class DeadLetterQuota:

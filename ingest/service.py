@@ -38,7 +38,7 @@ from devices.mqtt import connect_options, new_client
 from devices.topics import bridge_subscription, subscription
 from ingest import keys, maintenance, pool, store
 from ingest.batching import Batch, Batcher
-from ingest.guard import DeadLetterQuota, WriterWatch
+from ingest.guard import DeadLetterQuota, LabelLimit, WriterWatch
 from ingest.metrics import BROKER_SYS_TOPICS, BrokerMetrics, IngestMetrics, serve
 from ingest.mqtt_client import BulkClient
 from ingest.salvage import Salvage, describe, describe_for_log, is_conflict, is_outage
@@ -212,6 +212,7 @@ class Ingester:
             self.options.dead_letter_quota, self.options.dead_letter_quota_window_s
         )
         self._quota_swept_at = time.monotonic()
+        self._note_labels = LabelLimit(self.options.metric_label_limit)
         self.failed = False  # a writer died: the process should exit non-zero
 
     # --- MQTT edge (network thread) -------------------------------------------------------
@@ -553,7 +554,7 @@ class Ingester:
         if verdict.refusals:
             verdict = self._refused(verdict)
         for note in verdict.notes:  # bridged only: unmapped vendor codes, skipped messages
-            self.metrics.bridge_notes.labels(note).inc()
+            self.metrics.bridge_notes.labels(self._note_labels.label(note)).inc()
         self._batcher.add(message, verdict, time.monotonic())
 
     def _refused(self, verdict: Verdict) -> Verdict:

@@ -76,6 +76,10 @@ class IngestOptions(BaseModel):
     # window; beyond it they are counted (vt_dead_letters_suppressed) and one summary dead
     # letter with reason dead_letter_quota says how many, when the window ends.
     dead_letter_quota: int = Field(default=1000, ge=1)
+    # Distinct values a metric label taken from device input (vt_bridge_notes' note: a vendor's
+    # unmapped code) may have; later new values are counted under OVERFLOW_LABEL, so a device
+    # sending ever new codes cannot grow the ingester's memory or the scraper's series.
+    metric_label_limit: int = Field(default=200, ge=1)
     dead_letter_quota_window_s: float = Field(default=3600.0, gt=0)
     # Days to keep events, by kind; kinds not named keep retention_default_days.
     retention_days: dict[str, int] = {"heartbeat": 30}

@@ -26,6 +26,7 @@ from devices.adapters import reference
 from devices.mqtt import connect, new_client
 from devices.settings import MqttSettings
 from devices.topics import config_topic, status_topic
+from ingest.guard import OVERFLOW_LABEL
 
 KEY = "bridge-test-key"
 DEVICES = {"acc-hik7": "access", "acc-dahua7": "access", "cam-frigate7": "camera"}
@@ -113,6 +114,38 @@ def test_a_mixed_dahua_upload_stores_each_event_as_what_it_is(
         assert samples("vt_bridge_notes_total", {"note": note}) == 1
     # An unmapped code is stored with the vendor's code and counted, never refused (§2).
     assert rows(db, "SELECT reason, detail FROM dead_letters") == []
+
+
+def test_ever_new_vendor_codes_are_stored_but_grow_no_metric_series(
+    db: str, broker: Any, start_ingester: Any, publisher: mqtt.Client
+) -> None:
+    """A device that invents a new code in every message (a bug, or an attack on the
+    ingester's memory): every event is stored with its code, and the metric keeps at most
+    metric_label_limit series, the rest counted under one overflow label."""
+    register(db)
+    running = start_ingester(
+        db, broker.settings, credential_key=KEY, writers=1, metric_label_limit=3
+    )
+    t = int(now().timestamp())
+    for i in range(8):
+        upload = {"Code": f"Invented{i}", "Action": "Pulse", "Index": 0, "Data": {"UTC": t}}
+        publish(publisher, "vt/bridge/dahua/acc-dahua7", json.dumps(upload).encode())
+    stored_after(db, publisher, 1)
+    codes = rows(db, "SELECT payload->>'code' FROM events WHERE kind = 'access.vendor'")
+    assert sorted(c for (c,) in codes) == [f"Invented{i}/Pulse" for i in range(8)]
+    series = {
+        s.labels["note"]: s.value
+        for metric in running.ingester.metrics.registry.collect()
+        if metric.name == "vt_bridge_notes"
+        for s in metric.samples
+        if s.name == "vt_bridge_notes_total"
+    }
+    assert series == {
+        "dahua unmapped Invented0/Pulse": 1,
+        "dahua unmapped Invented1/Pulse": 1,
+        "dahua unmapped Invented2/Pulse": 1,
+        OVERFLOW_LABEL: 5,
+    }
 
 
 def test_vendor_heartbeats_move_last_seen_and_are_not_dead_letters(
