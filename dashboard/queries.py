@@ -101,13 +101,27 @@ def building_events(conn: psycopg.Connection, building_id: str, limit: int = 200
     )
 
 
-def events_today(conn: psycopg.Connection) -> dict[str, int]:
-    """Events since local midnight (China Standard Time) by kind, heartbeats aside."""
+def events_today(conn: psycopg.Connection, village: str | None = None) -> dict[str, int]:
+    """Events since local midnight by kind, heartbeats aside: of ``village`` (a village key)
+    from building_hourly, midnight in the village's own time zone (villages.time_zone); of the
+    whole platform (None) from village_hourly, midnight in the villages' common time zone
+    (the column's default, Asia/Shanghai, when they have several)."""
+    if village is not None:
+        rows = conn.execute(
+            "SELECT h.kind, sum(h.events) FROM building_hourly h"
+            " JOIN buildings b USING (building_id) JOIN villages v USING (village_key)"
+            " WHERE v.village_key = %s AND h.kind <> 'heartbeat'"
+            " AND h.hour >= date_trunc('day', now() AT TIME ZONE v.time_zone)"
+            "   AT TIME ZONE v.time_zone GROUP BY h.kind ORDER BY h.kind",
+            (village,),
+        ).fetchall()
+        return {kind: int(n) for kind, n in rows}
     rows = conn.execute(
-        "SELECT kind, sum(events) FROM village_hourly"
-        " WHERE hour >= date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')"
-        "   AT TIME ZONE 'Asia/Shanghai' AND kind <> 'heartbeat'"
-        " GROUP BY kind ORDER BY kind"
+        "WITH zone AS (SELECT coalesce((SELECT min(time_zone) FROM villages"
+        "   HAVING count(DISTINCT time_zone) = 1), 'Asia/Shanghai') AS name)"
+        " SELECT kind, sum(events) FROM village_hourly, zone"
+        " WHERE hour >= date_trunc('day', now() AT TIME ZONE zone.name) AT TIME ZONE zone.name"
+        " AND kind <> 'heartbeat' GROUP BY kind ORDER BY kind"
     ).fetchall()
     return {kind: int(n) for kind, n in rows}
 

@@ -274,18 +274,29 @@ def existing_ids(conn: psycopg.Connection, table: str) -> set[str]:
     return {row[0] for row in conn.execute(query)}
 
 
-def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
-    """Every building, ordered by ``building_id``, as a GeoDataFrame in WGS-84: ``building_id``,
-    ``address``, ``grid_code``, ``storeys``, ``height_m`` (metres), ``landlord`` (the landlord's
-    name as ``people_masked`` shows it to this session, or None), ``use``, ``lon``/``lat``
-    (centroid, degrees), ``landlord_id`` and the footprint polygon as ``geometry``.
+# A place's village, for the readers below: None reads every village the session sees.
+_OF_VILLAGE = "%(village)s::text IS NULL OR {} = %(village)s"
+_BUILDING_OF_VILLAGE = (
+    "%(village)s::text IS NULL OR {} IN"
+    " (SELECT building_id FROM buildings WHERE village_key = %(village)s)"
+)
+
+
+def read_buildings(conn: psycopg.Connection, village: str | None = None) -> gpd.GeoDataFrame:
+    """Every building (of ``village``, a village key; None: of every village), ordered by
+    ``building_id``, as a GeoDataFrame in WGS-84: ``building_id``, ``address``, ``grid_code``,
+    ``storeys``, ``height_m`` (metres), ``landlord`` (the landlord's name as ``people_masked`` shows
+    it to this session, or None), ``use``, ``lon``/``lat`` (centroid, degrees), ``landlord_id`` and
+    the footprint polygon as ``geometry``.
 
     Raises psycopg.Error when the query fails."""
     rows = conn.execute(
         # The landlord is a person (migration 0061): their masked name, and their id for a reveal.
         "SELECT b.building_id, b.address, b.grid_code, b.storeys, b.height_m,"
         " (SELECT p.name FROM people_masked p WHERE p.person_id = b.landlord_id), b.use,"
-        " b.lon, b.lat, b.landlord_id, b.footprint FROM buildings b ORDER BY b.building_id"
+        " b.lon, b.lat, b.landlord_id, b.footprint FROM buildings b"
+        f" WHERE {_OF_VILLAGE.format('b.village_key')} ORDER BY b.building_id",
+        {"village": village},
     ).fetchall()
     columns = [
         "building_id",
@@ -303,44 +314,66 @@ def read_buildings(conn: psycopg.Connection) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(frame, geometry=[shape(row[-1]) for row in rows], crs=WGS84)
 
 
-def read_grid_cells(conn: psycopg.Connection) -> gpd.GeoDataFrame:
-    """Every grid cell (网格), ordered by ``grid_code``, as a GeoDataFrame in WGS-84: ``grid_code``,
-    ``name``, ``grid_worker`` and its boundary polygon as ``geometry``."""
+def read_grid_cells(conn: psycopg.Connection, village: str | None = None) -> gpd.GeoDataFrame:
+    """Every grid cell (网格) of ``village`` (None: of every village), ordered by
+    ``grid_code``, as a GeoDataFrame in WGS-84: ``grid_code``, ``name``, ``grid_worker`` and its
+    boundary polygon as ``geometry``."""
     rows = conn.execute(
-        "SELECT grid_code, name, grid_worker, boundary FROM grid_cells ORDER BY grid_code"
+        "SELECT grid_code, name, grid_worker, boundary FROM grid_cells"
+        f" WHERE {_OF_VILLAGE.format('village_key')} ORDER BY grid_code",
+        {"village": village},
     ).fetchall()
     frame = pd.DataFrame([r[:-1] for r in rows], columns=["grid_code", "name", "grid_worker"])
     return gpd.GeoDataFrame(frame, geometry=[shape(r[-1]) for r in rows], crs=WGS84)
 
 
-def read_roads(conn: psycopg.Connection) -> gpd.GeoDataFrame:
-    """Every road and alley, ordered by ``road_id``, as a GeoDataFrame in WGS-84: ``name``,
-    ``kind``, ``width_m`` (metres) and its centre line as ``geometry``."""
-    rows = conn.execute("SELECT name, kind, width_m, path FROM roads ORDER BY road_id").fetchall()
+def read_roads(conn: psycopg.Connection, village: str | None = None) -> gpd.GeoDataFrame:
+    """Every road and alley of ``village`` (None: of every village), ordered by ``road_id``, as a
+    GeoDataFrame in WGS-84: ``name``, ``kind``, ``width_m`` (metres) and its centre line as
+    ``geometry``."""
+    rows = conn.execute(
+        "SELECT name, kind, width_m, path FROM roads"
+        f" WHERE {_OF_VILLAGE.format('village_key')} ORDER BY road_id",
+        {"village": village},
+    ).fetchall()
     frame = pd.DataFrame([r[:-1] for r in rows], columns=["name", "kind", "width_m"])
     return gpd.GeoDataFrame(frame, geometry=[shape(r[-1]) for r in rows], crs=WGS84)
 
 
-def read_pois(conn: psycopg.Connection) -> gpd.GeoDataFrame:
-    """Every point of interest as a GeoDataFrame in WGS-84: ``name``, ``category``, ``lon``/``lat``
-    (degrees) and the point as ``geometry``."""
-    rows = conn.execute("SELECT name, category, lon, lat FROM points_of_interest").fetchall()
+def read_pois(conn: psycopg.Connection, village: str | None = None) -> gpd.GeoDataFrame:
+    """Every point of interest of ``village`` (None: of every village) as a GeoDataFrame in WGS-84:
+    ``name``, ``category``, ``lon``/``lat`` (degrees) and the point as ``geometry``."""
+    rows = conn.execute(
+        "SELECT name, category, lon, lat FROM points_of_interest"
+        f" WHERE {_OF_VILLAGE.format('village_key')}",
+        {"village": village},
+    ).fetchall()
     frame = pd.DataFrame(rows, columns=["name", "category", "lon", "lat"])
     return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame.lon, frame.lat), crs=WGS84)
 
 
-def read_objects(conn: psycopg.Connection) -> pd.DataFrame:
-    """Every object (物: hydrant, extinguisher, e-bike charger …) as a DataFrame: ``object_id``,
-    ``kind``, ``building_id`` (or None), ``lon``/``lat`` (WGS-84 degrees)."""
-    rows = conn.execute("SELECT object_id, kind, building_id, lon, lat FROM objects").fetchall()
+def read_objects(conn: psycopg.Connection, village: str | None = None) -> pd.DataFrame:
+    """Every object (物: hydrant, extinguisher, e-bike charger …) of ``village`` (None: of every
+    village; an object without a building belongs to the village whose boundary holds it) as a
+    DataFrame: ``object_id``, ``kind``, ``building_id`` (or None), ``lon``/``lat`` (WGS-84
+    degrees)."""
+    rows = conn.execute(
+        "SELECT object_id, kind, building_id, lon, lat FROM objects o"
+        f" WHERE {_BUILDING_OF_VILLAGE.format('o.building_id')}"
+        " OR (o.building_id IS NULL AND ST_Within(o.geom,"
+        "     (SELECT v.boundary FROM villages v WHERE v.village_key = %(village)s)))",
+        {"village": village},
+    ).fetchall()
     return pd.DataFrame(rows, columns=["object_id", "kind", "building_id", "lon", "lat"])
 
 
-def read_organisations(conn: psycopg.Connection) -> pd.DataFrame:
-    """Organisations that have a building, placed on it."""
+def read_organisations(conn: psycopg.Connection, village: str | None = None) -> pd.DataFrame:
+    """Organisations that have a building (in ``village``; None: in any), placed on it."""
     rows = conn.execute(
         "SELECT o.org_id, o.kind, o.name, o.building_id, b.lon, b.lat, b.height_m"
         " FROM organisations o JOIN buildings b USING (building_id)"
+        f" WHERE {_OF_VILLAGE.format('b.village_key')}",
+        {"village": village},
     ).fetchall()
     return pd.DataFrame(
         rows, columns=["org_id", "kind", "name", "building_id", "lon", "lat", "height_m"]

@@ -23,6 +23,7 @@ from dashboard import queries
 from devices.mqtt import connect, new_client
 from devices.payloads import AccessUnlock, encode
 from devices.topics import event_topic
+from mapping import db as village_db
 from mapping.db import load_village
 from mapping.generate import generate
 
@@ -260,6 +261,16 @@ def test_two_villages_side_by_side_with_events_for_both_and_users_scoped_per_vil
         assert seen(admin) == totals
         assert one(admin, "SELECT count(*) FROM villages") == 2
         assert district(admin) == figures
+        # The picked village's places and today's events, as the dashboard reads them.
+        for village in (SAMPLE, REAL):
+            assert len(village_db.read_buildings(admin, village)) == totals[village]["buildings"]
+            assert len(village_db.read_grid_cells(admin, village)) == totals[village]["grid_cells"]
+            assert len(village_db.read_roads(admin, village)) == totals[village]["roads"]
+            assert queries.events_today(admin, village) == {"access.unlock": 3}
+        assert len(village_db.read_buildings(admin)) == sum(t["buildings"] for t in totals.values())
+        assert len(village_db.read_pois(admin, REAL)) == 0 < len(village_db.read_pois(admin))
+        assert len(village_db.read_objects(admin, REAL)) == 0 < len(village_db.read_objects(admin))
+        assert queries.events_today(admin) == {"access.unlock": 6}
     with dashboard_session_of(db, "district", password) as unlimited:
         assert seen(unlimited) == totals
         assert district(unlimited) == figures
@@ -283,6 +294,8 @@ def test_two_villages_side_by_side_with_events_for_both_and_users_scoped_per_vil
                    "events": 3, "devices": 1},
         }  # fmt: skip
         assert one(insp, "SELECT array_agg(village_key) FROM villages") == [REAL]
+        assert queries.events_today(insp, REAL) == {"access.unlock": 3}
+        assert queries.events_today(insp, SAMPLE) == {}
         assert district(insp) == {REAL: {**figures[REAL], "buildings": west_buildings, "units": 0}}
         # Writes through the checked functions stay in the session's villages too.
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="outside your grids"):
@@ -369,3 +382,29 @@ def test_the_time_zone_and_crs_are_the_villages_own(db: str, tmp_path: Path) -> 
     ]
     with psycopg.connect(db) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("UPDATE villages SET time_zone = 'Mars/Olympus'")
+
+
+def test_the_picker_offers_the_district_only_for_several_villages_and_totals_the_figures() -> None:
+    import pandas as pd
+
+    from dashboard import villages
+
+    one_village = pd.DataFrame(
+        [("沙面", "沙面", "Asia/Shanghai", 169, 0, 3, 1, 0)], columns=queries.VILLAGE_FIGURES
+    )
+    assert villages.options(one_village) == ["沙面"]
+    assert list(villages.district_table(one_village).columns) == list(
+        villages.FIGURE_LABELS.values()
+    )
+    two = pd.concat(
+        [one_village, pd.DataFrame([("龙湖村", "龙湖村", "Asia/Shanghai", 40, 300, 5, 0, 2)],
+                                   columns=queries.VILLAGE_FIGURES)],
+        ignore_index=True,
+    )  # fmt: skip
+    assert villages.options(two) == [None, "沙面", "龙湖村"]
+    assert villages.label(None, two) == "全区 Whole district (2 个村 villages)"
+    assert villages.label("龙湖村", two) == "龙湖村"
+    table = villages.district_table(two)
+    assert table.iloc[-1].tolist() == ["合计 Total", 209, 300, 8, 1, 2, ""]
+    with pytest.raises(ValueError, match="without units"):
+        villages.district_table(two.drop(columns=["units"]))
