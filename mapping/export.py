@@ -31,19 +31,23 @@ from mapping import db as village_db
 FORMATS = ("gpkg", "geojson", "cityjson")
 
 
-def read_layers(conn: psycopg.Connection) -> dict[str, gpd.GeoDataFrame]:
-    """The village's places from the database, WGS-84: buildings (with ``basements``), grid
-    cells, roads, points of interest."""
-    buildings = village_db.read_buildings(conn)
+def read_layers(
+    conn: psycopg.Connection, village: str | None = None
+) -> dict[str, gpd.GeoDataFrame]:
+    """The places of ``village`` (a village key; None: of every village) from the database,
+    WGS-84: buildings (with ``basements``), grid cells, roads, points of interest.
+
+    Raises psycopg.Error when a query fails."""
+    buildings = village_db.read_buildings(conn, village)
     basements: dict[str, int] = dict(
         conn.execute("SELECT building_id, basements FROM buildings").fetchall()
     )
     buildings["basements"] = buildings.building_id.map(basements).fillna(0).astype(int)
     return {
         "buildings": buildings,
-        "grid_cells": village_db.read_grid_cells(conn),
-        "roads": village_db.read_roads(conn),
-        "points_of_interest": village_db.read_pois(conn).drop(columns=["lon", "lat"]),
+        "grid_cells": village_db.read_grid_cells(conn, village),
+        "roads": village_db.read_roads(conn, village),
+        "points_of_interest": village_db.read_pois(conn, village).drop(columns=["lon", "lat"]),
     }
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from shapely.geometry import LineString, Point, Polygon, box
 from shapely.ops import unary_union
 
+from mapping.coords import utm_crs
 from mapping.model import (
     ORGANISATION_COLUMNS,
     PERSON_COLUMNS,
@@ -27,8 +28,9 @@ from mapping.model import (
     Village,
 )
 
-UTM_49N = "EPSG:32649"
 ORIGIN_LON, ORIGIN_LAT = 113.45, 23.16
+# The sample village is laid out in metres in the UTM zone of its origin (49N at Guangzhou).
+METRIC_CRS = utm_crs(ORIGIN_LON, ORIGIN_LAT)
 
 SURNAMES = "陈李黄张梁林刘何罗郑谢冯邓曾彭吴周徐叶苏卢蔡潘杜钟"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华志坚国荣"
@@ -161,7 +163,7 @@ class _Layout:
 
 
 def _layout(spec: VillageSize, rng: random.Random) -> _Layout:
-    origin = gpd.GeoSeries([Point(ORIGIN_LON, ORIGIN_LAT)], crs=WGS84).to_crs(UTM_49N).iloc[0]
+    origin = gpd.GeoSeries([Point(ORIGIN_LON, ORIGIN_LAT)], crs=WGS84).to_crs(METRIC_CRS).iloc[0]
     main_row, lane_col = spec.rows // 2, spec.columns // 2
     # Alley widths between columns and rows: 1–3 m, the gap between handshake buildings.
     col_gap = [round(rng.uniform(1.0, 3.0), 1) for _ in range(spec.columns)]
@@ -422,7 +424,7 @@ def _devices(layout: _Layout, buildings: list[dict[str, object]]) -> list[Record
 
 
 def _frame(records: list[Record]) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame(records, geometry="geometry", crs=UTM_49N).to_crs(WGS84)
+    return gpd.GeoDataFrame(records, geometry="geometry", crs=METRIC_CRS).to_crs(WGS84)
 
 
 SHOP_KINDS = ["便利店", "粉面店", "五金店", "快递点", "理发店"]

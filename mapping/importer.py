@@ -34,7 +34,6 @@ from mapping.model import (
 )
 from mapping.storeys import MAX_STOREYS, Storeys, parse_height_m, parse_storeys
 
-UTM_49N = "EPSG:32649"
 # Columns an imported building has beyond the model's: storeys below ground, the id the file
 # gave, and whether the address and storeys came from the file (a re-import keeps what the
 # database has where they did not).
@@ -393,9 +392,10 @@ def buildings_from_frame(
 
 
 def _metric_crs(frame: gpd.GeoDataFrame) -> Any:
-    """The UTM zone of the data's centre (coords.utm_crs), for areas in m²."""
+    """The UTM zone of the data's centre (coords.utm_crs), for areas in m²; an empty frame
+    has no area to measure (WGS-84 is returned)."""
     if not len(frame) or frame.geometry.isna().all():
-        return UTM_49N
+        return WGS84
     minx, miny, maxx, maxy = frame.total_bounds
     return utm_crs((minx + maxx) / 2, (miny + maxy) / 2)
 

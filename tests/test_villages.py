@@ -347,6 +347,16 @@ def test_numbered_buildings_of_two_villages_do_not_overwrite_each_other(
     assert again.returncode == 0, again.stderr
     assert "against the database: 0 new, 0 changed, 2 unchanged" in again.stdout
     assert count(db, "SELECT count(*) FROM buildings") == 4
+    # One village exported for GIS tools: its buildings only.
+    out = tmp_path / "west"
+    exported = cli(env, "village", "export", "--format", "geojson", "--out", str(out),
+                   "--village", "西村")  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    written = gpd.read_file(out / "buildings.geojson")
+    assert sorted(written.building_id) == ["西村/00001", "西村/00002"]
+    unknown = cli(env, "village", "export", "--format", "gpkg", "--out", str(tmp_path / "x.gpkg"),
+                  "--village", "北村")  # fmt: skip
+    assert unknown.returncode != 0 and "no village 北村 (villages: 东村, 西村)" in unknown.stderr
 
     # Grid codes are one key across the district: another village's code is refused, said.
     cells = draw_cells(tmp_path / "cells.geojson", {"G1": ("一", box(113.2, 23.09, 113.21, 23.11))})

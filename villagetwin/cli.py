@@ -840,15 +840,23 @@ def village_template(table: str, out: Path) -> None:
     " buildings as LoD1 solids for 3D GIS viewers.",
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="File or directory.")
+@click.option("--village", default=None, help="Export this village only [default: every village].")
 @click.pass_obj
-def village_export(settings: AppSettings, fmt: str, out: Path) -> None:
-    """Export the village in the database (places only: no personal data) for GIS tools."""
+def village_export(settings: AppSettings, fmt: str, out: Path, village: str | None) -> None:
+    """Export the villages in the database (places only: no personal data) for GIS tools."""
     from mapping import export
 
     try:
         with psycopg.connect(settings.db_dsn) as conn:
-            layers = export.read_layers(conn)
-            title = conn.execute("SELECT string_agg(name, ', ') FROM villages").fetchone()
+            known = [r[0] for r in conn.execute("SELECT village_key FROM villages ORDER BY 1")]
+            if village is not None and village not in known:
+                _fail(f"no village {village} (villages: {', '.join(known) or 'none yet'})")
+            layers = export.read_layers(conn, village)
+            title = conn.execute(
+                "SELECT string_agg(name, ', ' ORDER BY name) FROM villages"
+                " WHERE %(v)s::text IS NULL OR village_key = %(v)s",
+                {"v": village},
+            ).fetchone()
     except psycopg.Error as exc:
         _fail(f"cannot read the village: {exc}")
     if fmt == "gpkg":
