@@ -3,7 +3,7 @@ security headers: the page may not be framed by another site (X-Frame-Options: D
 ``frame-ancestors 'none'``, against clickjacking), no MIME sniffing, no referrer.
 
 ``villagetwin dashboard`` runs ``streamlit run dashboard/serve.py``; Streamlit finds ``app``
-below and serves ``dashboard/app.py`` through it (Starlette, uvicorn).
+below and serves ``dashboard/entry/app.py`` through it (Starlette, uvicorn).
 """
 
 from __future__ import annotations
@@ -52,4 +52,5 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-app = st.App(str(Path(__file__).with_name("app.py")), middleware=[Middleware(SecurityHeaders)])
+SCRIPT = Path(__file__).with_name("entry") / "app.py"  # why not app.py: entry/app.py's docstring
+app = st.App(str(SCRIPT), middleware=[Middleware(SecurityHeaders)])

@@ -20,6 +20,8 @@ from devices.settings import MqttSettings
 from villagetwin.local import wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# The dashboard's Streamlit script, for AppTest.from_file (dashboard/entry/app.py says why there).
+DASHBOARD_APP = ROOT / "dashboard" / "entry" / "app.py"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own download does not work here

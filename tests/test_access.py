@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 from streamlit.testing.v1 import AppTest
-from support import ROOT, wait_until
+from support import DASHBOARD_APP, ROOT, wait_until
 
 from dashboard import actions, inspection
 from dashboard.auth import password_problems
@@ -455,7 +455,7 @@ def test_sign_in_through_the_dashboard_locks_after_repeated_failures(
     village_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VT_DB_DSN", village_db)
-    app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+    app = AppTest.from_file(str(DASHBOARD_APP), default_timeout=60)
     app.run()
     for n in range(6):
         app.text_input[0].input("admin")
@@ -530,8 +530,9 @@ def test_markdown_escaping_keeps_links_and_html_as_text() -> None:
 def audit_script(dsn: str, username: str, password: str) -> None:
     import streamlit as st
 
-    from dashboard.app import audit_page, start_session
     from dashboard.auth import User
+    from dashboard.pages.audit import render as audit_page
+    from dashboard.session import start_session
     from dashboard.settings import DashboardSettings
 
     settings = DashboardSettings(db_dsn=dsn)
@@ -699,8 +700,9 @@ def test_discrepancies_between_registered_and_observed() -> None:
 def inspector_script(dsn: str, username: str, password: str) -> None:
     import streamlit as st
 
-    from dashboard.app import inspector_page, start_session
     from dashboard.auth import User
+    from dashboard.pages.inspector import render as inspector_page
+    from dashboard.session import start_session
     from dashboard.settings import DashboardSettings
 
     settings = DashboardSettings(db_dsn=dsn)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
-from support import ROOT
+from support import DASHBOARD_APP
 
 from mapping.db import load_village
 from mapping.generate import generate
 
-APP = str(ROOT / "dashboard" / "app.py")
+APP = str(DASHBOARD_APP)
 PASSWORD = "correct horse battery staple"
 
 
@@ -101,27 +101,29 @@ def test_an_unreachable_database_is_an_error_not_a_traceback(
 def page_script(
     dsn: str, page: str, username: str = "manager", password: str = "correct horse battery staple"
 ) -> None:
+    import importlib
+
     import streamlit as st
 
-    from dashboard import app
+    from dashboard import session
     from dashboard.auth import User
     from dashboard.settings import DashboardSettings
 
     settings = DashboardSettings(db_dsn=dsn)
     if "user" not in st.session_state:
-        app.start_session(settings, username, password)
+        session.start_session(settings, username, password)
     user = st.session_state["user"]
     assert isinstance(user, User), user
-    getattr(app, page)(settings, user)
+    importlib.import_module(f"dashboard.pages.{page}").render(settings, user)
 
 
 @pytest.mark.parametrize(
     ("page", "expected"),
     [
-        ("replay_page", "Replay a day"),
-        ("events_page", "Events"),
-        ("devices_page", "Devices"),
-        ("quality_page", "Data quality"),
+        ("replay", "Replay a day"),
+        ("events", "Events"),
+        ("devices", "Devices"),
+        ("quality", "Data quality"),
     ],
 )
 def test_manager_pages_on_a_village_with_traffic(village_db: str, page: str, expected: str) -> None:
@@ -158,12 +160,12 @@ def test_manager_pages_on_a_village_with_traffic(village_db: str, page: str, exp
     app.run()
     assert not app.exception, app.exception
     assert expected in app.title[0].value
-    if page == "quality_page":
+    if page == "quality":
         gaps = app.dataframe[2].value
         assert list(gaps.itertuples(index=False, name=None)) == [(device, 3, 4, 2)]
-    if page == "replay_page":
+    if page == "replay":
         assert {m.label: m.value for m in app.metric}["离线设备 Devices offline"] == "1"
-    if page == "events_page":
+    if page == "events":
         assert len(app.dataframe[0].value) == 3
 
 
@@ -189,7 +191,7 @@ def test_an_app_incident_opens_a_ticket_that_moves_to_resolved(village_db: str) 
             1,
             "reported",
         )
-    app = AppTest.from_function(page_script, args=(village_db, "incidents_page"))
+    app = AppTest.from_function(page_script, args=(village_db, "incidents"))
     app.run()
     assert not app.exception, app.exception
     assert app.dataframe[0].value.category.iloc[0] == "ebike_charging"
@@ -216,9 +218,7 @@ def test_an_idle_session_times_out(village_db: str, monkeypatch: pytest.MonkeyPa
     assert not app.metric
 
 
-@pytest.mark.parametrize(
-    ("page", "expected"), [("alarms_page", "Alarm centre"), ("cases_page", "Cases")]
-)
+@pytest.mark.parametrize(("page", "expected"), [("alarms", "Alarm centre"), ("cases", "Cases")])
 def test_alarm_centre_and_cases_pages(village_db: str, page: str, expected: str) -> None:
     from support import dashboard_session
 
@@ -243,7 +243,7 @@ def test_alarm_centre_and_cases_pages(village_db: str, page: str, expected: str)
     assert not app.exception, app.exception
     assert expected in app.title[0].value
     table = app.dataframe[0].value
-    if page == "alarms_page":
+    if page == "alarms":
         assert table.title.tolist() == ["烟雾 smoke · test"]
         app.button(key="alarm-ack").click().run()
         assert not app.exception and "Acknowledged" in app.success[0].value

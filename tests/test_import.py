@@ -13,7 +13,7 @@ import pyogrio
 import pytest
 import shapely
 from shapely.geometry import LineString, Polygon, box
-from support import ROOT, SHARED_DATA, count
+from support import DASHBOARD_APP, ROOT, SHARED_DATA, count
 
 from mapping.coords import (
     bd09_to_gcj02,
@@ -405,7 +405,7 @@ def test_polygon_z_holes_and_multipolygons_import_and_render(
         conn.execute("INSERT INTO app_users (username, role) VALUES ('a', 'admin')")
         conn.execute("SELECT vt_set_password('a', 'polygon-z password 1')")
     monkeypatch.setenv("VT_DB_DSN", db)
-    app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+    app = AppTest.from_file(str(DASHBOARD_APP), default_timeout=60)
     app.run()
     app.text_input[0].input("a")
     app.text_input[1].input("polygon-z password 1")

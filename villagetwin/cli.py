@@ -1130,7 +1130,7 @@ def dashboard(host: str, port: int) -> None:
 
 
 def _dashboard_command(host: str, port: int) -> list[str]:
-    # serve.py: app.py behind middleware that adds the security headers (issue 14, item 9).
+    # serve.py: entry/app.py behind middleware that adds the security headers (issue 14, item 9).
     app = Path(__file__).resolve().parent.parent / "dashboard" / "serve.py"
     return [
         sys.executable, "-m", "streamlit", "run", str(app),

@@ -13,13 +13,20 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, queries
+from dashboard import actions, nav, queries, session, widgets
 from dashboard.auth import User
 from dashboard.settings import DashboardSettings
 from mapping import alert_layers, layers
 from mapping.frames import rows
 from rules.cases import CaseError, route
 from rules.logic import CATALOGUE, SEVERITIES
+
+PAGE = nav.Page(
+    title="告警中心 Alarm centre",
+    url_path="alarms",
+    roles=nav.OFFICE,
+    icon=":material/notifications:",
+)
 
 STATUS_NAMES = {
     "open": "待处理 open",
@@ -29,6 +36,17 @@ STATUS_NAMES = {
 }
 AGES = {"1 h": timedelta(hours=1), "24 h": timedelta(hours=24), "7 d": timedelta(days=7),
         "30 d": timedelta(days=30), "全部 all": None}  # fmt: skip
+
+
+def render(settings: DashboardSettings, user: User) -> None:
+    reader = settings.reader_dsn()
+    page(
+        settings,
+        user,
+        session.conn(reader),
+        lambda: session.writer(settings),
+        widgets.village(reader, session.token()),
+    )
 
 
 def page(

@@ -10,12 +10,25 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, queries
+from dashboard import actions, nav, queries, session, widgets
 from dashboard.auth import User
 from dashboard.settings import DashboardSettings
 from mapping import alert_layers, layers
 from mapping.frames import rows
 from rules import cases
+
+PAGE = nav.Page(title="工单 Cases", url_path="cases", roles=nav.ALL, icon=":material/assignment:")
+
+
+def render(settings: DashboardSettings, user: User) -> None:
+    reader = settings.reader_dsn()
+    page(
+        settings,
+        user,
+        session.conn(reader),
+        lambda: session.writer(settings),
+        widgets.village(reader, session.token()),
+    )
 
 
 def page(

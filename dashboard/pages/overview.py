@@ -1,0 +1,208 @@
+"""总览 Overview."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import geopandas as gpd
+import psycopg
+import streamlit as st
+
+from dashboard import nav, queries, session, widgets
+from dashboard.auth import User
+from dashboard.settings import DashboardSettings
+from mapping import alert_layers, db as village_db, layers
+
+PAGE = nav.Page(
+    title="总览 Overview", url_path="overview", roles=nav.ALL, icon=":material/map:", default=True
+)
+
+
+METRICS = {
+    "alerts": "未处理告警 open alerts (most severe)",
+    "events": "近期事件 recent events",
+    "residents": "今日出入人员 residents seen today",
+    "unregistered": "登记外出入人员 seen beyond registered",
+    "registered": "登记租户 registered tenants",
+    "alarms": "24小时告警 alarms, 24 h",
+    "units": "出租单元 rental units",
+}
+
+
+THEMES = {
+    "地 places": "places",
+    "事 events": "events",
+    "物 objects": "objects",
+    "人 people": "people",
+    "组织 organisations": "organisations",
+}
+
+
+def _metric(conn: psycopg.Connection, name: str, settings: DashboardSettings) -> dict[str, float]:
+    if name == "events":
+        return queries.events_by_building(conn, timedelta(minutes=settings.event_window_minutes))
+    if name == "residents":
+        return queries.residents_seen_by_building(conn, days=1)
+    if name == "registered":
+        return queries.registered_by_building(conn)
+    if name == "unregistered":
+        seen = queries.residents_seen_by_building(conn, days=1)
+        registered = queries.registered_by_building(conn)
+        return {b: max(0.0, n - registered.get(b, 0.0)) for b, n in seen.items()}
+    if name == "alarms":
+        return queries.alarms_by_building(conn, timedelta(hours=24))
+    if name == "alerts":
+        return queries.open_alerts_by_building(conn)
+    return queries.units_by_building(conn)
+
+
+def _live_map(
+    settings: DashboardSettings,
+    village: dict[str, Any],
+    selected: str | None,
+    themes: set[str],
+    metric: str,
+    event_style: str,
+) -> None:
+    conn = session.conn(settings.db_dsn)
+    buildings: gpd.GeoDataFrame = village["buildings"]
+    window = timedelta(minutes=settings.event_window_minutes)
+    values = _metric(conn, metric, settings)
+    scale = layers.SCALES.get(metric)
+    today = queries.events_today(conn)
+    online, devices_total = queries.devices_online(conn)
+
+    cols = st.columns(6)
+    cols[4].metric("未结工单 Open incidents", queries.open_incident_count(conn))
+    cols[5].metric("待复查 Inspections due", queries.inspections_due(conn))
+    cols[0].metric("楼栋 Buildings", len(buildings))
+    cols[1].metric("今日事件 Events today", sum(today.values()))
+    cols[2].metric("设备在线 Devices online", f"{online} / {devices_total}")
+    cols[3].metric("死信 Dead letters (1 h)", queries.dead_letter_count(conn, timedelta(hours=1)))
+    markers = _attention(conn)
+
+    drawn = []
+    if "places" in themes or "people" in themes:
+        records = layers.building_records(buildings, values, selected, scale=scale)
+        if metric == "alerts":
+            records = alert_layers.colour_by_alerts(records, values)
+        drawn.append(layers.buildings_layer(records, faded=selected is not None))
+    if "places" in themes:
+        drawn += layers.grid_layers(layers.grid_records(village["grid_cells"]))
+        if len(village["roads"]):
+            drawn.append(layers.roads_layer(village["roads"]))
+    if selected is not None:
+        row = buildings.loc[buildings.building_id == selected].iloc[0]
+        units = village_db.read_units(conn, selected)
+        seen = queries.residents_seen_by_unit(conn, selected, days=7)
+        status = {u: "occupied" if seen.get(u) else "vacant" for u in units.unit_id}
+        for unit in units.itertuples():
+            if unit.use == "shop":
+                status[unit.unit_id] = "shop"
+        # First: the faded neighbours drawn after it blend over it (layers.building_layers).
+        drawn.insert(
+            0,
+            layers.floors_layer(
+                layers.floor_records(row.geometry, int(row.storeys), units, status)
+            ),
+        )
+    if "objects" in themes:
+        devices = village_db.read_devices(conn)
+        drawn.append(layers.devices_layer(layers.device_records(devices)))
+    if "objects" in themes and len(village["objects"]):
+        drawn.append(layers.objects_layer(layers.object_records(village["objects"])))
+    if "organisations" in themes:
+        if len(village["pois"]):
+            drawn.append(layers.poi_layer(village["pois"]))
+        if len(village["organisations"]):
+            records = layers.organisation_records(village["organisations"])
+            drawn.append(layers.organisations_layer(records))
+    if "events" in themes:
+        points = queries.recent_event_points(conn, window, settings.max_event_points)
+        drawn += layers.events_layers(layers.event_records(points), event_style)
+
+    drawn += markers
+    view = layers.view_of(buildings)
+    if selected is not None:
+        row = buildings.loc[buildings.building_id == selected].iloc[0]
+        view = layers.View(lon=row.lon, lat=row.lat, zoom=19.0, pitch=55.0)
+    deck = layers.deck(drawn, view, settings.base_map_url)
+    st.pydeck_chart(deck, height=620, key="village-map")
+    legend = " ".join(
+        f"<span style='background:rgb{colour};padding:0 8px;margin-right:4px'>&nbsp;</span>{label}"
+        for label, colour in (scale.legend() if scale else [])
+    )
+    if scale is not None:
+        st.markdown(f"<div style='font-size:12px'>{legend}</div>", unsafe_allow_html=True)
+    st.markdown(
+        f"<div style='font-size:12px'>{alert_layers.legend_html(alert_layers.legend_rows())}</div>",
+        unsafe_allow_html=True,
+    )
+
+
+def _attention(conn: psycopg.Connection) -> list[Any]:
+    """What needs attention now, above the map: smoke and fire first, open alerts by severity,
+    offline devices, overdue cases; returns the alert and offline-device marker layers."""
+    open_alerts = queries.open_alert_markers(conn)
+    fire = open_alerts[open_alerts.severity == "critical"]
+    row: Any
+    # One container however many banners there are (0-5): the elements after it, the map
+    # among them, keep their place in the page, so a refresh does not remount the map.
+    with st.container():
+        for row in fire.head(5).itertuples():
+            st.error(f"烟火告警 SMOKE/FIRE · {row.title} · 网格 grid {row.grid_code or '—'}"
+                     f" · #{row.alert_id} ({row.status})")  # fmt: skip
+    counts = queries.open_alerts_by_severity(conn)
+    offline = queries.offline_devices(conn)
+    cols = st.columns(6)
+    for n, severity in enumerate(alert_layers.SEVERITY_COLOURS):
+        cols[n].metric(f"告警 {alert_layers.SEVERITY_NAMES[severity]}", counts.get(severity, 0))
+    cols[4].metric("离线设备 Devices offline", len(offline))
+    cols[5].metric("超期工单 Overdue cases", queries.overdue_case_count(conn))
+    heights = dict(zip(open_alerts.building_id, open_alerts.elevation, strict=True))
+    return [
+        alert_layers.alerts_layer(alert_layers.alert_records(open_alerts)),
+        alert_layers.offline_layer(alert_layers.offline_records(offline, heights)),
+    ]
+
+
+def render(settings: DashboardSettings, user: User) -> None:
+    st.title("城中村三维地图 · Village map")
+    try:
+        village = widgets.village(settings.reader_dsn(), session.token())
+    except psycopg.OperationalError as exc:
+        st.error(f"无法连接数据库 Cannot reach the database: {exc}")
+        return
+    buildings: gpd.GeoDataFrame = village["buildings"]
+    if buildings.empty:
+        st.warning(
+            "还没有村庄数据 No village loaded yet: run `villagetwin village generate` or"
+            " `villagetwin village import FILE`."
+        )
+        return
+    labels = dict(zip(buildings.building_id, buildings.address, strict=True))
+    selected = st.sidebar.selectbox(
+        "选择楼栋 Pick a building",
+        options=[None, *sorted(labels)],
+        format_func=lambda b: "— 全村 whole village —" if b is None else f"{labels[b]} ({b})",
+    )
+    chosen = st.sidebar.multiselect(
+        "图层 Layers", options=list(THEMES), default=["地 places", "事 events", "物 objects"]
+    )
+    metric = st.sidebar.radio(
+        "楼栋颜色 Colour buildings by", options=list(METRICS), format_func=METRICS.__getitem__
+    )
+    event_style = st.sidebar.radio(
+        "事件显示 Events as", options=list(layers.EVENT_STYLES), horizontal=True
+    )
+    st.sidebar.caption("地图每几秒刷新 The map refreshes every few seconds.")
+    themes = {THEMES[c] for c in chosen}
+    reader = settings.model_copy(update={"db_dsn": settings.reader_dsn()})
+    st.fragment(run_every=settings.refresh_s)(_live_map)(
+        reader, village, selected, themes, metric or "events", event_style or "points"
+    )
+    if selected:
+        st.fragment(run_every=settings.refresh_s)(widgets.building_panel)(
+            settings, buildings, selected
+        )

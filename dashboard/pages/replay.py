@@ -1,0 +1,49 @@
+"""回放 Replay."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import nav, queries, session, widgets
+from dashboard.auth import User
+from dashboard.settings import DashboardSettings
+from mapping import layers
+
+PAGE = nav.Page(title="回放 Replay", url_path="replay", roles=nav.OFFICE, icon=":material/history:")
+
+
+def render(settings: DashboardSettings, user: User) -> None:
+    st.title("回放 · Replay a day")
+    conn = session.conn(settings.reader_dsn())
+    village = widgets.village(settings.reader_dsn(), session.token())
+    days_ago = st.selectbox(
+        "日期 Day", list(range(0, 14)),
+        format_func=lambda d: (date.today() - timedelta(days=d)).isoformat(),
+    )  # fmt: skip
+    day = queries.replay_hours(conn, int(days_ago or 0))
+    if day.empty:
+        st.info("这一天没有事件 No events on that day.")
+        return
+    local = {int(h.hour): h for h in pd.to_datetime(day.hour).dt.tz_convert("Asia/Shanghai")}
+    hour = st.select_slider(
+        "时刻 Hour (China Standard Time)", options=sorted(local), value=min(local)
+    )
+    values = queries.replay_hour(conn, local[hour].to_pydatetime())
+    states = queries.device_states_at(conn, int(days_ago or 0), int(hour))
+    drawn = [
+        layers.buildings_layer(
+            layers.building_records(village["buildings"], values, scale=layers.SCALES["events"])
+        ),
+        *layers.grid_layers(layers.grid_records(village["grid_cells"])),
+        layers.devices_layer(layers.device_records(states)),
+    ]
+    cols = st.columns(2)
+    cols[0].metric(f"{hour}:00–{hour}:59 事件 events", int(sum(values.values())))
+    cols[1].metric("离线设备 Devices offline", int((states.online == False).sum()))  # noqa: E712
+    st.pydeck_chart(
+        layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url),
+        height=560, key="replay-map",
+    )  # fmt: skip

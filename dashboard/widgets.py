@@ -1,0 +1,92 @@
+"""Widgets and loaders shared by the dashboard's pages (Streamlit edge): the village as the
+signed-in user may see it, a plain map with one layer, a building's panel, masked names and
+the audited reveal form. Queries stay in dashboard/queries.py, writes in dashboard/actions.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import psycopg
+import streamlit as st
+
+from dashboard import actions, queries, session
+from dashboard.safe import md
+from dashboard.settings import DashboardSettings
+from mapping import db as village_db, layers
+
+
+@st.cache_data(ttl=300, show_spinner="正在加载村庄 Loading the village…")
+def village(dsn: str, token: str = "") -> dict[str, Any]:
+    """What the user may see of the village; cached per session token, never shared."""
+    conn = session.conn(dsn)
+    return {
+        "buildings": village_db.read_buildings(conn),
+        "grid_cells": village_db.read_grid_cells(conn),
+        "roads": village_db.read_roads(conn),
+        "pois": village_db.read_pois(conn),
+        "objects": village_db.read_objects(conn),
+        "organisations": village_db.read_organisations(conn),
+    }
+
+
+def mask_text(name: object) -> str:
+    """A name as the masked views show names: the first character, then stars."""
+    text = str(name or "")
+    return text[:1] + "*" * max(len(text) - 1, 1) if text else "—"
+
+
+def plain_map(settings: DashboardSettings, village: dict[str, Any], layer: Any, key: str) -> None:
+    """Uncoloured buildings with one layer over them, framed on the village."""
+    drawn = [layers.buildings_layer(layers.building_records(village["buildings"])), layer]
+    deck = layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url)
+    st.pydeck_chart(deck, height=480, key=key)
+
+
+def building_panel(
+    settings: DashboardSettings, buildings: gpd.GeoDataFrame, building_id: str
+) -> None:
+    """A building's address, storeys, masked landlord, grid and its last 7 days' events."""
+    row = buildings.loc[buildings.building_id == building_id].iloc[0]
+    st.subheader(md(f"{row.address} · {building_id}"))
+    st.markdown(
+        md(
+            f"{int(row.storeys)} 层 storeys · 业主 landlord: {mask_text(row.landlord)}"
+            f" · 网格 grid: {row.grid_code or '—'}"
+        )
+    )
+    events = queries.building_events(session.conn(settings.reader_dsn()), building_id)
+    if events.empty:
+        st.info("此楼栋近7天暂无事件 No events for this building in the last 7 days.")
+    else:
+        st.dataframe(events, hide_index=True, use_container_width=True)
+
+
+def reveal_form(conn: psycopg.Connection, registered: pd.DataFrame, row: Any) -> None:
+    """One person (a tenant or the landlord), a reason category and a reason of real content;
+    the database checks all of it, the grid and the hourly limit, and audits before it
+    returns anything."""
+    people = {p: f"{p} · 租户 tenant" for p in registered.person_id}
+    landlord = getattr(row, "landlord_id", None)
+    if isinstance(landlord, str) and landlord:
+        people[landlord] = f"{landlord} · 业主 landlord"
+    if not people:
+        st.caption("无租户 No tenants.")
+        return
+    person = st.selectbox("人员 Person", list(people), format_func=people.__getitem__,
+                          key="reveal-person")  # fmt: skip
+    categories: dict[str, str] = dict(
+        conn.execute("SELECT category, label FROM reveal_categories").fetchall()
+    )
+    category = st.selectbox("理由类别 Reason category", list(categories),
+                            format_func=categories.__getitem__, key="reveal-category")  # fmt: skip
+    reason = st.text_input("理由 Reason (required)", key="reveal-reason")
+    if st.button("查看 Reveal", key="reveal"):
+        try:
+            found = actions.reveal_person(conn, str(person), str(category), reason)
+        except (psycopg.errors.RaiseException, psycopg.errors.InsufficientPrivilege) as exc:
+            st.error(f"拒绝 Refused: {exc.diag.message_primary}")
+            return
+        if found:
+            st.success(md(f"{found[0]} · {found[1]} · {found[2]} (已记录审计 audited)"))
