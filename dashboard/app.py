@@ -10,12 +10,14 @@ calls ``main``). Each page is a module under ``dashboard/pages/`` with a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from types import ModuleType
 
+import psycopg
 import streamlit as st
 
-from dashboard import nav, pool, session
+from dashboard import nav, pool, queries, session, villages
 from dashboard.auth import User
 from dashboard.pages import (
     alarms,
@@ -75,6 +77,9 @@ def main() -> None:
     st.sidebar.caption(md(f"{user.username} · {user.role}"))
     if st.sidebar.button("退出 Sign out"):
         session.sign_out(settings)
+    # The village picker: the villages this user sees (a page says it when the database fails).
+    with contextlib.suppress(psycopg.OperationalError):
+        villages.pick(queries.village_figures(session.conn(settings.reader_dsn())))
     st.navigation(navigation(settings, user)).run()
 
 

@@ -126,9 +126,13 @@ def events_today(conn: psycopg.Connection, village: str | None = None) -> dict[s
     return {kind: int(n) for kind, n in rows}
 
 
-def devices_online(conn: psycopg.Connection) -> tuple[int, int]:
+def devices_online(conn: psycopg.Connection, village: str | None = None) -> tuple[int, int]:
+    """(online, registered) devices, revoked ones aside: of ``village`` (a village key: its
+    devices by building, else grid cell, migration 0150's village_of_device) or of all."""
     row = conn.execute(
         "SELECT count(*) FILTER (WHERE online), count(*) FROM devices WHERE revoked_at IS NULL"
+        " AND (%(v)s::text IS NULL OR village_of_device(device_id) = %(v)s)",
+        {"v": village},
     ).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 

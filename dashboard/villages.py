@@ -19,7 +19,7 @@ FIGURE_LABELS = {
     "offline_devices": "离线设备 Offline devices",
     "time_zone": "时区 Time zone",
 }
-DISTRICT = "全区 Whole district"
+DISTRICT = "全区 District"
 PICKED = "village"  # the session state key of the picked village (a key, or None)
 
 
@@ -34,7 +34,7 @@ def label(key: str | None, figures: pd.DataFrame) -> str:
     """What the picker shows for ``key``: the village's name, or for None the district with
     its number of villages."""
     if key is None:
-        return f"{DISTRICT} ({len(figures)} 个村 villages)"
+        return f"{DISTRICT} ({len(figures)})"
     names = dict(zip(figures.village_key, figures.name, strict=True))
     return str(names.get(key, key))
 
@@ -57,18 +57,27 @@ def district_table(figures: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=FIGURE_LABELS)
 
 
+def current() -> str | None:
+    """The village picked in this session (a key; None: the whole district, or not picked)."""
+    picked = st.session_state.get(PICKED)
+    return picked if isinstance(picked, str) else None
+
+
 def pick(figures: pd.DataFrame) -> str | None:
     """The sidebar's village picker; returns the picked village's key (None: the whole
     district). A choice that is no longer offered (another user, a village removed) falls
-    back to the first option. Shows nothing but a caption when the session sees one village
-    or none."""
+    back to the district. A session that sees one village (or none) has nothing to pick: its
+    village is named in a caption and None is returned, so the pages read everything the
+    session sees (row-level security keeps it to that village), devices and places not yet
+    given a village included."""
     choices = options(figures)
-    if st.session_state.get(PICKED) not in choices:
-        st.session_state[PICKED] = choices[0] if choices else None
     if len(choices) <= 1:
+        st.session_state[PICKED] = None
         if choices:
             st.sidebar.caption(f"村 Village: {label(choices[0], figures)}")
-        return choices[0] if choices else None
+        return None
+    if st.session_state.get(PICKED) not in choices:
+        st.session_state[PICKED] = None
     picked: str | None = st.sidebar.selectbox(
         "村 Village", choices, key=PICKED, format_func=lambda k: label(k, figures)
     )

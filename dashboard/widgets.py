@@ -11,23 +11,29 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, queries, session
+from dashboard import actions, queries, session, villages
 from dashboard.safe import md
 from dashboard.settings import DashboardSettings
 from mapping import db as village_db, layers
 
 
-@st.cache_data(ttl=300, show_spinner="正在加载村庄 Loading the village…")
 def village(dsn: str, token: str = "") -> dict[str, Any]:
-    """What the user may see of the village; cached per session token, never shared."""
+    """What the user may see of the village picked in the sidebar (villages.pick; every
+    village they see for the whole district): buildings, grid_cells, roads, pois, objects,
+    organisations. Cached per session token and village, never shared."""
+    return _village(dsn, token, villages.current())
+
+
+@st.cache_data(ttl=300, show_spinner="正在加载村庄 Loading the village…")
+def _village(dsn: str, token: str, key: str | None) -> dict[str, Any]:
     conn = session.conn(dsn)
     return {
-        "buildings": village_db.read_buildings(conn),
-        "grid_cells": village_db.read_grid_cells(conn),
-        "roads": village_db.read_roads(conn),
-        "pois": village_db.read_pois(conn),
-        "objects": village_db.read_objects(conn),
-        "organisations": village_db.read_organisations(conn),
+        "buildings": village_db.read_buildings(conn, key),
+        "grid_cells": village_db.read_grid_cells(conn, key),
+        "roads": village_db.read_roads(conn, key),
+        "pois": village_db.read_pois(conn, key),
+        "objects": village_db.read_objects(conn, key),
+        "organisations": village_db.read_organisations(conn, key),
     }
 
 

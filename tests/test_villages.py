@@ -412,9 +412,64 @@ def test_the_picker_offers_the_district_only_for_several_villages_and_totals_the
         ignore_index=True,
     )  # fmt: skip
     assert villages.options(two) == [None, "沙面", "龙湖村"]
-    assert villages.label(None, two) == "全区 Whole district (2 个村 villages)"
+    assert villages.label(None, two) == "全区 District (2)"
     assert villages.label("龙湖村", two) == "龙湖村"
     table = villages.district_table(two)
     assert table.iloc[-1].tolist() == ["合计 Total", 209, 300, 8, 1, 2, ""]
     with pytest.raises(ValueError, match="without units"):
         villages.district_table(two.drop(columns=["units"]))
+
+
+def test_the_dashboard_picks_a_village_and_shows_the_district(
+    db: str, two_villages: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+    from support import DASHBOARD_APP
+
+    password = "correct horse battery staple"
+    for args in (["root", "--role", "admin"], ["sm", "--role", "manager", "--village", REAL]):
+        added = cli(two_villages, "users", "add", *args, "--password", password)
+        assert added.returncode == 0, added.stderr
+    buildings = dict(rows(db, "SELECT village_key, count(*) FROM buildings GROUP BY 1"))
+    monkeypatch.setenv("VT_DB_DSN", db)
+
+    def signed_in(username: str) -> AppTest:
+        app = AppTest.from_file(str(DASHBOARD_APP), default_timeout=60)
+        app.run()
+        app.text_input[0].input(username)
+        app.text_input[1].input(password)
+        app.button[0].click().run()
+        assert not app.exception, app.exception
+        return app
+
+    def metric(app: AppTest, label: str) -> str:
+        return next(str(m.value) for m in app.metric if m.label == label)
+
+    admin = signed_in("root")
+    picker = admin.sidebar.selectbox[0]
+    assert picker.label == "村 Village"
+    assert picker.options == ["全区 District (2)", REAL, SAMPLE]
+    assert picker.value is None
+    district = admin.dataframe[0].value
+    assert list(district["村 Village"]) == [REAL, SAMPLE, "合计 Total"]
+    assert list(district["楼栋 Buildings"]) == [
+        buildings[REAL],
+        buildings[SAMPLE],
+        buildings[REAL] + buildings[SAMPLE],
+    ]
+    assert metric(admin, "楼栋 Buildings") == str(buildings[REAL] + buildings[SAMPLE])
+    picker.set_value(REAL).run()
+    assert not admin.exception, admin.exception
+    assert metric(admin, "楼栋 Buildings") == str(buildings[REAL])
+    assert not admin.dataframe  # the district table is for the whole district only
+    building_picker = admin.sidebar.selectbox[1]
+    assert all("SM-" in o or o.startswith("—") for o in building_picker.options)
+    admin.sidebar.selectbox[0].set_value(SAMPLE).run()
+    assert metric(admin, "楼栋 Buildings") == str(buildings[SAMPLE])
+
+    # A manager of Shamian: no choice to make, Shamian only.
+    manager = signed_in("sm")
+    assert [s.label for s in manager.sidebar.selectbox] == ["选择楼栋 Pick a building"]
+    assert any(c.value == f"村 Village: {REAL}" for c in manager.sidebar.caption)
+    assert metric(manager, "楼栋 Buildings") == str(buildings[REAL])
+    assert not manager.dataframe

@@ -9,7 +9,7 @@ import geopandas as gpd
 import psycopg
 import streamlit as st
 
-from dashboard import nav, queries, session, widgets
+from dashboard import nav, queries, session, villages, widgets
 from dashboard.auth import User
 from dashboard.settings import DashboardSettings
 from mapping import alert_layers, db as village_db, layers
@@ -70,8 +70,9 @@ def _live_map(
     window = timedelta(minutes=settings.event_window_minutes)
     values = _metric(conn, metric, settings)
     scale = layers.SCALES.get(metric)
-    today = queries.events_today(conn)
-    online, devices_total = queries.devices_online(conn)
+    picked = villages.current()
+    today = queries.events_today(conn, picked)
+    online, devices_total = queries.devices_online(conn, picked)
 
     cols = st.columns(6)
     cols[4].metric("未结工单 Open incidents", queries.open_incident_count(conn))
@@ -109,6 +110,11 @@ def _live_map(
         )
     if "objects" in themes:
         devices = village_db.read_devices(conn)
+        if picked is not None:  # the picked village's: in its buildings or grid cells
+            devices = devices[
+                devices.building_id.isin(buildings.building_id)
+                | devices.grid_code.isin(village["grid_cells"].grid_code)
+            ]
         drawn.append(layers.devices_layer(layers.device_records(devices)))
     if "objects" in themes and len(village["objects"]):
         drawn.append(layers.objects_layer(layers.object_records(village["objects"])))
@@ -171,9 +177,13 @@ def render(settings: DashboardSettings, user: User) -> None:
     st.title("城中村三维地图 · Village map")
     try:
         village = widgets.village(settings.reader_dsn(), session.token())
+        figures = queries.village_figures(session.conn(settings.reader_dsn()))
     except psycopg.OperationalError as exc:
         st.error(f"无法连接数据库 Cannot reach the database: {exc}")
         return
+    if villages.current() is None and len(figures) > 1:
+        st.subheader("全区各村 The district's villages")
+        st.dataframe(villages.district_table(figures), hide_index=True)
     buildings: gpd.GeoDataFrame = village["buildings"]
     if buildings.empty:
         st.warning(
