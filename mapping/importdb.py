@@ -8,14 +8,21 @@ addresses and storeys the importer had to fall back on. What changed is reported
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import pandas as pd
 import psycopg
 from shapely.geometry import mapping, shape
 
-from mapping.coords import utm_crs
+from mapping import db as village_db, importer
+from mapping.coords import resolve_crs, utm_crs
 from mapping.importer import ImportReport
 from mapping.model import Village
 
@@ -269,3 +276,136 @@ def save_village(cur: psycopg.Cursor[Any], village: Village) -> str:
     boundary = village.boundary.geometry.union_all() if len(village.boundary) else None
     save_village_row(cur, village.name, frame, boundary, village.time_zone)
     return village.name
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """What ``villagetwin village import`` was asked: the footprint file and its reading
+    (``layer``, ``source_crs``, ``encoding``, column overrides, ``id_prefix`` of generated
+    building ids), an optional grid-cell file, the tables of 一标三实 (CSV or .xlsx), the
+    village key (None: the only village, else the file's stem) and its IANA time zone."""
+
+    footprints: Path
+    layer: str | None = None
+    source_crs: str | None = None
+    encoding: str | None = None
+    id_prefix: str = ""
+    storeys_column: str | None = None
+    height_column: str | None = None
+    id_column: str | None = None
+    address_column: str | None = None
+    default_storeys: int | None = None
+    grid_cells: Path | None = None
+    grid_code_column: str | None = None
+    grid_name_column: str | None = None
+    tables: Mapping[str, Path] = field(default_factory=dict)  # units, people, tenancies, …
+    village_key: str | None = None
+    time_zone: str | None = None
+    dry_run: bool = False
+
+
+class ImportFailed(ValueError):
+    """The files cannot be imported; the message names the file and the reason."""
+
+
+TABLE_ORDER = ("units", "people", "tenancies", "organisations")
+
+
+def import_files(dsn: str, request: ImportRequest) -> ImportReport:
+    """Reads, validates and (unless ``dry_run``) stores what ``request`` names in one
+    transaction: the village's row, grid cells, buildings (re-import keeps what the file does
+    not carry), their grids by spatial join in PostGIS, then the tables in ``TABLE_ORDER``.
+    Returns the report, its ``seconds`` the whole import's wall time.
+
+    Raises ImportFailed for an unknown CRS, an unreadable or invalid file, or a database that
+    refuses the rows."""
+    started = time.monotonic()
+    overrides = {
+        "storeys": request.storeys_column, "height": request.height_column,
+        "id": request.id_column, "address": request.address_column,
+    }  # fmt: skip
+    attributes = dataclasses.replace(
+        importer.AttributeMapping(default_storeys=request.default_storeys),
+        id_explicit=request.id_column is not None,
+        **{k: (v,) for k, v in overrides.items() if v is not None},  # type: ignore[arg-type]
+    )
+    source = request.footprints
+    try:
+        if request.source_crs:
+            resolve_crs(request.source_crs)
+    except ValueError as exc:
+        raise ImportFailed(str(exc)) from None
+    try:
+        notes = importer.ImportReport(source=str(source))
+        raw = importer.read_footprints(source, request.layer, request.encoding, notes)
+        buildings, report = importer.buildings_from_frame(
+            raw, attributes, request.source_crs, request.id_prefix, source=str(source)
+        )
+        report.notes = notes.notes + report.notes
+        grid_cells = None
+        if request.grid_cells is not None:
+            grid_raw = importer.read_footprints(request.grid_cells, None, request.encoding, report)
+            grid_cells = importer.grid_cells_from_frame(
+                grid_raw,
+                report,
+                request.source_crs,
+                request.grid_code_column,
+                request.grid_name_column,
+            )
+            if request.dry_run:  # a preview; the real join is done by PostGIS below
+                buildings = importer.assign_grids(buildings, grid_cells, report)
+    except (ValueError, OSError) as exc:
+        raise ImportFailed(f"cannot import {source}: {exc}") from None
+    try:
+        with psycopg.connect(dsn) as conn:
+            tables = _tables(conn, request, set(buildings.building_id), report)
+            village_key = request.village_key
+            if village_key is None:
+                known = conn.execute("SELECT village_key FROM villages").fetchall()
+                village_key = known[0][0] if len(known) == 1 else source.stem
+            report.notes.append(f"village: {village_key}")
+            if not request.dry_run:
+                with conn.transaction(), conn.cursor() as cur:
+                    # The village's outline: around its buildings and grid cells.
+                    places = buildings[["geometry"]]
+                    if grid_cells is not None:
+                        places = pd.concat([places, grid_cells[["geometry"]]])
+                    save_village_row(cur, village_key, places, None, request.time_zone)
+                    if grid_cells is not None:
+                        load_grid_cells(cur, grid_cells, village_key)
+                    buildings = import_buildings(cur, buildings, report, village_key)
+                    assign_grids(cur, buildings, report)
+                    for name in TABLE_ORDER:
+                        if name in tables:
+                            getattr(village_db, f"load_{name}")(cur, tables[name])
+    except (ValueError, psycopg.Error) as exc:
+        raise ImportFailed(f"cannot import {source}: {exc}") from None
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _tables(
+    conn: psycopg.Connection, request: ImportRequest, buildings: set[str], report: ImportReport
+) -> dict[str, pd.DataFrame]:
+    """The tables of ``request`` read and validated against what the database and the files
+    hold (a tenancy's unit may come from the units file of the same import)."""
+    known_buildings = buildings | village_db.existing_ids(conn, "buildings")
+    known_units = village_db.existing_ids(conn, "units")
+    known_people = village_db.existing_ids(conn, "people")
+    read = {k: importer.read_table(request.tables[k]) for k in TABLE_ORDER if k in request.tables}
+    tables: dict[str, pd.DataFrame] = {}
+    if "units" in read:
+        tables["units"] = importer.units_from_frame(read["units"], known_buildings, report)
+        known_units |= set(tables["units"].unit_id)
+    if "people" in read:
+        tables["people"] = importer.people_from_frame(read["people"], report)
+        known_people |= set(tables["people"].person_id)
+    if "tenancies" in read:
+        tables["tenancies"] = importer.tenancies_from_frame(
+            read["tenancies"], known_units, known_people, report
+        )
+    if "organisations" in read:
+        tables["organisations"] = importer.organisations_from_frame(
+            read["organisations"], known_buildings, known_units, report
+        )
+    return tables

@@ -417,35 +417,6 @@ def users() -> None:
     """Dashboard users: admins, community managers and rental-housing inspectors."""
 
 
-def _add_user(
-    conn: psycopg.Connection,
-    username: str,
-    role: str,
-    grids: list[str],
-    password: str | None,
-    villages: list[str] | None = None,
-) -> str:
-    """Add or reset a user, limited to ``villages`` (None: every village); the password is
-    checked against the policy (length, the common password list) and hashed by the database
-    (vt_set_password, bcrypt)."""
-    from dashboard.auth import password_problems
-    from devices.provisioning import new_password
-
-    password = password or new_password()
-    row = conn.execute("SELECT password_min_length FROM access_settings").fetchone()
-    problems = password_problems(password, username, int(row[0]) if row else 12)
-    if problems:
-        raise click.ClickException(f"password refused: {', '.join(problems)}")
-    conn.execute(
-        "INSERT INTO app_users (username, role, grids, villages) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (username) DO UPDATE SET role = EXCLUDED.role,"
-        " grids = EXCLUDED.grids, villages = EXCLUDED.villages, disabled_at = NULL",
-        (username, role, grids, villages),
-    )
-    conn.execute("SELECT vt_set_password(%s, %s)", (username, password))
-    return password
-
-
 @users.command("add")
 @click.argument("username")
 @click.option("--role", type=click.Choice(["admin", "manager", "inspector"]), required=True)
@@ -469,6 +440,8 @@ def users_add(
 ) -> None:
     """Add (or reset) a dashboard user; a generated password is shown once. A manager with
     --village sees those villages whole and nothing of the others."""
+    from villagetwin.users import PasswordRefused, add_user
+
     if role == "inspector" and not grids:
         _fail("an inspector needs at least one --grid")
     if role == "admin" and villages:
@@ -490,8 +463,8 @@ def users_add(
             elsewhere = sorted(g for g in grids if villages and cells[g] not in villages)
             if elsewhere:
                 _fail(f"grid cell {', '.join(elsewhere)} is not in village {', '.join(villages)}")
-            issued = _add_user(conn, username, role, list(grids), password, list(villages) or None)
-    except psycopg.Error as exc:
+            issued = add_user(conn, username, role, list(grids), password, list(villages) or None)
+    except (psycopg.Error, PasswordRefused) as exc:
         _fail(str(exc))
     click.echo(f"username: {username}\npassword: {issued}")
 
@@ -706,94 +679,22 @@ def village_import(
     """Import real building footprints (GeoJSON, GeoPackage, Shapefile), grid cells and the
     tables of 一标三实 (CSV or .xlsx), and print the validation report. Importing the same
     files again changes nothing; what the files do not carry is kept."""
-    import dataclasses
+    from mapping import importdb
 
-    import pandas as pd
-
-    from mapping import db as village_db, importdb, importer
-    from mapping.coords import resolve_crs
-
-    started = time.monotonic()
-    mapping = importer.AttributeMapping(default_storeys=default_storeys)
-    overrides = {
-        "storeys": storeys_column, "height": height_column, "id": id_column,
-        "address": address_column,
+    tables = {
+        "units": units_csv, "people": people_csv, "tenancies": tenancies_csv,
+        "organisations": organisations_csv,
     }  # fmt: skip
-    mapping = dataclasses.replace(
-        mapping,
-        id_explicit=id_column is not None,
-        **{k: (v,) for k, v in overrides.items() if v is not None},  # type: ignore[arg-type]
-    )
+    request = importdb.ImportRequest(
+        footprints, layer, source_crs, encoding, id_prefix, storeys_column, height_column,
+        id_column, address_column, default_storeys, grid_cells_file, grid_code_column,
+        grid_name_column, {k: v for k, v in tables.items() if v is not None}, village_key,
+        time_zone, dry_run,
+    )  # fmt: skip
     try:
-        if source_crs:
-            resolve_crs(source_crs)
-    except ValueError as exc:
+        report = importdb.import_files(settings.db_dsn, request)
+    except importdb.ImportFailed as exc:
         _fail(str(exc))
-    try:
-        notes = importer.ImportReport(source=str(footprints))
-        raw = importer.read_footprints(footprints, layer, encoding, notes)
-        buildings, report = importer.buildings_from_frame(
-            raw, mapping, source_crs, id_prefix, source=str(footprints)
-        )
-        report.notes = notes.notes + report.notes
-        grid_cells = None
-        if grid_cells_file is not None:
-            grid_raw = importer.read_footprints(grid_cells_file, None, encoding, report)
-            grid_cells = importer.grid_cells_from_frame(
-                grid_raw, report, source_crs, grid_code_column, grid_name_column
-            )
-            if dry_run:  # a preview; the real join is done by PostGIS below
-                buildings = importer.assign_grids(buildings, grid_cells, report)
-    except (ValueError, OSError) as exc:
-        _fail(f"cannot import {footprints}: {exc}")
-    try:
-        with psycopg.connect(settings.db_dsn) as conn:
-            known_buildings = set(buildings.building_id) | village_db.existing_ids(
-                conn, "buildings"
-            )
-            known_units = village_db.existing_ids(conn, "units")
-            known_people = village_db.existing_ids(conn, "people")
-            files = {
-                "units": units_csv, "people": people_csv, "tenancies": tenancies_csv,
-                "organisations": organisations_csv,
-            }  # fmt: skip
-            read = {k: importer.read_table(v) for k, v in files.items() if v is not None}
-            tables = {}
-            if "units" in read:
-                tables["units"] = importer.units_from_frame(read["units"], known_buildings, report)
-                known_units |= set(tables["units"].unit_id)
-            if "people" in read:
-                tables["people"] = importer.people_from_frame(read["people"], report)
-                known_people |= set(tables["people"].person_id)
-            if "tenancies" in read:
-                tables["tenancies"] = importer.tenancies_from_frame(
-                    read["tenancies"], known_units, known_people, report
-                )
-            if "organisations" in read:
-                tables["organisations"] = importer.organisations_from_frame(
-                    read["organisations"], known_buildings, known_units, report
-                )
-            if village_key is None:
-                known = conn.execute("SELECT village_key FROM villages").fetchall()
-                village_key = known[0][0] if len(known) == 1 else footprints.stem
-            report.notes.append(f"village: {village_key}")
-            if not dry_run:
-                with conn.transaction(), conn.cursor() as cur:
-                    # The village's outline: around its buildings and grid cells.
-                    places = buildings[["geometry"]]
-                    if grid_cells is not None:
-                        places = pd.concat([places, grid_cells[["geometry"]]])
-                    importdb.save_village_row(cur, village_key, places, None, time_zone)
-                    if grid_cells is not None:
-                        importdb.load_grid_cells(cur, grid_cells, village_key)
-                    buildings = importdb.import_buildings(cur, buildings, report, village_key)
-                    importdb.assign_grids(cur, buildings, report)
-                    for name in ("units", "people", "tenancies", "organisations"):
-                        if name in tables:
-                            getattr(village_db, f"load_{name}")(cur, tables[name])
-    except (ValueError, psycopg.Error) as exc:
-        _fail(f"cannot import {footprints}: {exc}")
-    report.seconds = time.monotonic() - started
     click.echo(report.text())
     if report_out is not None:
         report_out.write_text(report.text(limit=None) + "\n", encoding="utf-8")
@@ -926,85 +827,25 @@ def simulate(
     truth: Path | None,
 ) -> None:
     """Publish plausible events from the loaded village's devices (QoS 1)."""
-    if day:
-        _simulate_days(settings, seed, days, speed, rate, truth)
-        return
-    from devices.mqtt import MqttError
-    from devices.settings import SimulatorSettings
-    from devices.simulator import run
-    from villagetwin.village_devices import sim_village
-
-    try:
-        with psycopg.connect(settings.db_dsn) as conn:
-            village = sim_village(conn)
-            devices = list(village.devices)
-            last_seq: dict[str, int] = dict(
-                conn.execute(
-                    "SELECT device_id, last_seq FROM devices WHERE last_seq IS NOT NULL"
-                ).fetchall()
-            )
-    except psycopg.Error as exc:
-        _fail(f"cannot read the device registry: {exc}")
-    if not devices:
-        _fail("no devices registered: run `villagetwin village generate` first")
+    from villagetwin import simulation
 
     def progress(done: int, total: int) -> None:
         _echo(f"published {done}/{total}")
 
+    shown = progress if sys.stderr.isatty() else None
     try:
-        report = run(
-            SimulatorSettings(mqtt=settings.mqtt),
-            devices,
-            rate=rate,
-            duration_s=duration,
-            seed=seed,
-            progress=progress if sys.stderr.isatty() else None,
-            residents=village.residents,
-            start_seq=last_seq,
-        )
-    except MqttError as exc:
+        if day:
+            path = truth or settings.state_dir / "ground-truth.json"
+            published = simulation.days(
+                settings.db_dsn, settings.mqtt, seed, days, speed, rate, path, _echo, shown
+            )
+            _echo(f"published {published} events")
+            return
+        report = simulation.stream(settings.db_dsn, settings.mqtt, rate, duration, seed, shown)
+    except simulation.SimulationError as exc:
         _fail(str(exc))
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.by_type.items()))
     _echo(f"published {report.published} events in {report.seconds:.1f}s ({kinds})")
-
-
-def _simulate_days(
-    settings: AppSettings, seed: int, days: int, speed: float, rate: float, truth: Path | None
-) -> None:
-    import json
-    from datetime import UTC, datetime
-    from zoneinfo import ZoneInfo
-
-    from devices.day import plan_days, replay
-    from devices.mqtt import MqttError
-    from devices.settings import SimulatorSettings
-    from villagetwin.village_devices import sim_village
-
-    try:
-        with psycopg.connect(settings.db_dsn) as conn:
-            village = sim_village(conn)
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days)
-        plan = plan_days(village, seed, start, days, zone=ZoneInfo(SimulatorSettings().time_zone))
-    except (psycopg.Error, ValueError) as exc:
-        _fail(f"cannot plan the simulation: {exc}")
-    path = truth or settings.state_dir / "ground-truth.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plan.truth, ensure_ascii=False, indent=2))
-    real = max(days * 86400 / speed, len(plan.events) / rate)
-    _echo(f"replaying {len(plan.events)} events of {days} day(s) in about {real:.0f}s;"
-          f" ground truth in {path}")  # fmt: skip
-
-    def progress(done: int, total: int) -> None:
-        _echo(f"published {done}/{total}")
-
-    try:
-        published = replay(
-            SimulatorSettings(mqtt=settings.mqtt), plan, speed=speed, max_rate=rate,
-            progress=progress if sys.stderr.isatty() else None,
-        )  # fmt: skip
-    except MqttError as exc:
-        _fail(str(exc))
-    _echo(f"published {published} events")
 
 
 @cli.command()
@@ -1126,19 +967,9 @@ def derive_rebuild(settings: AppSettings, since: str) -> None:
 @click.option("--port", type=int, default=8501, show_default=True)
 def dashboard(host: str, port: int) -> None:
     """Serve the Streamlit dashboard (blocks)."""
-    os.execvp(sys.executable, _dashboard_command(host, port))
+    from villagetwin.demo import dashboard_command
 
-
-def _dashboard_command(host: str, port: int) -> list[str]:
-    # serve.py: entry/app.py behind middleware that adds the security headers (issue 14, item 9).
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "serve.py"
-    return [
-        sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
-        "--server.fileWatcherType", "none", "--theme.base", "light",
-        "--client.toolbarMode", "minimal",
-    ]  # fmt: skip
+    os.execvp(sys.executable, dashboard_command(host, port))
 
 
 @cli.command()
@@ -1206,84 +1037,21 @@ def demo(ctx: click.Context, host: str, port: int, rate: float, seed: int) -> No
 def _demo(
     ctx: click.Context, settings: AppSettings, host: str, port: int, rate: float, seed: int
 ) -> None:
+    from villagetwin import demo
+    from villagetwin.users import PasswordRefused
+
     with psycopg.connect(settings.db_dsn) as conn:
         row = conn.execute("SELECT count(*) FROM buildings").fetchone()
     if not row or row[0] == 0:
         ctx.invoke(village_generate, seed=seed, size="small", out=None, load=True)
-    password = os.environ.get("VT_DEMO_PASSWORD")
-    with psycopg.connect(settings.db_dsn) as conn:
-        grid = conn.execute("SELECT min(grid_code) FROM grid_cells").fetchone()
-        accounts = {
-            "admin": ("admin", []),
-            "manager": ("manager", []),
-            "inspector": ("inspector", [grid[0]] if grid and grid[0] else []),
-        }
-        issued = {
-            name: _add_user(conn, name, role, grids, password)
-            for name, (role, grids) in accounts.items()
-        }
-        _demo_staff(conn)
-        fresh = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM device_latest)").fetchone()
-    me = [sys.executable, "-m", "villagetwin.cli"]
     # Explicit demo mode: vendor bridges may run on the public development key here only.
-    demo_env = {**os.environ, "VT_INGEST__DEMO": "true"}
-    live = [*me, "simulate", "--rate", str(rate), "--duration", "86400", "--seed", str(seed)]
-    # A fresh database first lives a realistic day (planted anomalies) in about fifteen
-    # seconds, so the alarm centre and the inspector have findings within a minute of the
-    # start; then live events follow. (`simulate --day --days 2` plants the 36 h care case.)
-    steps = [live]
-    if fresh and fresh[0]:
-        days = [*me, "simulate", "--day", "--days", "1", "--speed", "5760", "--rate", "3000",
-                "--seed", str(seed)]  # fmt: skip
-        steps.insert(0, days)
-    children = [
-        subprocess.Popen([*me, "ingest"], env=demo_env),
-        subprocess.Popen([*me, "rules"]),
-        subprocess.Popen(_dashboard_command(host, port)),
-        subprocess.Popen(steps.pop(0)),
-    ]
-    from villagetwin.local import wait_for_port
-
-    if wait_for_port(host, port, 60):
-        logins = ", ".join(f"{name} / {pw}" for name, pw in issued.items())
-        _echo(f"\n  villagetwin demo: open http://{host}:{port}  (Ctrl-C stops everything)")
-        _echo(f"  sign in as {logins}\n")
-    stop = False
-
-    def _stop(*_: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    env = {**os.environ, "VT_INGEST__DEMO": "true"}
     try:
-        while not stop and all(child.poll() is None for child in children):
-            time.sleep(0.5)
-            if steps and children[-1].poll() == 0:  # the replay is done: live events follow
-                children[-1] = subprocess.Popen(steps.pop(0))
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-    failed = [c.args for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
-    if failed and not stop:
-        _fail(f"a demo process stopped unexpectedly: {failed}")
-
-
-def _demo_staff(conn: psycopg.Connection) -> None:
-    """The demo's grid staff: the inspector works the first grid, the manager manages all."""
-    from rules.case_store import add_staff
-
-    grids = [r[0] for r in conn.execute("SELECT grid_code FROM grid_cells ORDER BY 1")]
-    for n, grid in enumerate(grids):
-        if n == 0:
-            add_staff(conn, grid, "inspector", "worker")
-        add_staff(conn, grid, "manager", "manager")
+        demo.run(
+            settings.db_dsn, host, port, rate, seed, os.environ.get("VT_DEMO_PASSWORD"), _echo, env
+        )
+    except (demo.DemoError, PasswordRefused, psycopg.Error) as exc:
+        _fail(str(exc))
 
 
 def main() -> None:
