@@ -82,6 +82,7 @@ class CaseParams(BaseModel):
 
 
 class WorkerOptions(BaseModel):
+    # New events wake the worker when they commit (migration 0112); it also polls this often.
     event_poll_s: float = Field(default=0.2, gt=0)
     window_interval_s: float = Field(default=15.0, gt=0)
     # Events committed out of order: each poll rereads this far behind its cursor.
@@ -92,6 +93,11 @@ class WorkerOptions(BaseModel):
     # A worker with no saved cursor starts this far back (by arrival).
     start_lookback_s: float = Field(default=3600.0, ge=0)
     client_id: str = "vt-rules"
+    # Camera detections (smoke, fire, e-bikes, crowds) also read straight from the broker, so
+    # their alerts do not wait for the ingester (rules/worker.py, "the fast path"); a device
+    # time further than fast_max_skew_s from now is left to the database path.
+    fast_path: bool = True
+    fast_max_skew_s: float = Field(default=600.0, gt=0)
     # Open a case (上报) for every resident-app incident.
     cases_from_incidents: bool = True
 

@@ -33,6 +33,8 @@ INBOX = (
     " OR (kind = 'camera.detection' AND payload ->> 'cls' IN ('smoke', 'fire', 'ebike', 'crowd')))"
 )
 EVIDENCE_KEPT = 50
+# The channel on which the database announces committed events (migration 0112's trigger).
+EVENTS_STORED = "vt_events_stored"
 
 
 @dataclass

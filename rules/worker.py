@@ -2,16 +2,19 @@
 windows of the derived tables, keeps alert records, escalates overdue cases and publishes
 every alert change on ``vt/v1/alerts/<severity>/<rule>``.
 
-Each cycle commits its alerts together with its cursor and door states (``rule_state``), so a
-restart resumes where the last commit left off; events reread behind the cursor (``overlap_s``,
-for batches that commit out of order) never count twice, because an event already in an alert's
-evidence is skipped. MQTT is at least once: an alert version is marked published only after the
-broker acknowledged it.
+New events are read when their batch commits (the database notifies, migration 0112), or
+at the latest every ``event_poll_s``. Each cycle commits its alerts together with its cursor
+and door states (``rule_state``), so a restart resumes where the last commit left off; events
+reread behind the cursor (``overlap_s``, for batches that commit out of order) never count
+twice, because an event already in an alert's evidence is skipped. MQTT is at least once: an
+alert version is marked published only after the broker acknowledged it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,8 +22,8 @@ from typing import Any
 
 import psycopg
 
-from devices.payloads import AlertMessage, encode
-from devices.topics import alert_topic
+from devices.payloads import AlertMessage, CameraDetection, encode, parse_event
+from devices.topics import alert_topic, event_topic
 from rules import case_store, logic, store
 from rules.settings import RulesSettings
 
@@ -44,7 +47,11 @@ class RulesWorker:
         self.mqtt = mqtt
         self.ready = threading.Event()  # the cursor is restored
         self.timing: dict[str, float] = {}  # seconds the last cycle of each kind took
-        self.totals = {"events": 0, "opened": 0, "updated": 0, "published": 0, "cases": 0}
+        self.totals = {"events": 0, "opened": 0, "updated": 0, "published": 0, "cases": 0,
+                       "fast": 0}  # fmt: skip
+        self.fast: queue.Queue[logic.Fact] = queue.Queue(maxsize=10_000)
+        self.subscribed: set[str] = set()
+        self.publishing = threading.Lock()  # one publisher at a time (events and fast threads)
 
     # --- one cycle each, callable from tests and the benchmark ------------------------------
 
@@ -167,6 +174,10 @@ class RulesWorker:
         """Publishes every alert version not yet published (QoS 1), then marks them."""
         if self.client is None:
             return 0
+        with self.publishing:
+            return self._publish(conn, timeout_s)
+
+    def _publish(self, conn: psycopg.Connection, timeout_s: float) -> int:
         rows = store.unpublished(conn)
         infos, done = [], []
         for r in rows:
@@ -185,6 +196,78 @@ class RulesWorker:
             self.totals["published"] += len(done)
         return len(done)
 
+    # --- the fast path: camera detections straight from the broker -----------------------------
+    # Smoke, fire, e-bikes and crowds are judged by the event alone (logic.event_findings), so
+    # the worker also subscribes to the cameras' event topics and raises their alerts without
+    # waiting for the ingester to store the batch. The stored event comes by the database path
+    # later and changes nothing: its id is already in the alert's evidence (store.upsert). The
+    # cursor and door states move on the database path only, so a restart is as before.
+
+    def subscribe_cameras(self) -> None:
+        """Subscribes (QoS 1) to the event topic of every camera in the context not yet
+        subscribed to (called after each context refresh)."""
+        if self.client is None or not self.settings.worker.fast_path:
+            return
+        wanted = {
+            event_topic(d.device_id) for d in self.context.devices.values() if d.kind == "camera"
+        }
+        new = sorted(wanted - self.subscribed)
+        if new:
+            self.client.subscribe([(t, 1) for t in new])
+            self.subscribed.update(new)
+
+    def on_camera_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        """paho's callback: a camera event that makes a finding goes to the fast thread."""
+        fact = camera_fact(
+            msg.topic, msg.payload, self.context.devices, datetime.now(UTC),
+            timedelta(seconds=self.settings.worker.fast_max_skew_s),
+        )  # fmt: skip
+        if fact is None or not logic.event_findings(
+            fact, self.context.devices.get(fact.device_id), self.context.pois, self.settings.rules
+        ):
+            return
+        try:
+            self.fast.put_nowait(fact)
+        except queue.Full:  # the database path will raise it
+            log.warning("fast path queue full; %s left to the database path", fact.event_id)
+
+    def fast_cycle(self, conn: psycopg.Connection, wait_s: float) -> int:
+        """Applies the camera facts queued by ``on_camera_message`` (waiting up to ``wait_s``
+        for the first) and publishes; returns how many facts."""
+        try:
+            facts = [self.fast.get(timeout=wait_s)]
+        except queue.Empty:
+            return 0
+        while True:
+            try:
+                facts.append(self.fast.get_nowait())
+            except queue.Empty:
+                break
+        with conn.transaction():
+            findings = [
+                f
+                for fact in facts
+                for f in logic.event_findings(
+                    fact,
+                    self.context.devices.get(fact.device_id),
+                    self.context.pois,
+                    self.settings.rules,
+                )
+            ]
+            self._apply(conn, findings)
+        self.totals["fast"] += len(facts)
+        self.publish(conn)
+        return len(facts)
+
+    def _fast(self) -> None:
+        self.ready.wait()
+
+        def body(conn: psycopg.Connection) -> None:
+            while not self.stopping.is_set():
+                self.fast_cycle(conn, 0.5)
+
+        self._loop(body)
+
     # --- the loop -----------------------------------------------------------------------------
 
     def connect_mqtt(self) -> None:
@@ -192,8 +275,14 @@ class RulesWorker:
 
         self.client = new_client(self.settings.mqtt, self.settings.worker.client_id)
         self.client.reconnect_delay_set(0.5, 5)
+        self.client.on_message = self.on_camera_message
+        self.client.on_connect = self._on_connect
         connect(self.client, self.settings.mqtt)
         self.client.loop_start()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.subscribed = set()  # a clean session: subscribe again
+        self.subscribe_cameras()
 
     def run(self) -> None:
         """Until ``stopping`` is set: polls events every ``event_poll_s`` and publishes; the
@@ -204,11 +293,14 @@ class RulesWorker:
             self.connect_mqtt()
         windows = threading.Thread(target=self._windows, name="rules-windows", daemon=True)
         windows.start()
+        fast = threading.Thread(target=self._fast, name="rules-fast", daemon=True)
+        fast.start()
         try:
             self._loop(self._events)
         finally:
             self.stopping.set()
             windows.join(timeout=30)
+            fast.join(timeout=30)
             if self.client is not None:
                 self.client.loop_stop()
                 self.client.disconnect()
@@ -224,17 +316,22 @@ class RulesWorker:
                 self.stopping.wait(2.0)
 
     def _events(self, conn: psycopg.Connection) -> None:
+        # Woken by the commit of new events (migration 0112's notification), else every
+        # event_poll_s; listening before the first read, so no commit falls in between.
+        conn.execute(f"LISTEN {store.EVENTS_STORED}")
         self.restore(conn)
         self.ready.set()
         log.info("rules worker running from %s", self.cursor)
         while not self.stopping.is_set():
             started = time.monotonic()
             self.refresh_context(conn)
+            self.subscribe_cameras()
             while self.poll_events(conn) and not self.stopping.is_set():
                 self.publish(conn)
             self.publish(conn)
             self.timing["events_s"] = time.monotonic() - started
-            self.stopping.wait(self.settings.worker.event_poll_s)
+            for _ in conn.notifies(timeout=self.settings.worker.event_poll_s, stop_after=1):
+                pass
 
     def _windows(self) -> None:
         self.ready.wait()
@@ -251,3 +348,33 @@ class RulesWorker:
 
 def _fields(f: logic.Finding) -> dict[str, Any]:
     return {name: getattr(f, name) for name in logic.Finding.__slots__}
+
+
+def camera_fact(
+    topic: str,
+    payload: bytes,
+    devices: dict[str, logic.DeviceInfo],
+    now: datetime,
+    max_skew: timedelta,
+) -> logic.Fact | None:
+    """A camera detection published on ``topic`` (``vt/v1/<device>/event``) as the rules' Fact,
+    as the database path would read it once stored; None for anything else: another message
+    type or a batch (left to the database path), a device not registered as a camera or not
+    the topic's, invalid JSON or fields (devices/payloads.py), or a device time further than
+    ``max_skew`` from ``now`` (the ingester judges those)."""
+    device = topic.split("/")[2] if topic.count("/") == 3 else ""
+    known = devices.get(device)
+    if known is None or known.kind != "camera":
+        return None
+    try:
+        event = parse_event(json.loads(payload))
+    except ValueError:  # JSON or pydantic's ValidationError
+        return None
+    if not isinstance(event, CameraDetection) or event.device != device:
+        return None
+    if abs(event.ts - now) > max_skew:
+        return None
+    return logic.Fact(
+        str(event.id), event.ts, device, event.type, known.building_id, None,
+        event.model_dump(mode="json", exclude_none=True),
+    )  # fmt: skip

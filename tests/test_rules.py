@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -16,8 +17,9 @@ import pytest
 from support import count, wait_until
 
 from devices.day import DayPlan, plan_days, replay
-from devices.payloads import AlertMessage
+from devices.payloads import AlertMessage, CameraDetection, encode
 from devices.settings import SimulatorSettings
+from devices.topics import event_topic
 from mapping.db import load_village
 from mapping.generate import generate
 from mapping.model import Village
@@ -324,6 +326,123 @@ def test_two_replayed_days_raise_the_planted_alerts_once_across_a_restart(
     smoke = [(t, m) for t, m in listener.messages if m.rule == "smoke_fire"]
     assert smoke and all(t == "vt/v1/alerts/critical/smoke_fire" for t, _ in smoke)
     assert all(m.evidence for _, m in smoke)
+
+
+def test_a_committed_event_wakes_the_worker_without_waiting_for_its_poll(
+    db: str, village: Village
+) -> None:
+    """The database announces committed events (migration 0112) and the running worker reads
+    them then: with a poll of an hour, the alert still comes."""
+    with psycopg.connect(db) as conn:
+        load_village(conn, village)
+        (camera,) = conn.execute(
+            "SELECT device_id FROM devices WHERE kind = 'camera' ORDER BY 1 LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        (building,) = conn.execute(
+            "SELECT building_id FROM buildings ORDER BY 1 LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+    settings = RulesSettings(
+        db_dsn=db, worker=WorkerOptions(event_poll_s=3600, window_interval_s=3600)
+    )
+    worker = RulesWorker(settings, mqtt=False)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        # The first pass is done: the worker now waits for a notification (or an hour).
+        assert wait_until(lambda: "events_s" in worker.timing, 60)
+        with psycopg.connect(db) as conn:
+            conn.execute(
+                "INSERT INTO events (ts, received_at, event_id, device_id, seq, kind,"
+                " building_id, payload) VALUES (now(), now(), gen_random_uuid(), %s, 1,"
+                " 'camera.detection', %s, %s)",
+                (camera, building, json.dumps({"cls": "smoke", "confidence": 0.9,
+                                               "zone": f"stairwell:{building}", "count": 1})),
+            )  # fmt: skip
+        smoke = "SELECT count(*) FROM alerts WHERE rule = 'smoke_fire' AND subject = %s"
+        assert wait_until(lambda: count(db, smoke, f"building:{building}") == 1, 60)
+    finally:
+        worker.stopping.set()
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute("NOTIFY vt_events_stored")  # wake it to see that it stops
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_a_smoke_detection_raises_its_alert_before_it_is_stored_and_counts_once(
+    db: str, broker: Any, village: Village, listener: Alerts
+) -> None:
+    """The fast path: the worker hears a camera's smoke detection on the broker (no ingester
+    runs here), raises and publishes the alert; when the event is stored later, the database
+    path finds it in the evidence, and so does a restarted worker: one alert, one occurrence."""
+    with psycopg.connect(db) as conn:
+        load_village(conn, village)
+        (camera,) = conn.execute(
+            "SELECT device_id FROM devices WHERE kind = 'camera' ORDER BY 1 LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        (building,) = conn.execute(
+            "SELECT building_id FROM buildings ORDER BY 1 LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+    settings = RulesSettings(db_dsn=db, mqtt=broker.settings,
+                             worker=WorkerOptions(window_interval_s=3600))  # fmt: skip
+    event = CameraDetection(
+        id=uuid.uuid4(),
+        device=camera,
+        seq=1,
+        ts=datetime.now(UTC),
+        cls="smoke",
+        count=1,
+        confidence=0.9,
+        zone=f"stairwell:{building}",
+    )
+    smoke = "SELECT count(*) FROM alerts WHERE rule = 'smoke_fire' AND subject = %s"
+    subject = f"building:{building}"
+
+    def run_worker() -> tuple[RulesWorker, threading.Thread]:
+        w = RulesWorker(settings)
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        assert wait_until(lambda: f"vt/v1/{camera}/event" in w.subscribed, 60)
+        assert wait_until(lambda: "events_s" in w.timing, 60)  # its first pass is done
+        return w, t
+
+    def stop(w: RulesWorker, t: threading.Thread) -> None:
+        w.stopping.set()
+        t.join(timeout=30)
+        assert not t.is_alive()
+
+    worker, thread = run_worker()
+    try:
+        publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="camera")
+        publisher.connect("127.0.0.1", broker.settings.port)
+        publisher.loop_start()
+        publisher.publish(event_topic(camera), encode(event), qos=1).wait_for_publish(10)
+        publisher.loop_stop()
+        publisher.disconnect()
+        assert wait_until(lambda: count(db, smoke, subject) == 1, 60)
+        assert wait_until(
+            lambda: any(m.subject == subject and str(event.id) in m.evidence
+                        for _, m in listener.messages), 30,
+        )  # fmt: skip
+        assert count(db, "SELECT count(*) FROM events") == 0  # not stored: the fast path
+        # Now the ingester's commit, as it would store it; the database path reads it.
+        with psycopg.connect(db) as conn:
+            (stored_at,) = conn.execute(
+                "INSERT INTO events (ts, received_at, event_id, device_id, seq, kind,"
+                " building_id, payload) VALUES (%s, now(), %s, %s, 1, 'camera.detection', %s,"
+                " %s) RETURNING stored_at",
+                (event.ts, event.id, camera, building, event.model_dump_json(exclude_none=True)),
+            ).fetchone()  # type: ignore[misc]
+        cursor = "SELECT count(*) FROM rule_state WHERE name = 'events'" \
+                 " AND (value ->> 'after')::timestamptz >= %s"  # fmt: skip
+        assert wait_until(lambda: count(db, cursor, stored_at) == 1, 60)
+    finally:
+        stop(worker, thread)
+    stop(*run_worker())  # a restart rereads behind its cursor (overlap_s)
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT occurrences, evidence FROM alerts WHERE subject = %s", (subject,)
+        ).fetchall()
+    assert rows == [(1, [str(event.id)])]
 
 
 def test_the_inspector_reads_the_rules_and_needs_reader_coverage_for_never_seen() -> None:
