@@ -1,11 +1,15 @@
 """The building inspector's judgements, as pure functions: what the door readers observed in
-each unit beside who is registered there, and the discrepancies an inspector acts on."""
+each unit beside who is registered there, the discrepancies an inspector acts on (grouped by
+unit, each naming the masked person and its evidence), and the values of the inspection report
+(the PDF in dashboard/report_pdf.py, the CSV here)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -13,28 +17,132 @@ from mapping.frames import rows
 from rules import logic
 from rules.settings import RuleParams
 
-# A unit is flagged when more distinct people came and went than are registered (possible
-# 群租), when a registered tenant was never seen (空挂), or when a card kept working after
-# its tenancy ended.
+# A unit is flagged when nobody is registered and people came and went (未登记居住), when more
+# distinct people came and went than are registered (possible 群租), when a registered tenant
+# was never seen although the door reader reported enough (空挂), or when a card kept working
+# after its tenancy ended. The codes are the rules' own (rules/logic.py) where they exist.
+UNREGISTERED = "unregistered_occupancy"
 OVERCROWDED = "overcrowded"
 NEVER_SEEN = "never_seen"
 AFTER_TENANCY = "used_after_tenancy"
 
-HAZARDS = [
-    "ebike_charging_indoors",  # 室内/楼道电动车充电
-    "blocked_escape_route",  # 疏散通道堵塞
-    "missing_extinguisher",  # 灭火器缺失
-    "unsafe_wiring",  # 私拉乱接电线
-    "gas_cylinder_indoors",  # 室内存放液化气瓶
-    "overcrowding",  # 群租
-]
+KIND_LABELS = {
+    UNREGISTERED: "未登记居住 Unregistered occupancy",
+    OVERCROWDED: "人数超过登记 More people than registered (群租?)",
+    AFTER_TENANCY: "退租后仍使用 Used after the tenancy ended",
+    NEVER_SEEN: "登记未出现 Registered, never seen (空挂?)",
+}
+_KIND_ORDER = {kind: n for n, kind in enumerate(KIND_LABELS)}
+
+HAZARD_LABELS = {
+    "ebike_charging_indoors": "室内/楼道电动车充电 E-bike charging indoors",
+    "blocked_escape_route": "疏散通道堵塞 Blocked escape route",
+    "missing_extinguisher": "灭火器缺失 Missing extinguisher",
+    "unsafe_wiring": "私拉乱接电线 Unsafe wiring",
+    "gas_cylinder_indoors": "室内存放液化气瓶 Gas cylinder indoors",
+    "overcrowding": "群租 Overcrowding",
+}
+HAZARDS = list(HAZARD_LABELS)
+
+NOTHING = "—"  # what an empty value is shown as: never None, NaT or nan
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A person as the evidence names them: ``name`` masked (people_masked) or, for a card
+    nobody visible holds, its last four characters; ``days`` distinct local days their card
+    was seen at the unit in the window; ``last_seen`` the latest (aware) or None."""
+
+    name: str
+    days: int
+    last_seen: datetime | None = None
+    last_day: date | None = None  # last_seen's local date
 
 
 @dataclass(frozen=True, slots=True)
 class Discrepancy:
+    """One finding of a unit. ``people``: who it concerns (the unregistered people seen, the
+    tenant never seen, the former tenant); ``reader_days`` on how many days of the
+    ``window_days`` window the building's door reader reported (None: unknown);
+    ``end_date`` of the tenancy, for AFTER_TENANCY."""
+
     unit_id: str
     kind: str
-    detail: str
+    people: tuple[Sighting, ...]
+    window_days: int
+    reader_days: int | None
+    seen: int = 0  # distinct people seen at the unit in the window
+    registered: int = 0  # current registered tenants of the unit
+    end_date: date | None = None
+
+    @property
+    def label(self) -> str:
+        return KIND_LABELS[self.kind]
+
+    @property
+    def detail(self) -> str:
+        """One line of plain text, Chinese first with English beside."""
+        return describe(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """What the inspector is shown: the discrepancies, and the registered tenants not seen
+    whom the door reader's coverage is too thin to judge (观察不足, said, not flagged)."""
+
+    issues: list[Discrepancy]
+    unverified: list[tuple[str, str]]  # (unit_id, masked name) not seen, coverage too thin
+    window_days: int
+    reader_days: int | None
+    needed_days: int
+
+    def note(self) -> str | None:
+        """The 观察不足 sentence, or None when every tenant could be judged."""
+        if not self.unverified:
+            return None
+        reported = (
+            "门禁报告天数未知 the door reader's coverage is unknown"
+            if self.reader_days is None
+            else f"门禁在 {self.window_days} 天中仅 {self.reader_days} 天有数据 the door reader"
+            f" reported on {self.reader_days} of {self.window_days} days"
+        )
+        n = len(self.unverified)
+        return (
+            f"观察不足 Not enough observation: {reported} (需要 needs {self.needed_days});"
+            f" {n} 位登记租户未出现，暂不判断 {n} registered tenant(s) not seen are not judged."
+        )
+
+
+def _days(window_days: int, reader_days: int | None) -> str:
+    coverage = NOTHING if reader_days is None else str(reader_days)
+    return f"门禁覆盖 reader coverage {coverage}/{window_days} 天 days"
+
+
+def _person(s: Sighting) -> str:
+    return f"{s.name}（{s.days} 天 days）"
+
+
+def describe(d: Discrepancy) -> str:
+    """A discrepancy as one line of plain text (callers escape it for Markdown/HTML): what,
+    who (masked), and the evidence: days each person was observed and the reader's
+    coverage of the window."""
+    coverage = _days(d.window_days, d.reader_days)
+    if d.kind in (UNREGISTERED, OVERCROWDED):
+        who = "、".join(_person(s) for s in d.people) or NOTHING
+        return (
+            f"{d.seen} 人出入，登记 {d.registered} 人 {d.seen} seen, {d.registered} registered;"
+            f" 未登记 not registered: {who} · {coverage}"
+        )
+    person = d.people[0] if d.people else Sighting(NOTHING, 0)
+    if d.kind == NEVER_SEEN:
+        window = d.window_days
+        return f"{person.name}: {window} 天内未出现 not seen in {window} days · {coverage}"
+    last = person.last_day.isoformat() if person.last_day else NOTHING
+    ended = d.end_date.isoformat() if d.end_date else NOTHING
+    return (
+        f"{person.name}: 退租 tenancy ended {ended}, 之后仍出现 seen after on {person.days}"
+        f" 天 days, 最近 last {last} · {coverage}"
+    )
 
 
 def unit_comparison(
@@ -52,86 +160,255 @@ def unit_comparison(
     return table.reset_index()
 
 
+def _card(ref: str) -> str:
+    return f"未知卡 unknown card …{ref[-4:]}"
+
+
+def findings(
+    registered: pd.DataFrame,
+    observed: pd.DataFrame,
+    ended: pd.DataFrame,
+    reader_days: int | None,
+    window_days: int,
+    names: Mapping[str, str] | None = None,
+    params: RuleParams | None = None,
+    zone: ZoneInfo | None = None,
+) -> Findings:
+    """The unit's discrepancies, judged by the alert rules themselves (rules/logic.py is the
+    one home of this logic): unregistered occupancy and occupancy (the inspector lists every
+    difference, margin 0, where alerts wait for ``VT_RULES__OCCUPANCY_MARGIN``), registered
+    tenants never seen (only when the building's door reader reported on at least
+    ``never_seen_coverage_days`` of the window; otherwise they are listed as not judged, and
+    ``reader_days`` None, unknown, counts as too thin), and credentials used after a tenancy
+    ended (on a local day after its end date, as the rule judges it).
+
+    ``registered``: unit_id, credential_ref and, when known, person_id, name (masked) and
+    start_date; ``observed``: unit_id, credential_ref, last_seen (aware) and, when known,
+    days (distinct local days seen in the window); ``ended``: unit_id, credential_ref,
+    end_date and, when known, person_id, name; ``names``: credential_ref -> masked name of
+    the people the session may see (for the unregistered people seen); ``zone``: the
+    village's time zone for local dates (default Asia/Shanghai)."""
+    zone = zone or ZoneInfo("Asia/Shanghai")
+    params = (params or RuleParams()).model_copy(update={"occupancy_margin": 0})
+    names = names or {}
+    now = datetime.now(UTC)
+    seen: dict[str, dict[str, datetime]] = defaultdict(dict)
+    days: dict[tuple[str, str], int] = {}
+    for row in rows(observed):
+        seen[str(row.unit_id)][str(row.credential_ref)] = row.last_seen
+        days[str(row.unit_id), str(row.credential_ref)] = int(getattr(row, "days", 1) or 1)
+    reg = {str(u): set(c) for u, c in registered.groupby("unit_id").credential_ref}
+    known = {str(r["credential_ref"]): str(r.get("name") or "")
+             for frame in (ended, registered) for r in frame.to_dict("records")}  # fmt: skip
+
+    def sighting(unit: str, ref: str) -> Sighting:
+        name = known.get(ref) or names.get(ref) or _card(ref)
+        last = seen.get(unit, {}).get(ref)
+        day = last.astimezone(zone).date() if last is not None else None
+        return Sighting(name, days.get((unit, ref), 0), last, day)
+
+    found: list[Discrepancy] = []
+    for f in logic.occupancy(reg, seen, {}, now, params):
+        unit = f.unit_id or ""
+        strangers = sorted(set(seen[unit]) - reg.get(unit, set()))
+        people = sorted((sighting(unit, c) for c in strangers), key=lambda s: (-s.days, s.name))
+        kind = UNREGISTERED if f.rule == "unregistered_occupancy" else OVERCROWDED
+        n, r = int(f.detail["seen"]), int(f.detail["registered"])
+        found.append(Discrepancy(unit, kind, tuple(people), window_days, reader_days, n, r))
+    tenants = [
+        logic.Tenant(str(r["unit_id"]), "", str(r.get("person_id") or r["credential_ref"]),
+                     str(r.get("name") or _card(str(r["credential_ref"]))),
+                     str(r["credential_ref"]), r.get("start_date") or date.min)
+        for r in registered.to_dict("records")
+    ]  # fmt: skip
+    coverage = {"": 0 if reader_days is None else reader_days}
+    judged = logic.never_seen(tenants, seen, coverage, date.max, now, params)
+    for f in judged:
+        unit = f.unit_id or ""
+        found.append(Discrepancy(unit, NEVER_SEEN, (Sighting(str(f.detail["tenant"]), 0),),
+                                 window_days, reader_days))  # fmt: skip
+    unverified: list[tuple[str, str]] = []
+    if not judged and (reader_days is None or reader_days < params.never_seen_coverage_days):
+        # The same rule with full coverage: who would have been flagged, had the reader
+        # reported; they are said to be unjudged, not flagged.
+        full = {"": params.never_seen_coverage_days}
+        unverified = [
+            (f.unit_id or "", str(f.detail["tenant"]))
+            for f in logic.never_seen(tenants, seen, full, date.max, now, params)
+        ]
+    formers = [
+        logic.Tenant(str(r["unit_id"]), "", str(r.get("person_id") or r["credential_ref"]),
+                     str(r.get("name") or _card(str(r["credential_ref"]))),
+                     str(r["credential_ref"]), date.min, r["end_date"])
+        for r in ended.to_dict("records")
+    ]  # fmt: skip
+    current = {(str(u), str(c)) for u, c in zip(registered.unit_id, registered.credential_ref,
+                                                 strict=True)}  # fmt: skip
+    ends = {(t.unit_id, t.person_id): t for t in formers}
+    for f in logic.after_tenancy(formers, seen, current):
+        unit = f.unit_id or ""
+        tenant = ends[unit, str(f.detail["person_id"])]
+        person = sighting(unit, tenant.credential_ref)
+        found.append(Discrepancy(unit, AFTER_TENANCY, (person,), window_days, reader_days,
+                                 end_date=tenant.end_date))  # fmt: skip
+    found.sort(key=lambda d: (d.unit_id, _KIND_ORDER[d.kind], [s.name for s in d.people]))
+    return Findings(found, sorted(unverified), window_days, reader_days,
+                    params.never_seen_coverage_days)  # fmt: skip
+
+
 def discrepancies(
     registered: pd.DataFrame,
     observed: pd.DataFrame,
     ended: pd.DataFrame,
     reader_days: int | None = None,
     params: RuleParams | None = None,
+    window_days: int = 7,
 ) -> list[Discrepancy]:
-    """The unit's discrepancies, judged by the alert rules themselves (rules/logic.py is the one
-    home of this logic): occupancy and unregistered occupancy (the inspector lists every
-    difference, margin 0, where alerts wait for ``VT_RULES__OCCUPANCY_MARGIN``), registered
-    tenants never seen (only when the building's door reader reported on at least
-    ``never_seen_coverage_days`` of the window: ``reader_days``; None means unknown, not
-    judged as missing), and credentials used after a tenancy ended.
-
-    ``registered``: unit_id, credential_ref and, when known, person_id, name (masked) and
-    start_date; ``observed``: unit_id, credential_ref, last_seen; ``ended``: unit_id,
-    credential_ref, end_date."""
-    params = (params or RuleParams()).model_copy(update={"occupancy_margin": 0})
-    now = datetime.now(UTC)
-    seen: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for row in rows(observed):
-        seen[str(row.unit_id)][str(row.credential_ref)] = row.last_seen
-    reg = {str(u): set(c) for u, c in registered.groupby("unit_id").credential_ref}
-    found = [
-        Discrepancy(f.unit_id or "", OVERCROWDED, f"{f.detail['seen']} seen, "
-                    f"{f.detail['registered']} registered")
-        for f in logic.occupancy(reg, seen, {}, now, params)
-    ]  # fmt: skip
-    tenants = [
-        logic.Tenant(str(r["unit_id"]), "", str(r.get("person_id") or r["credential_ref"]),
-                     str(r.get("name") or r["credential_ref"]), str(r["credential_ref"]),
-                     r.get("start_date") or date.min)
-        for r in registered.to_dict("records")
-    ]  # fmt: skip
-    coverage = {"": params.never_seen_coverage_days if reader_days is None else reader_days}
-    for f in logic.never_seen(tenants, seen, coverage, date.max, now, params):
-        found.append(Discrepancy(f.unit_id or "", NEVER_SEEN,
-                                 f"registered {f.detail['tenant']} never seen"))  # fmt: skip
-    formers = [
-        logic.Tenant(str(r["unit_id"]), "", str(r["credential_ref"]), str(r["credential_ref"]),
-                     str(r["credential_ref"]), date.min, r["end_date"])
-        for r in ended.to_dict("records")
-    ]  # fmt: skip
-    current = {(str(u), str(c)) for u, c in zip(registered.unit_id, registered.credential_ref,
-                                                 strict=True)}  # fmt: skip
-    for f in logic.after_tenancy(formers, seen, current):
-        found.append(Discrepancy(f.unit_id or "", AFTER_TENANCY,
-                                 f"{f.detail['tenant']} used {f.detail['last_seen'][:10]} after"
-                                 f" the tenancy ended {f.detail['end_date']}"))  # fmt: skip
-    return sorted(found, key=lambda d: (d.unit_id, d.kind))
+    """``findings(...).issues``: the discrepancies alone (see findings)."""
+    return findings(registered, observed, ended, reader_days, window_days, params=params).issues
 
 
-def report_html(building: dict[str, object], table: pd.DataFrame, issues: list[Discrepancy],
-                inspections: pd.DataFrame, generated: date) -> str:  # fmt: skip
-    """A printable report (the browser prints it to PDF)."""
-    from html import escape
+def by_unit(issues: Sequence[Discrepancy]) -> list[tuple[str, list[Discrepancy]]]:
+    """The discrepancies grouped by unit, units in order, each unit once: (unit_id, its
+    discrepancies, most serious kind first)."""
+    grouped: dict[str, list[Discrepancy]] = defaultdict(list)
+    for d in issues:
+        grouped[d.unit_id].append(d)
+    return [
+        (unit, sorted(found, key=lambda d: _KIND_ORDER[d.kind]))
+        for unit, found in sorted(grouped.items())
+    ]
 
-    body = "".join(
-        f"<tr><td>{escape(str(r.unit_id))}</td><td>{r.floor}</td><td>{r.registered}</td>"
-        f"<td>{r.seen}</td><td>{escape(str(r.last_activity or '—'))}</td></tr>"
-        for r in rows(table)
-    )
-    flagged = "".join(
-        f"<li><b>{escape(d.unit_id)}</b> {escape(d.kind)}: {escape(d.detail)}</li>" for d in issues
-    )
-    past = "".join(
-        f"<li>{r.inspected_on} {escape(str(r.inspector))}: {escape(str(r.findings))}</li>"
-        for r in rows(inspections)
-    )
-    return (
-        "<!doctype html><html lang='zh'><meta charset='utf-8'>"
-        f"<title>出租屋检查报告 {escape(str(building['building_id']))}</title>"
-        "<style>body{font-family:'Noto Sans CJK SC',sans-serif;margin:2em}"
-        "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}</style>"
-        f"<h1>出租屋检查报告 Rental housing inspection report</h1>"
-        f"<p>{escape(str(building['address']))} · {escape(str(building['building_id']))} · "
-        f"{building['storeys']} 层 storeys · 网格 {escape(str(building['grid_code']))} · "
-        f"生成 generated {generated}</p>"
-        f"<h2>异常 Discrepancies ({len(issues)})</h2><ul>{flagged or '<li>无 none</li>'}</ul>"
-        "<h2>单元 Units</h2><table><tr><th>unit</th><th>floor</th><th>registered</th>"
-        f"<th>seen</th><th>last activity</th></tr>{body}</table>"
-        f"<h2>检查记录 Past inspections</h2><ul>{past or '<li>无 none</li>'}</ul></html>"
-    )
+
+# --- the report's values: the PDF (dashboard/report_pdf.py) and the CSV -----------------------
+
+
+def local_time(value: object, zone: ZoneInfo) -> str:
+    """An instant as the village's local time, ``2026-11-30 04:02``; NOTHING for None, NaT
+    or NaN. A naive datetime is taken as UTC (psycopg returns aware ones for timestamptz)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
+        return NOTHING
+    moment = pd.Timestamp(value)  # type: ignore[arg-type]
+    if moment.tzinfo is None:
+        moment = moment.tz_localize(UTC)
+    return moment.tz_convert(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def local_day(value: object) -> str:
+    """A local date (a record's date, already local) as ``2026-11-30``; NOTHING if absent."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
+        return NOTHING
+    return pd.Timestamp(value).date().isoformat()  # type: ignore[arg-type]
+
+
+def hazard_text(codes: Sequence[str]) -> str:
+    """Hazard codes as their labels, joined; NOTHING for none."""
+    return "、".join(HAZARD_LABELS.get(c, c) for c in codes) or NOTHING
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """One recorded inspection (table ``inspections``); ``inspected_on`` and ``next_visit``
+    are local dates."""
+
+    inspected_on: date
+    inspector: str
+    findings: str
+    hazards: tuple[str, ...] = ()
+    photo_refs: tuple[str, ...] = ()
+    next_visit: date | None = None
+
+
+def inspections_from(frame: pd.DataFrame) -> list[Inspection]:
+    """``queries.inspections``' frame (inspected_on, inspector, findings, hazards, photo_refs,
+    next_visit; newest first) as values, empty arrays and nulls as empty tuples and None."""
+    found = []
+    for r in frame.to_dict("records"):
+        nxt = r.get("next_visit")
+        found.append(
+            Inspection(
+                r["inspected_on"], str(r.get("inspector") or NOTHING),
+                str(r.get("findings") or ""),
+                tuple(r.get("hazards") or ()), tuple(r.get("photo_refs") or ()),
+                None if nxt is None or pd.isna(nxt) else nxt,
+            )
+        )  # fmt: skip
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything the inspection report holds. ``units``: ``unit_comparison``'s frame;
+    ``inspections`` newest first (the first is the inspection the report is about);
+    ``generated`` an aware instant, shown in ``zone``; ``landlord`` already masked."""
+
+    building_id: str
+    address: str
+    storeys: int
+    grid_code: str
+    landlord: str
+    units: pd.DataFrame
+    findings: Findings
+    inspections: list[Inspection]
+    prepared_by: str
+    generated: datetime
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+
+    @property
+    def latest(self) -> Inspection | None:
+        return self.inspections[0] if self.inspections else None
+
+
+UNIT_COLUMNS = {
+    "unit_id": "单元 Unit",
+    "floor": "楼层 Floor",
+    "room": "房号 Room",
+    "registered": "登记 Registered",
+    "seen": "出现 Seen",
+    "last_activity": "最近出入 Last activity",
+}
+
+
+def units_table(units: pd.DataFrame, issues: Sequence[Discrepancy], zone: ZoneInfo) -> pd.DataFrame:
+    """``unit_comparison``'s frame for people: Chinese headers (English beside), local
+    times, and each unit's discrepancies (their labels) in a last column; no None or NaT."""
+    flagged = {unit: "；".join(d.label for d in found) for unit, found in by_unit(issues)}
+    table = units[list(UNIT_COLUMNS)].copy()
+    table["last_activity"] = [local_time(v, zone) for v in table["last_activity"]]
+    table["room"] = table["room"].fillna(NOTHING).astype(str)
+    table["issues"] = [flagged.get(str(u), "") for u in table["unit_id"]]
+    return table.rename(columns={**UNIT_COLUMNS, "issues": "异常 Discrepancies"})
+
+
+def report_frame(report: Report) -> pd.DataFrame:
+    """The CSV's one table: a row per unit, with the building, the unit's discrepancies in
+    full, and the inspection (the latest: date, inspector, findings, hazards, photo
+    references, next visit) on every row, so that each row stands alone in a spreadsheet."""
+    issues = report.findings.issues
+    details = {unit: "；".join(f"{d.label}: {d.detail}" for d in found)
+               for unit, found in by_unit(issues)}  # fmt: skip
+    table = units_table(report.units, issues, report.zone)
+    table["异常说明 Discrepancy details"] = [details.get(str(u), "") for u in report.units.unit_id]
+    latest = report.latest
+    front = {"楼栋 Building": report.building_id, "地址 Address": report.address}
+    back = {
+        "检查日期 Inspected on": local_day(latest.inspected_on) if latest else NOTHING,
+        "检查员 Inspector": latest.inspector if latest else NOTHING,
+        "发现 Findings": latest.findings if latest else NOTHING,
+        "隐患 Hazards": hazard_text(latest.hazards) if latest else NOTHING,
+        "照片编号 Photo references": "、".join(latest.photo_refs) or NOTHING if latest else NOTHING,
+        "下次检查 Next visit": local_day(latest.next_visit) if latest else NOTHING,
+    }
+    for n, (column, value) in enumerate(front.items()):
+        table.insert(n, column, value)
+    for column, value in back.items():
+        table[column] = value
+    return table
+
+
+def report_csv(report: Report) -> bytes:
+    """``report_frame`` as UTF-8 CSV with a BOM (Excel, WPS), every text cell that a
+    spreadsheet would run as a formula neutralised (dashboard/safe.py)."""
+    from dashboard.safe import csv_bytes
+
+    return csv_bytes(report_frame(report))

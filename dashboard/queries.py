@@ -165,23 +165,40 @@ def registered_tenants(conn: psycopg.Connection, building_id: str) -> pd.DataFra
 
 
 def ended_tenancies(conn: psycopg.Connection, building_id: str) -> pd.DataFrame:
+    """Ended tenancies of the building's units: unit_id, credential_ref, end_date, person_id,
+    name (masked)."""
     rows = conn.execute(
-        "SELECT t.unit_id, p.credential_ref, t.end_date FROM tenancies t"
+        "SELECT t.unit_id, p.credential_ref, t.end_date, p.person_id, p.name FROM tenancies t"
         " JOIN units u USING (unit_id) JOIN people_masked p USING (person_id)"
         " WHERE u.building_id = %s AND t.end_date < current_date",
         (building_id,),
     ).fetchall()
-    return pd.DataFrame(rows, columns=["unit_id", "credential_ref", "end_date"])
+    return pd.DataFrame(
+        rows, columns=["unit_id", "credential_ref", "end_date", "person_id", "name"]
+    )
 
 
 def observed_credentials(conn: psycopg.Connection, building_id: str, days: int) -> pd.DataFrame:
+    """Cards the building's unit doors saw over the last ``days`` local days: unit_id,
+    credential_ref, last_seen (timestamptz), days (distinct local days seen)."""
     rows = conn.execute(
-        "SELECT c.unit_id, c.credential_ref, max(c.last_seen) FROM unit_daily_credentials c"
-        " JOIN units u USING (unit_id) WHERE u.building_id = %s AND c.day > current_date - %s"
-        " GROUP BY 1, 2",
+        "SELECT c.unit_id, c.credential_ref, max(c.last_seen), count(DISTINCT c.day)"
+        " FROM unit_daily_credentials c JOIN units u USING (unit_id)"
+        " WHERE u.building_id = %s AND c.day > current_date - %s GROUP BY 1, 2",
         (building_id, days),
     ).fetchall()
-    return pd.DataFrame(rows, columns=["unit_id", "credential_ref", "last_seen"])
+    return pd.DataFrame(rows, columns=["unit_id", "credential_ref", "last_seen", "days"])
+
+
+def names_by_credential(conn: psycopg.Connection, refs: list[str]) -> dict[str, str]:
+    """credential_ref -> masked name, of the people holding ``refs`` whom the session may
+    see (people_masked under row-level security); others are left out."""
+    if not refs:
+        return {}
+    found = conn.execute(
+        "SELECT credential_ref, name FROM people_masked WHERE credential_ref = ANY(%s)", (refs,)
+    ).fetchall()
+    return {str(ref): str(name) for ref, name in found if name}
 
 
 def inspections(conn: psycopg.Connection, building_id: str) -> pd.DataFrame:

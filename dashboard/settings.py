@@ -46,6 +46,11 @@ class DashboardSettings(BaseSettings):
     db_pool_idle_s: float = Field(default=300.0, gt=0)  # an idle pooled connection is closed
     db_lend_timeout_s: float = Field(default=3.0, gt=0)  # waiting for a free connection
     db_lend_attempts: int = Field(default=2, ge=1)  # tenacity, jittered exponential waits
+    # The inspection report's PDF font (dashboard/report_pdf.py): CJK glyphs, TrueType or
+    # OpenType, a collection's face by index (Debian's fonts-noto-cjk: 2 is Simplified Chinese).
+    report_font: Path = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+    report_font_bold: Path | None = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
+    report_font_index: int = Field(default=2, ge=0)
 
     def writer_dsn(self) -> str:
         """The primary, as vt_dashboard: sign-in, reveals and every write."""

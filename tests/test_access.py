@@ -682,11 +682,12 @@ def test_discrepancies_between_registered_and_observed() -> None:
     ended = pd.DataFrame(
         {"unit_id": ["U3"], "credential_ref": ["old"], "end_date": [date(2026, 11, 1)]}
     )
-    found = {(d.unit_id, d.kind) for d in inspection.discrepancies(registered, observed, ended)}
+    issues = inspection.discrepancies(registered, observed, ended, reader_days=7)
+    found = {(d.unit_id, d.kind) for d in issues}
     assert found == {
         ("U1", inspection.OVERCROWDED),  # 3 seen, 2 registered
         ("U2", inspection.NEVER_SEEN),  # c registered, never seen
-        ("U3", inspection.OVERCROWDED),  # nobody registered any more, 1 seen
+        ("U3", inspection.UNREGISTERED),  # nobody registered any more, 1 seen
         ("U3", inspection.AFTER_TENANCY),  # old's card still used after 1 November
     }
     units = pd.DataFrame(

@@ -464,6 +464,7 @@ def test_the_inspector_reads_the_rules_and_needs_reader_coverage_for_never_seen(
     covered = inspection.discrepancies(registered, observed, ended, reader_days=7)
     never = [d for d in covered if d.kind == inspection.NEVER_SEEN]
     assert len(never) == 76 and all("李*" in d.detail and "c1" not in d.detail for d in never)
+    assert all("reader coverage 7/7" in d.detail for d in never)
 
 
 def test_no_device_may_take_the_alerts_subtree(db: str) -> None:
