@@ -268,6 +268,31 @@ def discrepancies(
     return findings(registered, observed, ended, reader_days, window_days, params=params).issues
 
 
+# A unit's colour in the floor view (mapping.layers.UNIT_STATUS_COLOURS) by its most serious
+# discrepancy; then occupied (someone seen), vacant, or shop.
+UNIT_STATUS = {
+    UNREGISTERED: "unregistered",
+    OVERCROWDED: "overcrowded",
+    AFTER_TENANCY: "after_tenancy",
+    NEVER_SEEN: "never_seen",
+}
+
+
+def unit_status(table: pd.DataFrame, issues: Sequence[Discrepancy]) -> dict[str, str]:
+    """unit_id -> a status of mapping.layers.UNIT_STATUS_COLOURS for the floor view:
+    ``table`` is ``unit_comparison``'s frame (and ``use``, when known: 'shop' units are
+    shops); a unit's most serious discrepancy wins, else occupied (seen > 0) or vacant."""
+    status = {}
+    for r in rows(table):
+        if getattr(r, "use", None) == "shop":
+            status[str(r.unit_id)] = "shop"
+        else:
+            status[str(r.unit_id)] = "occupied" if int(r.seen) > 0 else "vacant"
+    for unit, found in by_unit(issues):
+        status[unit] = UNIT_STATUS[found[0].kind]
+    return status
+
+
 def by_unit(issues: Sequence[Discrepancy]) -> list[tuple[str, list[Discrepancy]]]:
     """The discrepancies grouped by unit, units in order, each unit once: (unit_id, its
     discrepancies, most serious kind first)."""

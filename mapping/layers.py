@@ -661,6 +661,8 @@ UNIT_STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
     "vacant": (225, 225, 225),
     "overcrowded": (220, 40, 40),  # more people seen than registered (possible 群租)
     "never_seen": (250, 170, 30),  # registered tenants never seen (空挂)
+    "unregistered": (200, 30, 140),  # nobody registered, people seen (未登记居住)
+    "after_tenancy": (150, 90, 40),  # a card still used after its tenancy ended
     "shop": (160, 110, 200),
     "unknown": (180, 185, 195),
 }
@@ -669,6 +671,8 @@ UNIT_STATUS_NAMES: dict[str, str] = {
     "vacant": "无人出入 vacant",
     "overcrowded": "人数超过登记 overcrowded",
     "never_seen": "登记未出现 never seen",
+    "unregistered": "未登记居住 unregistered occupancy",
+    "after_tenancy": "退租后仍使用 used after the tenancy ended",
     "shop": "商铺 shop",
     "unknown": "未知 unknown",
 }

@@ -17,6 +17,7 @@ from support import ARTIFACTS
 from dashboard import inspection
 from dashboard.report_pdf import FontMissing, pdf_bytes
 from dashboard.settings import DashboardSettings
+from mapping import layers
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # 20:02 UTC on the 29th is 04:02 on the 30th in China.
@@ -80,6 +81,21 @@ def test_discrepancies_are_grouped_by_unit_each_naming_the_person_and_evidence()
     for _, issues in grouped:
         for d in issues:
             assert "None" not in d.detail and "NaT" not in d.detail
+
+
+def test_the_floor_view_colours_each_unit_by_its_most_serious_discrepancy() -> None:
+    registered, observed, ended = frames()
+    found = inspection.findings(registered, observed, ended, reader_days=6, window_days=7)
+    units = pd.DataFrame({"unit_id": ["U1", "U2", "U3", "U4", "U5"], "floor": [1, 1, 2, 2, 1],
+                          "room": ["101", "102", "201", "202", "103"]})  # fmt: skip
+    table = inspection.unit_comparison(units, registered, observed)
+    table["use"] = ["residential"] * 4 + ["shop"]
+    status = inspection.unit_status(table, found.issues)
+    assert status == {"U1": "overcrowded", "U2": "never_seen", "U3": "unregistered",
+                      "U4": "vacant", "U5": "shop"}  # fmt: skip
+    assert set(status.values()) <= set(layers.UNIT_STATUS_COLOURS)
+    names = dict(layers.unit_legend())
+    assert "未登记居住 unregistered occupancy" in names
 
 
 @pytest.mark.parametrize("reader_days", [1, None])
