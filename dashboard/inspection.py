@@ -437,3 +437,40 @@ def report_csv(report: Report) -> bytes:
     from dashboard.safe import csv_bytes
 
     return csv_bytes(report_frame(report))
+
+
+def inspections_table(inspections: Sequence[Inspection]) -> pd.DataFrame:
+    """Recorded inspections for people: Chinese headers (English beside), local dates, hazard
+    labels, photo references joined; NOTHING where a value is absent."""
+    return pd.DataFrame(
+        {
+            "检查日期 Date": [local_day(i.inspected_on) for i in inspections],
+            "检查员 Inspector": [i.inspector for i in inspections],
+            "发现 Findings": [i.findings or NOTHING for i in inspections],
+            "隐患 Hazards": [hazard_text(i.hazards) for i in inspections],
+            "照片编号 Photo references": ["、".join(i.photo_refs) or NOTHING for i in inspections],
+            "下次检查 Next visit": [local_day(i.next_visit) for i in inspections],
+        }
+    )
+
+
+TENANT_COLUMNS = {
+    "unit_id": "单元 Unit",
+    "person_id": "人员编号 Person",
+    "name": "姓名 Name",
+    "id_number": "身份证号 ID number",
+    "phone": "电话 Phone",
+    "care_target": "关爱对象 Care target",
+    "start_date": "入住 Since",
+}
+
+
+def tenants_table(registered: pd.DataFrame) -> pd.DataFrame:
+    """``queries.registered_tenants``' frame (already masked by the database) for people:
+    no credential, Chinese headers, local dates, 是/否 for the care flag."""
+    table = registered[[c for c in TENANT_COLUMNS if c in registered.columns]].copy()
+    if "care_target" in table:
+        table["care_target"] = ["是 yes" if v else "否 no" for v in table["care_target"]]
+    if "start_date" in table:
+        table["start_date"] = [local_day(v) for v in table["start_date"]]
+    return table.fillna(NOTHING).rename(columns=TENANT_COLUMNS)

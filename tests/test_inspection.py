@@ -209,3 +209,20 @@ def _report(
         "LH00150", "广州市黄埔区龙湖村一巷150号", 6, "LH-G01", "陈**", table, found,
         inspections, "inspector", SEEN, SHANGHAI,
     )  # fmt: skip
+
+
+def test_the_page_tables_have_chinese_headers_local_dates_and_no_none() -> None:
+    report = _report()
+    past = inspection.inspections_table(report.inspections)
+    assert list(past.iloc[1]) == ["2026-10-02", "老周", "无异常", "—", "—", "—"]
+    assert past.iloc[0]["隐患 Hazards"] == (
+        "室内/楼道电动车充电 E-bike charging indoors、疏散通道堵塞 Blocked escape route"
+    )
+    registered, _, _ = frames()
+    registered["phone"] = [None, "138****0000", None]
+    registered["care_target"] = [False, True, False]
+    tenants = inspection.tenants_table(registered)
+    assert "credential_ref" not in tenants
+    assert list(tenants.columns) == ["单元 Unit", "人员编号 Person", "姓名 Name", "电话 Phone",
+                                     "关爱对象 Care target", "入住 Since"]  # fmt: skip
+    assert list(tenants.iloc[0]) == ["U1", "P1", "王*", "—", "否 no", "2025-01-01"]
