@@ -5,6 +5,8 @@ unit, each naming the masked person and its evidence), and the values of the ins
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,7 +110,8 @@ class Findings:
         )
         n = len(self.unverified)
         return (
-            f"观察不足 Not enough observation: {reported} (需要 needs {self.needed_days});"
+            f"观察不足 Not enough observation: {reported} (至少需要 needs at least"
+            f" {self.needed_days});"
             f" {n} 位登记租户未出现，暂不判断 {n} registered tenant(s) not seen are not judged."
         )
 
@@ -399,10 +402,21 @@ def units_table(units: pd.DataFrame, issues: Sequence[Discrepancy], zone: ZoneIn
     times, and each unit's discrepancies (their labels) in a last column; no None or NaT."""
     flagged = {unit: "；".join(d.label for d in found) for unit, found in by_unit(issues)}
     table = units[list(UNIT_COLUMNS)].copy()
+    keys = [
+        _unit_order(f, r, u) for f, r, u in zip(table.floor, table.room, table.unit_id, strict=True)
+    ]
+    table = table.iloc[sorted(range(len(table)), key=keys.__getitem__)]
     table["last_activity"] = [local_time(v, zone) for v in table["last_activity"]]
     table["room"] = table["room"].fillna(NOTHING).astype(str)
     table["issues"] = [flagged.get(str(u), "") for u in table["unit_id"]]
     return table.rename(columns={**UNIT_COLUMNS, "issues": "异常 Discrepancies"})
+
+
+def _unit_order(floor: object, room: object, unit_id: object) -> tuple[float, int, str, str]:
+    """Floor by floor, rooms in number order (101, 102, …, 1001), then by id."""
+    number = float(floor) if isinstance(floor, numbers.Real) and not math.isnan(floor) else math.inf
+    text = "" if room is None or (isinstance(room, float) and math.isnan(room)) else str(room)
+    return (number, int(text) if text.isdigit() else 10**9, text, str(unit_id))
 
 
 def report_frame(report: Report) -> pd.DataFrame:
@@ -413,7 +427,7 @@ def report_frame(report: Report) -> pd.DataFrame:
     details = {unit: "；".join(f"{d.label}: {d.detail}" for d in found)
                for unit, found in by_unit(issues)}  # fmt: skip
     table = units_table(report.units, issues, report.zone)
-    table["异常说明 Discrepancy details"] = [details.get(str(u), "") for u in report.units.unit_id]
+    table["异常说明 Discrepancy details"] = [details.get(str(u), "") for u in table["单元 Unit"]]
     latest = report.latest
     front = {"楼栋 Building": report.building_id, "地址 Address": report.address}
     back = {

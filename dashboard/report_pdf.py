@@ -66,12 +66,12 @@ def pdf_bytes(report: Report, font: Path, bold_font: Path | None = None, index: 
     def heading(text: str, size: float = 12) -> None:
         pdf.ln(2)
         pdf.set_font("cjk", "B", size)
-        pdf.multi_cell(width, size * 0.55, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(width, size * 0.55, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.ln(1)
 
     def para(text: str, size: float = 9.5, style: str = "") -> None:
         pdf.set_font("cjk", style, size)
-        pdf.multi_cell(width, size * 0.5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(width, size * 0.5, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     heading(TITLE, 16)
     para(
@@ -111,7 +111,7 @@ def pdf_bytes(report: Report, font: Path, bold_font: Path | None = None, index: 
         para(note, 9, "B")
         pdf.ln(1)
     if not issues:
-        para("无 None.")
+        para("无异常 No discrepancies.")
     where = {
         str(r.unit_id): f" · {r.floor} 层 floor · {r.room} 室 room"
         for r in rows(report.units)
@@ -122,7 +122,7 @@ def pdf_bytes(report: Report, font: Path, bold_font: Path | None = None, index: 
         for d in found:
             pdf.set_x(pdf.l_margin + 4)
             pdf.set_font("cjk", "", 9)
-            pdf.multi_cell(width - 4, 4.6, f"• {d.label}: {d.detail}",
+            pdf.multi_cell(width - 4, 4.6, f"• {d.label}: {d.detail}", align="L",
                            new_x=XPos.LMARGIN, new_y=YPos.NEXT)  # fmt: skip
         pdf.ln(0.5)
 
@@ -143,7 +143,7 @@ def pdf_bytes(report: Report, font: Path, bold_font: Path | None = None, index: 
     earlier = report.inspections[1:]
     heading(f"检查记录 Earlier inspections ({len(earlier)})")
     if not earlier:
-        para("无 None.")
+        para("无更早的检查 No earlier inspection.")
     for past in earlier:
         para(
             f"{local_day(past.inspected_on)} · {past.inspector}: {past.findings or NOTHING}"

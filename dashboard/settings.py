@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from psycopg.conninfo import make_conninfo
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,11 +47,27 @@ class DashboardSettings(BaseSettings):
     db_pool_idle_s: float = Field(default=300.0, gt=0)  # an idle pooled connection is closed
     db_lend_timeout_s: float = Field(default=3.0, gt=0)  # waiting for a free connection
     db_lend_attempts: int = Field(default=2, ge=1)  # tenacity, jittered exponential waits
+    # The village's time zone (IANA name; VT_TIME_ZONE, as the day simulator's): times and
+    # the dates of records are shown in it.
+    time_zone: str = Field(default="Asia/Shanghai", validation_alias="VT_TIME_ZONE")
     # The inspection report's PDF font (dashboard/report_pdf.py): CJK glyphs, TrueType or
     # OpenType, a collection's face by index (Debian's fonts-noto-cjk: 2 is Simplified Chinese).
     report_font: Path = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
     report_font_bold: Path | None = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
     report_font_index: int = Field(default=2, ge=0)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    def zone(self) -> ZoneInfo:
+        """The village's time zone."""
+        return ZoneInfo(self.time_zone)
 
     def writer_dsn(self) -> str:
         """The primary, as vt_dashboard: sign-in, reveals and every write."""

@@ -66,7 +66,7 @@ def building_panel(
     if events.empty:
         st.info("此楼栋近7天暂无事件 No events for this building in the last 7 days.")
     else:
-        st.dataframe(events, hide_index=True, use_container_width=True)
+        st.dataframe(events, hide_index=True, width="stretch")
 
 
 def reveal_form(conn: psycopg.Connection, registered: pd.DataFrame, row: Any) -> None:

@@ -744,10 +744,14 @@ def test_the_inspector_page_finds_a_planted_discrepancy_and_records_an_inspectio
     app.run()
     app.text_input(key="address-search").input(building).run()
     assert not app.exception, app.exception
-    kinds = app.dataframe[0].value
-    assert (kinds["unit"] == unit).any() and "overcrowded" in set(kinds["kind"])
-    tenants = app.dataframe[2].value
-    assert tenants["id_number"].str.contains(r"\*{10}").all()  # masked on screen
+    # The unit once, its discrepancy under it, named in words, not as a code.
+    said = [m.value for m in app.markdown if unit.replace("-", "\\-") in m.value]
+    assert len(said) == 1 and "人数超过登记 More people than registered" in said[0], said
+    assert "overcrowded" not in said[0]
+    units = app.dataframe[0].value
+    assert (units["单元 Unit"] == unit).any()
+    tenants = app.dataframe[1].value
+    assert tenants["身份证号 ID number"].str.contains(r"\*{10}").all()  # masked on screen
     app.text_area[0].input("楼道内发现电动车充电 e-bike charging in the stairwell")
     app.multiselect[0].select("ebike_charging_indoors")
     app.button[-1].click().run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support import ROOT, SQUARE_FOOTPRINT, count, free_port
+from playwright.sync_api import Browser
+from support import ROOT, SQUARE_FOOTPRINT, count, free_port, wait_until
 
 COMMANDS = [
     [],
@@ -148,3 +150,67 @@ def test_devices_add_wants_the_building_id_and_says_so(db: str) -> None:
     added = villagetwin("devices", "add", "acc-x1", "--kind", "access", "--building", "LH00150",
                         env={"VT_DB_DSN": db})  # fmt: skip
     assert added.returncode == 0, added.stderr
+
+
+@pytest.mark.browser
+def test_demo_restores_the_broker_it_found_and_prints_no_deprecation_warnings(
+    db: str, tmp_path: Path, chromium: Browser
+) -> None:
+    """A broker of this project started from another checkout (as the machine's own
+    Mosquitto would be) holds the MQTT port: the demo stops it to serve the port with its own
+    config, and at Ctrl-C stops its own and starts that one again, as it was. Meanwhile an admin
+    opens every page, and nothing in the demo's output is a deprecation warning."""
+    from villagetwin import local
+
+    mqtt = free_port()
+    other = tmp_path / "other-checkout"
+    conf = local.start_broker(other, "127.0.0.1", mqtt, lambda _: None)
+    try:
+        _demo_restores(db, tmp_path, chromium, conf, mqtt)
+    finally:
+        local.stop_broker(other)
+
+
+def _demo_restores(db: str, tmp_path: Path, chromium: Browser, conf: Path, mqtt: int) -> None:
+    from playwright.sync_api import expect
+    from test_demo_browser import DEMO_PASSWORD, sign_in
+
+    from villagetwin import local
+
+    web, metrics = free_port(), free_port()
+    found = local.listener(mqtt)
+    assert found is not None and str(conf) in found
+    env = {
+        **os.environ, "VT_DB_DSN": db, "VT_STATE_DIR": str(tmp_path / "state"),
+        "VT_MQTT__PORT": str(mqtt), "VT_BROKER_TLS_PORT": str(free_port()),
+        "VT_INGEST__HTTP_PORT": str(metrics), "VT_DEMO_PASSWORD": DEMO_PASSWORD,
+    }  # fmt: skip
+    log = tmp_path / "demo.log"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "villagetwin.cli", "demo", "--port", str(web), "--rate", "5"],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert wait_until(lambda: "villagetwin demo: open" in log.read_text(), 180), log.read_text()
+        ours = local.listener(mqtt)
+        assert ours is not None and str(tmp_path / "state") in ours, ours
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://127.0.0.1:{web}")
+        sign_in(page, "admin", DEMO_PASSWORD)
+        links = page.get_by_test_id("stSidebarNav").get_by_role("link")
+        expect(links.first).to_be_visible(timeout=60_000)
+        for n in range(links.count()):
+            links.nth(n).click()
+            expect(page.get_by_role("heading", level=1).first).to_be_visible(timeout=60_000)
+            expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=60_000)
+        page.close()
+    finally:
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        demo.wait(timeout=90)
+    out = log.read_text()
+    assert "stopping the demo's Mosquitto" in out and "starting another checkout's" in out
+    again = local.listener(mqtt)
+    assert again is not None and str(conf) in again, out  # the one it found, back
+    assert not local.broker_running(tmp_path / "state")
+    assert "Traceback" not in out
+    assert not re.search(r"(?i)deprecat|will be removed|please replace", out), out

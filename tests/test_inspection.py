@@ -211,6 +211,14 @@ def _report(
     )  # fmt: skip
 
 
+def test_units_are_listed_floor_by_floor_rooms_in_number_order() -> None:
+    units = pd.DataFrame({"unit_id": ["B-1001", "B-101", "B-102", "B-901", "B-X"],
+                          "floor": [10, 1, 1, 9, None], "room": ["1001", "101", "102", "901", None],
+                          "registered": 0, "seen": 0, "last_activity": None})  # fmt: skip
+    table = inspection.units_table(units, [], SHANGHAI)
+    assert list(table["单元 Unit"]) == ["B-101", "B-102", "B-901", "B-1001", "B-X"]
+
+
 def test_the_page_tables_have_chinese_headers_local_dates_and_no_none() -> None:
     report = _report()
     past = inspection.inspections_table(report.inspections)

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 import psycopg
+import pypdfium2
 import pytest
 from playwright.sync_api import Browser, Page, expect
 from support import ARTIFACTS, add_dashboard_users, dashboard_server
@@ -15,6 +19,8 @@ from test_demo_browser import DEMO_PASSWORD, external_requests, sign_in
 
 from mapping.db import load_village
 from mapping.generate import generate
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture(scope="module")
@@ -58,26 +64,62 @@ def test_inspector_journey_and_the_audit_trail(site: dict[str, str], chromium: B
     sign_in(page, "inspector")
     page.get_by_role("link", name="楼栋检查 Building inspector").click()
 
-    # 2–3: pick the building by search; the planted discrepancy is there.
+    # 2–3: pick the building by search; the planted discrepancy is there, once, under its
+    # unit, with the people and the evidence; the thin reader coverage is said, not flagged.
     search(page, site["building"])
     page.get_by_text(f"· {site['building']}", exact=False).first.wait_for(timeout=30_000)
-    expect(
-        page.get_by_text(re.compile(rf"{site['unit']}.*more people than registered"))
-    ).to_be_visible(timeout=30_000)
+    unit = page.locator("li", has=page.locator("strong", has_text=site["unit"]))
+    expect(unit).to_have_count(1, timeout=30_000)
+    expect(unit).to_contain_text("人数超过登记 More people than registered")
+    expect(unit).to_contain_text("未知卡 unknown card …ger0（1 天 days）")
+    expect(unit).to_contain_text("门禁覆盖 reader coverage 0/7 天 days")
+    expect(page.get_by_text(re.compile("^观察不足 Not enough observation"))).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "inspector-building.png"), full_page=True)
 
-    # 4: record an inspection and export the report.
-    page.get_by_label("发现 Findings").fill("楼道电动车充电 e-bike charging in the stairwell")
+    # 4: record an inspection (findings, hazards, photos, next visit), then download the
+    # report as a PDF and read the inspection back out of it; the CSV holds it too.
+    findings = "楼道电动车充电 e-bike charging in the stairwell"
+    page.get_by_label("发现 Findings").fill(findings)
+    hazards = page.get_by_label("隐患 Hazards")
+    hazards.click()
+    page.get_by_role("option", name="室内/楼道电动车充电 E-bike charging indoors").click()
+    page.keyboard.press("Escape")
+    page.get_by_label("照片编号 Photo references (comma-separated)").fill("PH-0001，PH-0002")
+    # Streamlit's date input is three spin buttons (year, month, day): typed in order.
+    page.get_by_role("spinbutton", name="year, 下次检查 Next visit").click()
+    page.keyboard.type("20270115")
+    today = {datetime.now(SHANGHAI).date().isoformat()}
     page.get_by_role("button", name="保存 Save").click()
     expect(page.get_by_text("已保存 Saved.")).to_be_visible(timeout=30_000)
-    with page.expect_download() as download:
-        page.get_by_role("button", name="导出报告 Printable report (HTML, print to PDF)").click()
-    report = ARTIFACTS / "inspector-report.html"
-    download.value.save_as(report)
-    assert "出租屋检查报告" in report.read_text() and site["building"] in report.read_text()
+    today.add(datetime.now(SHANGHAI).date().isoformat())
+    # The download buttons are redrawn at the end of that run, after the inspections table
+    # (whose cells are also in an accessible hidden table) shows the new one.
+    expect(page.get_by_text(findings).first).to_be_attached(timeout=60_000)
+    expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=60_000)
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="下载检查报告 Download the report (PDF)").click()
+    pdf = ARTIFACTS / "inspector-report.pdf"
+    download.value.save_as(pdf)
+    document = pypdfium2.PdfDocument(pdf.read_bytes())
+    text = "".join(p.get_textpage().get_text_range() for p in document)
+    words = "".join(text.split())
+    assert "出租屋检查报告" in words and site["building"] in words
+    assert "".join(findings.split()) in words
+    assert "检查员Inspectorinspector" in words
+    assert "室内/楼道电动车充电E-bikechargingindoors" in words
+    assert "PH-0001、PH-0002" in words
+    assert "下次检查Nextvisit2027-01-15" in words
+    assert any(f"检查日期Date{day}" in words for day in today), words  # the local date
+    assert site["unit"] in words and "人数超过登记Morepeoplethanregistered" in words
+    assert not re.search(r"\b(None|NaT|nan)\b", text)
+    document[0].render(scale=1.6).to_pil().save(ARTIFACTS / "inspector-report-page1.png")
     with page.expect_download() as csv:
-        page.get_by_role("button", name="导出 CSV").click()
+        page.get_by_role("button", name="导出 CSV Export units and inspection (CSV)").click()
     csv.value.save_as(ARTIFACTS / "inspector-report.csv")
+    table = pd.read_csv(ARTIFACTS / "inspector-report.csv", encoding="utf-8-sig", dtype=str)
+    assert set(table["发现 Findings"]) == {findings}
+    assert set(table["下次检查 Next visit"]) == {"2027-01-15"}
+    assert site["unit"] in set(table["单元 Unit"])
 
     # 6: reveal one ID number, with a reason.
     page.get_by_text("查看完整身份信息 Reveal one record (audited)").click()

@@ -94,7 +94,7 @@ def page(
     table = found.drop(columns=["lon", "lat", "elevation"]).assign(
         rule=lambda f: f.rule.map(lambda r: CATALOGUE[r].name if r in CATALOGUE else r)
     )
-    st.dataframe(table, hide_index=True, use_container_width=True, key="alarm-table")
+    st.dataframe(table, hide_index=True, width="stretch", key="alarm-table")
     st.download_button(
         "导出 CSV export",
         table.to_csv(index=False).encode("utf-8-sig"),

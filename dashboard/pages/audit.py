@@ -37,7 +37,7 @@ def render(settings: DashboardSettings, user: User) -> None:
     )
     st.caption(f"{len(log)} 条 rows (最新 newest first, at most 5,000)")
     shown = log.assign(at=_local_minutes(log["at"], "—")).fillna("—")
-    st.dataframe(shown, hide_index=True, use_container_width=True)
+    st.dataframe(shown, hide_index=True, width="stretch")
     st.download_button(
         "导出 CSV Export", csv_bytes(shown), file_name="audit-log.csv", mime="text/csv"
     )

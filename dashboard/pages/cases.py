@@ -74,7 +74,7 @@ def page(
         status=lambda f: f.status.map(cases.STATUSES.get),
         category=lambda f: f.category.map(lambda c: cases.CATEGORIES.get(c, c)),
     )
-    st.dataframe(shown, hide_index=True, use_container_width=True, key="case-table")
+    st.dataframe(shown, hide_index=True, width="stretch", key="case-table")
     if found.empty:
         return
     _act(user, reader, writer, found, staff, workers)

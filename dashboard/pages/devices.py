@@ -26,4 +26,4 @@ def render(settings: DashboardSettings, user: User) -> None:
     widgets.plain_map(
         settings, village, layers.devices_layer(layers.device_records(table)), "devices-map"
     )
-    st.dataframe(table.drop(columns=["lon", "lat"]), hide_index=True, use_container_width=True)
+    st.dataframe(table.drop(columns=["lon", "lat"]), hide_index=True, width="stretch")

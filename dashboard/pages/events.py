@@ -35,6 +35,4 @@ def render(settings: DashboardSettings, user: User) -> None:
     widgets.plain_map(
         settings, village, layers.events_layer(layers.event_records(found)), "events-map"
     )
-    st.dataframe(
-        found.drop(columns=["lon", "lat", "elevation"]), hide_index=True, use_container_width=True
-    )
+    st.dataframe(found.drop(columns=["lon", "lat", "elevation"]), hide_index=True, width="stretch")

@@ -22,7 +22,7 @@ def render(settings: DashboardSettings, user: User) -> None:
     st.caption(f"{len(incidents)} 个未结 open (reported → assigned → resolved)")
     if incidents.empty:
         return
-    st.dataframe(incidents, hide_index=True, use_container_width=True)
+    st.dataframe(incidents, hide_index=True, width="stretch")
     with st.form("incident"):
         chosen = st.selectbox(
             "工单 Incident", incidents.incident_id.astype(str).tolist(),

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, inspection, nav, queries, session, widgets
+from dashboard import actions, inspection, nav, queries, report_pdf, session, widgets
 from dashboard.auth import User
-from dashboard.safe import csv_bytes, md
+from dashboard.safe import md
 from dashboard.settings import DashboardSettings
-from mapping import db as village_db
+from mapping import alert_layers, db as village_db, layers
+from mapping.frames import rows
 
 PAGE = nav.Page(
     title="楼栋检查 Building inspector",
@@ -74,6 +75,7 @@ def render(settings: DashboardSettings, user: User) -> None:
 
 def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, row: Any) -> None:
     building_id = str(row.building_id)
+    zone = settings.zone()
     st.subheader(md(f"{row.address} · {building_id}"))
     units = village_db.read_units(conn, building_id)
     registered = queries.registered_tenants(conn, building_id)
@@ -81,49 +83,123 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
     ended = queries.ended_tenancies(conn, building_id)
     table = inspection.unit_comparison(units, registered, observed)
     days = queries.reader_days(conn, building_id, settings.observation_days)
-    issues = inspection.discrepancies(registered, observed, ended, days)
+    strangers = sorted(set(observed.credential_ref) - set(registered.credential_ref))
+    names = queries.names_by_credential(conn, strangers)
+    found = inspection.findings(
+        registered, observed, ended, days, settings.observation_days, names, zone=zone
+    )
     cols = st.columns(4)
     cols[0].metric("层数 Storeys", int(row.storeys))
     cols[1].metric("单元 Units", len(units))
     cols[2].metric("登记租户 Registered", len(registered))
-    cols[3].metric("异常 Discrepancies", len(issues))
-    st.markdown(
-        md(f"业主 Landlord: {widgets.mask_text(row.landlord)} · 网格 Grid: {row.grid_code or '—'}")
-    )
-    if issues:
-        st.markdown("#### 异常 Discrepancies")
-        flagged = pd.DataFrame(
-            [{"unit": d.unit_id, "kind": d.kind, "detail": d.detail} for d in issues]
-        )
-        st.dataframe(flagged, hide_index=True, use_container_width=True)
-        names = {
-            inspection.OVERCROWDED: "人数超过登记 more people than registered (群租?)",
-            inspection.NEVER_SEEN: "登记未出现 registered, never seen (空挂?)",
-            inspection.AFTER_TENANCY: "退租后仍使用 used after the tenancy ended",
-        }
-        st.markdown(
-            "\n".join(f"- **{md(d.unit_id)}** {names[d.kind]}: {md(d.detail)}" for d in issues[:50])
-        )
-    st.markdown(f"#### 单元 Units (门禁观察 observed over {settings.observation_days} days)")
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    cols[3].metric("异常 Discrepancies", len(found.issues))
+    landlord = widgets.mask_text(row.landlord)
+    st.markdown(md(f"业主 Landlord: {landlord} · 网格 Grid: {row.grid_code or '—'}"))
+    _discrepancies(found, table)
+    _floors(settings, row, units, table, found.issues)
+    st.markdown(f"#### 单元 Units (门禁观察 observed over {settings.observation_days} 天 days)")
+    units_shown = inspection.units_table(table, found.issues, zone)
+    st.dataframe(units_shown, hide_index=True, width="stretch")
     st.markdown("#### 登记租户 Registered tenants (已脱敏 masked)")
-    st.dataframe(
-        registered.drop(columns=["credential_ref"]), hide_index=True, use_container_width=True
-    )
+    st.dataframe(inspection.tenants_table(registered), hide_index=True, width="stretch")
     with st.expander("查看完整身份信息 Reveal one record (audited)"):
         widgets.reveal_form(conn, registered, row)
-    st.markdown("#### 检查记录 Past inspections")
-    past = queries.inspections(conn, building_id)
-    if past.empty:
-        st.caption("暂无 None yet.")
+    _record_form(settings, building_id)
+    past = inspection.inspections_from(queries.inspections(conn, building_id))
+    st.markdown("#### 检查记录 Inspections")
+    if past:
+        st.dataframe(inspection.inspections_table(past), hide_index=True, width="stretch")
     else:
-        st.dataframe(past, hide_index=True, use_container_width=True)
+        st.caption("暂无检查记录 No inspection recorded yet.")
+    report = inspection.Report(
+        building_id, str(row.address), int(row.storeys), str(row.grid_code or ""), landlord,
+        table, found, past, user.username, datetime.now(UTC), zone,
+    )  # fmt: skip
+
+    def pdf() -> bytes:
+        return report_pdf.pdf_bytes(
+            report, settings.report_font, settings.report_font_bold, settings.report_font_index
+        )
+
+    left, right = st.columns(2)
+    # The PDF is made when the button is clicked (1-2 s: the CJK font's subset), on
+    # Streamlit's thread for deferred downloads, not at every rerun of the page.
+    left.download_button(
+        "下载检查报告 Download the report (PDF)", pdf, file_name=f"{building_id}-inspection.pdf",
+        mime="application/pdf", on_click="ignore",
+    )  # fmt: skip
+    right.download_button(
+        "导出 CSV Export units and inspection (CSV)", inspection.report_csv(report),
+        file_name=f"{building_id}-inspection.csv", mime="text/csv", on_click="ignore",
+    )  # fmt: skip
+
+
+UNITS_SHOWN = 50  # units listed with their discrepancies on the page; the PDF and CSV hold all
+
+
+def _discrepancies(found: inspection.Findings, table: pd.DataFrame) -> None:
+    """Each unit once, its discrepancies under it, each naming the masked person and the
+    evidence; 观察不足 said above them, not counted as a discrepancy."""
+    st.markdown(f"#### 异常 Discrepancies ({len(found.issues)})")
+    note = found.note()
+    if note:
+        st.info(note)
+    grouped = inspection.by_unit(found.issues)
+    if not grouped:
+        st.caption("无异常 No discrepancies.")
+        return
+    where = {str(r.unit_id): f" · {r.floor} 层 floor · {r.room} 室 room" for r in rows(table)}
+    shown = grouped[:UNITS_SHOWN]
+    lines = []
+    for unit, issues in shown:
+        lines.append(f"- **{md(unit)}**{md(where.get(unit, ''))}")
+        lines += [f"    - {md(d.label)}: {md(d.detail)}" for d in issues]
+    st.markdown("\n".join(lines))
+    more = len(grouped) - len(shown)
+    if more:
+        st.caption(f"另有 {more} 个单元，见 PDF 与 CSV {more} more units in the PDF and the CSV.")
+
+
+def _floors(
+    settings: DashboardSettings, row: Any, units: pd.DataFrame, table: pd.DataFrame,
+    issues: list[inspection.Discrepancy],
+) -> None:  # fmt: skip
+    """The building alone, its floors stacked and each unit coloured by its status, with the
+    legend of the statuses shown."""
+    st.markdown("#### 楼层与单元 Floors and units")
+    uses = units[["unit_id", "use"]] if "use" in units else units[["unit_id"]]
+    status = inspection.unit_status(table.merge(uses, on="unit_id", how="left"), issues)
+    records = layers.floor_records(row.geometry, int(row.storeys), units, status)
+    view = layers.View(lon=float(row.lon), lat=float(row.lat), zoom=19.2, pitch=55.0)
+    deck = layers.deck([layers.floors_layer(records)], view, settings.base_map_url)
+    st.pydeck_chart(deck, height=420, key="inspector-floors")
+    shown = set(status.values())
+    legend = [
+        (label, colour)
+        for (label, colour), code in zip(layers.unit_legend(), layers.UNIT_STATUS_COLOURS,
+                                         strict=True)
+        if code in shown
+    ]  # fmt: skip
+    st.markdown(
+        f"<div style='font-size:12px'>{alert_layers.legend_html(legend)}</div>",
+        unsafe_allow_html=True,
+    )
+
+
+def _record_form(settings: DashboardSettings, building_id: str) -> None:
     with st.form("inspection", clear_on_submit=True):
         st.markdown("#### 新检查 Record an inspection")
-        findings = st.text_area("发现 Findings")
-        hazards = st.multiselect("隐患 Hazards", inspection.HAZARDS)
-        photos = st.text_input("照片编号 Photo references (comma-separated)")
-        next_visit = st.date_input("下次检查 Next visit", value=None)
+        findings = st.text_area(
+            "发现 Findings", placeholder="例如：三楼楼道电动车充电 e.g. e-bike charging, 3rd floor"
+        )
+        hazards = st.multiselect(
+            "隐患 Hazards", inspection.HAZARDS, format_func=inspection.HAZARD_LABELS.__getitem__,
+            placeholder="选择隐患 Choose hazards",
+        )  # fmt: skip
+        photos = st.text_input(
+            "照片编号 Photo references (comma-separated)", placeholder="PH-0001, PH-0002"
+        )
+        next_visit = st.date_input("下次检查 Next visit", value=None, format="YYYY-MM-DD")
         if st.form_submit_button("保存 Save"):
             if not findings.strip():
                 st.error("请填写发现 Write the findings.")
@@ -131,30 +207,10 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
                 actions.record_inspection(
                     session.writer(settings),
                     building_id,
-                    date.today(),
+                    datetime.now(settings.zone()).date(),  # the village's local date
                     findings.strip(),
                     hazards,
-                    [p.strip() for p in photos.split(",") if p.strip()],
+                    [p.strip() for p in photos.replace("，", ",").split(",") if p.strip()],
                     next_visit if isinstance(next_visit, date) else None,
                 )
                 st.success("已保存 Saved.")
-                past = queries.inspections(conn, building_id)
-    building = {
-        "building_id": building_id,
-        "address": row.address,
-        "storeys": int(row.storeys),
-        "grid_code": row.grid_code,
-    }
-    left, right = st.columns(2)
-    left.download_button(
-        "导出 CSV",
-        csv_bytes(table.assign(building_id=building_id)),
-        file_name=f"{building_id}-report.csv",
-        mime="text/csv",
-    )
-    right.download_button(
-        "导出报告 Printable report (HTML, print to PDF)",
-        inspection.report_html(building, table, issues, past, date.today()).encode(),
-        file_name=f"{building_id}-report.html",
-        mime="text/html",
-    )

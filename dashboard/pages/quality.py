@@ -35,6 +35,6 @@ def render(settings: DashboardSettings, user: User) -> None:
     if gaps.empty:
         st.caption("无 None.")
     else:
-        st.dataframe(gaps, hide_index=True, use_container_width=True)
+        st.dataframe(gaps, hide_index=True, width="stretch")
     st.markdown("#### 最近死信 Latest dead letters")
-    st.dataframe(queries.latest_dead_letters(conn), hide_index=True, use_container_width=True)
+    st.dataframe(queries.latest_dead_letters(conn), hide_index=True, width="stretch")
