@@ -278,6 +278,7 @@ def test_two_villages_side_by_side_with_events_for_both_and_users_scoped_per_vil
         # All of Shamian (also its buildings outside every cell), nothing of the sample village.
         assert seen(manager) == {SAMPLE: nothing, REAL: totals[REAL]}
         assert district(manager) == {REAL: figures[REAL]}
+        assert queries.events_today(manager) == {"access.unlock": 3}  # village_hourly: none
         assert one(manager, "SELECT count(*) FROM buildings WHERE grid_code IS NULL") == outside
         assert one(manager, "SELECT array_agg(village_key) FROM villages") == [REAL]
         assert one(manager, "SELECT count(*) FROM village_hourly") == 0  # district-wide
@@ -296,6 +297,7 @@ def test_two_villages_side_by_side_with_events_for_both_and_users_scoped_per_vil
         assert one(insp, "SELECT array_agg(village_key) FROM villages") == [REAL]
         assert queries.events_today(insp, REAL) == {"access.unlock": 3}
         assert queries.events_today(insp, SAMPLE) == {}
+        assert queries.events_today(insp) == {"access.unlock": 3}
         assert district(insp) == {REAL: {**figures[REAL], "buildings": west_buildings, "units": 0}}
         # Writes through the checked functions stay in the session's villages too.
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="outside your grids"):
