@@ -75,6 +75,13 @@ def test_inspector_journey_and_the_audit_trail(site: dict[str, str], chromium: B
     expect(unit).to_contain_text("门禁覆盖 reader coverage 0/7 天 days")
     expect(page.get_by_text(re.compile("^观察不足 Not enough observation"))).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "inspector-building.png"), full_page=True)
+    # Streamlit scrolls inside its own container: a tall window shows the whole page.
+    page.set_viewport_size({"width": 1400, "height": 3200})
+    expect(
+        page.get_by_role("button", name="下载检查报告 Download the report (PDF)")
+    ).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "inspector-whole-page.png"))
+    page.set_viewport_size({"width": 1400, "height": 1400})
 
     # 4: record an inspection (findings, hazards, photos, next visit), then download the
     # report as a PDF and read the inspection back out of it; the CSV holds it too.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -170,9 +171,12 @@ def _floors(
     uses = units[["unit_id", "use"]] if "use" in units else units[["unit_id"]]
     status = inspection.unit_status(table.merge(uses, on="unit_id", how="left"), issues)
     records = layers.floor_records(row.geometry, int(row.storeys), units, status)
-    view = layers.View(lon=float(row.lon), lat=float(row.lat), zoom=19.2, pitch=55.0)
+    # Framed on the whole building: a taller one is seen from further away (a zoom level
+    # halves the metres a pixel shows; 18 m, six storeys, fill the chart at 19.6).
+    zoom = 19.6 - max(0.0, math.log2(int(row.storeys) * 3.0 / 18.0))
+    view = layers.View(lon=float(row.lon), lat=float(row.lat), zoom=max(zoom, 16.5), pitch=45.0)
     deck = layers.deck([layers.floors_layer(records)], view, settings.base_map_url)
-    st.pydeck_chart(deck, height=420, key="inspector-floors")
+    st.pydeck_chart(deck, height=460, key="inspector-floors")
     shown = set(status.values())
     legend = [
         (label, colour)
