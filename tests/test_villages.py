@@ -460,11 +460,13 @@ def test_the_dashboard_picks_a_village_and_shows_the_district(
         buildings[REAL] + buildings[SAMPLE],
     ]
     assert metric(admin, "楼栋 Buildings") == str(buildings[REAL] + buildings[SAMPLE])
+    assert admin.sidebar.selectbox[1].options[0] == "— 全区 whole district —"
     picker.set_value(REAL).run()
     assert not admin.exception, admin.exception
     assert metric(admin, "楼栋 Buildings") == str(buildings[REAL])
     assert not admin.dataframe  # the district table is for the whole district only
     building_picker = admin.sidebar.selectbox[1]
+    assert building_picker.options[0] == "— 全村 whole village —"
     assert all("SM-" in o or o.startswith("—") for o in building_picker.options)
     admin.sidebar.selectbox[0].set_value(SAMPLE).run()
     assert metric(admin, "楼栋 Buildings") == str(buildings[SAMPLE])

@@ -181,7 +181,7 @@ def render(settings: DashboardSettings, user: User) -> None:
     except psycopg.OperationalError as exc:
         st.error(f"无法连接数据库 Cannot reach the database: {exc}")
         return
-    if villages.current() is None and len(figures) > 1:
+    if villages.current() is None and len(figures) > 1:  # the whole district
         st.subheader("全区各村 The district's villages")
         st.dataframe(villages.district_table(figures), hide_index=True)
     buildings: gpd.GeoDataFrame = village["buildings"]
@@ -192,10 +192,12 @@ def render(settings: DashboardSettings, user: User) -> None:
         )
         return
     labels = dict(zip(buildings.building_id, buildings.address, strict=True))
+    several = villages.current() is None and len(figures) > 1
+    whole = "全区 whole district" if several else "全村 whole village"
     selected = st.sidebar.selectbox(
         "选择楼栋 Pick a building",
         options=[None, *sorted(labels)],
-        format_func=lambda b: "— 全村 whole village —" if b is None else f"{labels[b]} ({b})",
+        format_func=lambda b: f"— {whole} —" if b is None else f"{labels[b]} ({b})",
     )
     chosen = st.sidebar.multiselect(
         "图层 Layers", options=list(THEMES), default=["地 places", "事 events", "物 objects"]
