@@ -37,6 +37,18 @@ def _village(dsn: str, token: str, key: str | None) -> dict[str, Any]:
     }
 
 
+def local_minutes(times: pd.Series, missing: str = "—") -> pd.Series:
+    """timestamptz values as the village's local time to the minute, ``2026-11-30 04:02``
+    (Asia/Shanghai, China Standard Time), ``missing`` where there is none."""
+    local = pd.to_datetime(times, utc=True).dt.tz_convert("Asia/Shanghai")
+    return local.dt.strftime("%Y-%m-%d %H:%M").fillna(missing)
+
+
+def or_dash(values: pd.Series) -> pd.Series:
+    """Values as text, ``—`` where there is none (None, NaN/NaT, empty): never ``None``."""
+    return values.map(lambda v: "—" if v is None or v != v or v == "" else str(v))
+
+
 def mask_text(name: object) -> str:
     """A name as the masked views show names: the first character, then stars."""
     text = str(name or "")

@@ -3,6 +3,8 @@ as each role through the dashboard's own database role (vt_dashboard)."""
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -244,12 +246,25 @@ def test_alarm_centre_and_cases_pages(village_db: str, page: str, expected: str)
     assert expected in app.title[0].value
     table = app.dataframe[0].value
     if page == "alarms":
-        assert table.title.tolist() == ["烟雾 smoke · test"]
+        assert table["告警 Alert"].tolist() == ["烟雾 smoke · test"]
+        # As users read it: names, local times, a dash for nothing; no codes, None or UTC.
+        shown = table.astype(str)
+        assert table["状态 Status"].tolist() == ["待处理 open"]
+        assert table["负责人 Assigned to"].tolist() == ["—"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", table["最近 Last seen"].iloc[0])
+        assert not shown.isin(["None", "NaT", "nan", "smoke_fire", "critical"]).any().any()
         app.button(key="alarm-ack").click().run()
         assert not app.exception and "Acknowledged" in app.success[0].value
+        history = app.dataframe[1].value
+        assert history["操作 What"].tolist() == ["转为工单 made a case"]
+        assert history["人员 Who"].tolist() == ["case-maker"]
     else:
         app.toggle(key="case-mine").set_value(False).run()
-        assert app.dataframe[0].value.case_no.tolist() == [case_no]
+        table = app.dataframe[0].value
+        assert table["工单号 Case no."].tolist() == [case_no]
+        assert table["优先级 Priority"].tolist() == ["紧急 urgent"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", table["期限 Due"].iloc[0])
+        assert not table.astype(str).isin(["None", "NaT", "nan", "urgent", "alert"]).any().any()
         app.button[0].click().run()  # dispatch to the suggested worker
         assert not app.exception and "dispatched" in app.success[0].value
         with psycopg.connect(village_db) as conn:

@@ -15,7 +15,9 @@ import streamlit as st
 
 from dashboard import actions, nav, queries, session, widgets
 from dashboard.auth import User
+from dashboard.safe import csv_bytes
 from dashboard.settings import DashboardSettings
+from devices.kinds import label
 from mapping import alert_layers, layers
 from mapping.frames import rows
 from rules.cases import CaseError, route
@@ -33,6 +35,15 @@ STATUS_NAMES = {
     "acknowledged": "已确认 acknowledged",
     "resolved": "已解决 resolved",
     "false_alarm": "误报 false alarm",
+}
+# What alert_history's actions mean (rules/store.py, migration 0110's functions).
+HISTORY_ACTIONS = {
+    "opened": "开启 opened",
+    "acknowledged": "确认 acknowledged",
+    "assigned": "指派 assigned",
+    "resolved": "解决 resolved",
+    "false_alarm": "误报 false alarm",
+    "case": "转为工单 made a case",
 }
 AGES = {"1 h": timedelta(hours=1), "24 h": timedelta(hours=24), "7 d": timedelta(days=7),
         "30 d": timedelta(days=30), "全部 all": None}  # fmt: skip
@@ -91,16 +102,9 @@ def page(
         f"<div style='font-size:12px'>{alert_layers.legend_html(alert_layers.legend_rows())}</div>",
         unsafe_allow_html=True,
     )
-    table = found.drop(columns=["lon", "lat", "elevation"]).assign(
-        rule=lambda f: f.rule.map(lambda r: CATALOGUE[r].name if r in CATALOGUE else r)
-    )
+    table = alert_table(found)
     st.dataframe(table, hide_index=True, width="stretch", key="alarm-table")
-    st.download_button(
-        "导出 CSV export",
-        table.to_csv(index=False).encode("utf-8-sig"),
-        file_name="alerts.csv",
-        mime="text/csv",
-    )
+    st.download_button("导出 CSV export", csv_bytes(table), file_name="alerts.csv", mime="text/csv")
     if found.empty:
         return
     _act(user, reader, writer, found)
@@ -114,8 +118,8 @@ def _act(
 ) -> None:
     st.markdown("#### 处理告警 Act on an alert")
     labels = {
+        # no status here: a choice's label is not redrawn when only its status changed
         int(r.alert_id): f"#{r.alert_id} · {alert_layers.SEVERITY_NAMES[r.severity]} · {r.title}"
-        f" ({STATUS_NAMES[r.status]})"
         for r in rows(found)
     }
     alert_id = st.selectbox("告警 Alert", list(labels), format_func=labels.__getitem__,
@@ -128,10 +132,10 @@ def _act(
         st.info(f"**{rule.name}** — {rule.explanation}")
     left, right = st.columns(2)
     left.caption("经过 History")
-    left.dataframe(queries.alert_history(reader, int(alert_id)), hide_index=True)
+    left.dataframe(history_table(queries.alert_history(reader, int(alert_id))), hide_index=True)
     right.caption("证据 Evidence (events)")
     evidence = [e for e in str(row.evidence or "").split() if e]
-    right.dataframe(queries.event_details(reader, evidence), hide_index=True)
+    right.dataframe(evidence_table(queries.event_details(reader, evidence)), hide_index=True)
     staff = queries.grid_staff(reader)
     note = st.text_input("说明 Note", key="alarm-note")
     b = st.columns(4)
@@ -179,3 +183,51 @@ def _act(
             st.success(f"工单 Case {case_no} → {worker or '未分拨 not dispatched'}")
         except (CaseError, ValueError) as exc:
             st.error(str(exc))
+
+
+def alert_table(found: pd.DataFrame) -> pd.DataFrame:
+    """The alarm centre's table of ``queries.alerts_page`` rows, as users read it: bilingual
+    headers, severity, rule and status by name, local times, ``—`` for nothing."""
+    return pd.DataFrame(
+        {
+            "编号 No.": found.alert_id,
+            "级别 Severity": found.severity.map(alert_layers.SEVERITY_NAMES.get),
+            "规则 Rule": found.rule.map(lambda r: CATALOGUE[r].name if r in CATALOGUE else r),
+            "告警 Alert": widgets.or_dash(found.title),
+            "状态 Status": found.status.map(STATUS_NAMES.get),
+            "负责人 Assigned to": widgets.or_dash(found.assigned_to),
+            "网格 Grid": widgets.or_dash(found.grid_code),
+            "楼栋 Building": widgets.or_dash(found.building_id),
+            "单元 Unit": widgets.or_dash(found.unit_id),
+            "设备 Device": widgets.or_dash(found.device_id),
+            "首次 First seen": widgets.local_minutes(found.first_seen),
+            "最近 Last seen": widgets.local_minutes(found.last_seen),
+            "次数 Times": found.occurrences,
+        }
+    )
+
+
+def history_table(history: pd.DataFrame) -> pd.DataFrame:
+    """An alert's history (``queries.alert_history``): when (local), who, what, note."""
+    return pd.DataFrame(
+        {
+            "时间 When": widgets.local_minutes(history["at"]),
+            "人员 Who": history.actor.map(lambda a: "规则 rules" if a == "rules" else a),
+            "操作 What": history.action.map(lambda a: HISTORY_ACTIONS.get(a, a)),
+            "说明 Note": widgets.or_dash(history.note),
+        }
+    )
+
+
+def evidence_table(events: pd.DataFrame) -> pd.DataFrame:
+    """The events behind an alert (``queries.event_details``), said in words."""
+    return pd.DataFrame(
+        {
+            "时间 When": widgets.local_minutes(events.ts),
+            "类型 Type": events.kind.map(label),
+            "设备 Device": widgets.or_dash(events.device_id),
+            "楼栋 Building": widgets.or_dash(events.building_id),
+            "单元 Unit": widgets.or_dash(events.unit_id),
+            "情况 What happened": widgets.or_dash(events.what),
+        }
+    )

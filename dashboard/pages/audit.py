@@ -8,7 +8,7 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, nav, queries, session
+from dashboard import actions, nav, queries, session, widgets
 from dashboard.auth import User
 from dashboard.safe import csv_bytes, md
 from dashboard.settings import DashboardSettings
@@ -36,7 +36,7 @@ def render(settings: DashboardSettings, user: User) -> None:
         conn, who.strip() or None, action, timedelta(days=int(days or 7)), person.strip() or None
     )
     st.caption(f"{len(log)} 条 rows (最新 newest first, at most 5,000)")
-    shown = log.assign(at=_local_minutes(log["at"], "—")).fillna("—")
+    shown = log.assign(at=widgets.local_minutes(log["at"], "—")).fillna("—")
     st.dataframe(shown, hide_index=True, width="stretch")
     st.download_button(
         "导出 CSV Export", csv_bytes(shown), file_name="audit-log.csv", mime="text/csv"
@@ -45,12 +45,6 @@ def render(settings: DashboardSettings, user: User) -> None:
 
 
 LOCKOUT_KINDS = {"account": "账户 account", "address": "地址 address"}
-
-
-def _local_minutes(times: pd.Series, missing: str) -> pd.Series:
-    """timestamptz values as village-local ``2026-11-30 04:02`` text, ``missing`` for none."""
-    local = pd.to_datetime(times, utc=True).dt.tz_convert("Asia/Shanghai")
-    return local.dt.strftime("%Y-%m-%d %H:%M").fillna(missing)
 
 
 def _lockouts_section(settings: DashboardSettings) -> None:
@@ -71,8 +65,10 @@ def _lockouts_section(settings: DashboardSettings) -> None:
             {
                 "类型 Kind": found.kind.map(LOCKOUT_KINDS),
                 "账户或地址 Account or address": found.subject,
-                "锁定于 Locked since": _local_minutes(found.since, "—"),
-                "解除于 Until": _local_minutes(found.until, "管理员解除 until an admin lifts it"),
+                "锁定于 Locked since": widgets.local_minutes(found.since, "—"),
+                "解除于 Until": widgets.local_minutes(
+                    found.until, "管理员解除 until an admin lifts it"
+                ),
             }
         ),
         hide_index=True,

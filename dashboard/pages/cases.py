@@ -12,10 +12,23 @@ import streamlit as st
 
 from dashboard import actions, nav, queries, session, widgets
 from dashboard.auth import User
+from dashboard.safe import md
 from dashboard.settings import DashboardSettings
 from mapping import alert_layers, layers
 from mapping.frames import rows
 from rules import cases
+
+PRIORITY_NAMES = {"urgent": "紧急 urgent", "high": "高 high", "normal": "普通 normal",
+                  "low": "低 low"}  # fmt: skip
+SOURCE_NAMES = {"app": "居民上报 resident app", "alert": "告警 alert", "staff": "工作人员 staff"}
+HISTORY_ACTIONS = {
+    "reported": "上报 reported",
+    "dispatched": "分拨 dispatched",
+    "handled": "处置 handled",
+    "closed": "办结 closed",
+    "reopened": "重新打开 reopened",
+    "escalated": "超期升级 escalated",
+}
 
 PAGE = nav.Page(title="工单 Cases", url_path="cases", roles=nav.ALL, icon=":material/assignment:")
 
@@ -70,10 +83,7 @@ def page(
     ]
     deck = layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url)
     st.pydeck_chart(deck, height=360, key="cases-map")
-    shown = found.drop(columns=["lon", "lat", "elevation", "case_id"]).assign(
-        status=lambda f: f.status.map(cases.STATUSES.get),
-        category=lambda f: f.category.map(lambda c: cases.CATEGORIES.get(c, c)),
-    )
+    shown = case_table(found)
     st.dataframe(shown, hide_index=True, width="stretch", key="case-table")
     if found.empty:
         return
@@ -89,10 +99,7 @@ def _act(
     workers: list[str],
 ) -> None:
     st.markdown("#### 处理工单 Move a case")
-    labels = {
-        int(r.case_id): f"{r.case_no} · {cases.STATUSES[r.status]} · {str(r.description)[:40]}"
-        for r in rows(found)
-    }
+    labels = {int(r.case_id): f"{r.case_no} · {str(r.description)[:40]}" for r in rows(found)}
     case_id = st.selectbox("工单 Case", list(labels), format_func=labels.__getitem__,
                            key="case-pick")  # fmt: skip
     if case_id is None:
@@ -101,11 +108,15 @@ def _act(
     team = [cases.Staff(r.grid_code, r.username, r.duty, tuple(r.categories))
             for r in rows(staff)]  # fmt: skip
     suggested, manager = cases.route(row.grid_code, str(row.category), team)
-    st.write(
-        f"**{row.case_no}** · {cases.CATEGORIES.get(str(row.category), row.category)} · "
-        f"优先级 priority {row.priority} · 期限 due {row.due_at:%Y-%m-%d %H:%M}"
-        f"{' · **超期 overdue**' if row.overdue else ''} · 网格 grid {row.grid_code or '—'}"
-        f" · 升级至 escalated to {row.escalated_to or '—'} · 照片 photos {row.photo_refs or '—'}"
+    due = widgets.local_minutes(pd.Series([row.due_at])).iloc[0]
+    st.markdown(  # data stays text (md escapes it)
+        md(
+            f"{row.case_no} · {cases.CATEGORIES.get(str(row.category), row.category)} · "
+            f"{PRIORITY_NAMES.get(str(row.priority), row.priority)} · 期限 due {due}"
+            f"{' · 超期 overdue' if row.overdue else ''} · 网格 grid {row.grid_code or '—'}"
+            f" · 升级至 escalated to {row.escalated_to or '—'}"
+            f" · 照片 photos {row.photo_refs or '—'}"
+        )
     )
     moves = sorted(a for (s, a) in cases.MOVES if s == row.status)
     names = {"dispatch": "分拨 dispatch", "handle": "处置 handle (feedback)",
@@ -130,4 +141,43 @@ def _act(
                 except (cases.CaseError, ValueError) as exc:
                     st.error(str(exc))
     st.caption("经过 History")
-    st.dataframe(queries.case_history(reader, int(case_id)), hide_index=True)
+    st.dataframe(history_table(queries.case_history(reader, int(case_id))), hide_index=True)
+
+
+def case_table(found: pd.DataFrame) -> pd.DataFrame:
+    """Cases (``queries.cases_page`` / ``case_queue`` rows) as users read them: bilingual
+    headers, names for priority, status, category and source, local times, ``—`` for
+    nothing."""
+    return pd.DataFrame(
+        {
+            "工单号 Case no.": found.case_no,
+            "优先级 Priority": found.priority.map(PRIORITY_NAMES.get),
+            "状态 Status": found.status.map(cases.STATUSES.get),
+            "超期 Overdue": found.overdue.map(lambda o: "超期 overdue" if o else "—"),
+            "类别 Category": found.category.map(lambda c: cases.CATEGORIES.get(c, c)),
+            "网格 Grid": widgets.or_dash(found.grid_code),
+            "楼栋 Building": widgets.or_dash(found.building_id),
+            "单元 Unit": widgets.or_dash(found.unit_id),
+            "描述 Description": widgets.or_dash(found.description),
+            "网格员 Assigned to": widgets.or_dash(found.assigned_to),
+            "上报 Reported": widgets.local_minutes(found.reported_at),
+            "期限 Due": widgets.local_minutes(found.due_at),
+            "升级至 Escalated to": widgets.or_dash(found.escalated_to),
+            "来源 Source": found.source.map(lambda v: SOURCE_NAMES.get(v, v)),
+            "反馈 Feedback": widgets.or_dash(found.feedback),
+        }
+    )
+
+
+def history_table(history: pd.DataFrame) -> pd.DataFrame:
+    """A case's history (``queries.case_history``): when (local), who, what, from, to, note."""
+    return pd.DataFrame(
+        {
+            "时间 When": widgets.local_minutes(history["at"]),
+            "人员 Who": history.actor.map(lambda a: "规则 rules" if a == "rules" else a),
+            "操作 What": history.action.map(lambda a: HISTORY_ACTIONS.get(a, a)),
+            "从 From": history["from"].map(lambda v: cases.STATUSES.get(v, "—")),
+            "到 To": history["to"].map(lambda v: cases.STATUSES.get(v, "—")),
+            "说明 Note": widgets.or_dash(history.note),
+        }
+    )
