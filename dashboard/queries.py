@@ -462,8 +462,10 @@ def alerts_page(
     statuses: list[str],
     max_age: timedelta | None,
     limit: int = 2000,
+    village: str | None = None,
 ) -> pd.DataFrame:
-    """Alerts by the alarm centre's filters (an empty list is no filter), most severe first,
+    """Alerts by the alarm centre's filters (an empty list is no filter; ``village``, a
+    village key: its alerts, by their building, else their grid cell), most severe first,
     then newest; placed at their building's roof, or their own point."""
     rows = conn.execute(
         f"""
@@ -472,7 +474,9 @@ def alerts_page(
                coalesce(a.lon, b.lon), coalesce(a.lat, b.lat), coalesce(b.height_m, 0) + 4,
                array_to_string(a.evidence[greatest(1, cardinality(a.evidence) - 4):], ' ')
         FROM alerts a LEFT JOIN buildings b USING (building_id)
+            LEFT JOIN grid_cells g ON g.grid_code = a.grid_code
         WHERE (cardinality(%(sev)s::text[]) = 0 OR a.severity = ANY(%(sev)s))
+          AND (%(village)s::text IS NULL OR coalesce(b.village_key, g.village_key) = %(village)s)
           AND (cardinality(%(rules)s::text[]) = 0 OR a.rule = ANY(%(rules)s))
           AND (cardinality(%(grids)s::text[]) = 0 OR a.grid_code = ANY(%(grids)s))
           AND (cardinality(%(status)s::text[]) = 0 OR a.status = ANY(%(status)s))
@@ -480,7 +484,7 @@ def alerts_page(
         ORDER BY {SEVERITY_ORDER}, a.last_seen DESC LIMIT %(limit)s
         """,
         {"sev": severities, "rules": rules, "grids": grids, "status": statuses, "age": max_age,
-         "limit": limit},
+         "limit": limit, "village": village},
     ).fetchall()  # fmt: skip
     return pd.DataFrame(rows, columns=ALERT_COLUMNS)
 
@@ -536,13 +540,22 @@ _PRIORITY_ORDER = "array_position(ARRAY['urgent','high','normal','low'], c.prior
 
 
 def cases_page(
-    conn: psycopg.Connection, grids: list[str], statuses: list[str], limit: int = 2000
+    conn: psycopg.Connection,
+    grids: list[str],
+    statuses: list[str],
+    limit: int = 2000,
+    village: str | None = None,
 ) -> pd.DataFrame:
+    """Cases (CASE_COLUMNS) of ``grids`` with ``statuses`` (an empty list is no filter) and of
+    ``village`` (a village key: by their building, else their grid cell; None: all), most
+    urgent first, then by due time; at most ``limit``."""
     rows = conn.execute(
-        _CASES + "WHERE (cardinality(%(grids)s::text[]) = 0 OR c.grid_code = ANY(%(grids)s))"
+        _CASES + "LEFT JOIN grid_cells g ON g.grid_code = c.grid_code"
+        " WHERE (cardinality(%(grids)s::text[]) = 0 OR c.grid_code = ANY(%(grids)s))"
         " AND (cardinality(%(status)s::text[]) = 0 OR c.status = ANY(%(status)s))"
+        " AND (%(village)s::text IS NULL OR coalesce(b.village_key, g.village_key) = %(village)s)"
         f" ORDER BY {_PRIORITY_ORDER}, c.due_at LIMIT %(limit)s",
-        {"grids": grids, "status": statuses, "limit": limit},
+        {"grids": grids, "status": statuses, "limit": limit, "village": village},
     ).fetchall()
     return pd.DataFrame(rows, columns=CASE_COLUMNS)
 

@@ -240,6 +240,15 @@ def test_two_villages_side_by_side_with_events_for_both_and_users_scoped_per_vil
             {"b": west},
         )
         conn.execute("UPDATE devices SET online = (device_id <> %s)", (sample_device,))
+        conn.execute(
+            "INSERT INTO cases (case_no, category, priority, source, grid_code, building_id,"
+            " description, reported_at, due_at) VALUES"
+            " ('SM-1', 'other', 'normal', 'staff', 'SM-W', %s, '门坏了 door broken', now(),"
+            "  now() + interval '1 day'),"
+            " ('LH-1', 'other', 'normal', 'staff', NULL, %s, '门坏了 door broken', now(),"
+            "  now() + interval '1 day')",
+            (west, sample_building),
+        )
     figures = {
         village: {
             "buildings": totals[village]["buildings"], "units": totals[village]["units"],
@@ -271,6 +280,11 @@ def test_two_villages_side_by_side_with_events_for_both_and_users_scoped_per_vil
         assert len(village_db.read_pois(admin, REAL)) == 0 < len(village_db.read_pois(admin))
         assert len(village_db.read_objects(admin, REAL)) == 0 < len(village_db.read_objects(admin))
         assert queries.events_today(admin) == {"access.unlock": 6}
+        for village, alerts in ((REAL, 2), (SAMPLE, 0), (None, 2)):
+            found = queries.alerts_page(admin, [], [], [], [], None, village=village)
+            assert len(found) == alerts, village
+            cases = queries.cases_page(admin, [], [], village=village)
+            assert len(cases) == (2 if village is None else 1), village
     with dashboard_session_of(db, "district", password) as unlimited:
         assert seen(unlimited) == totals
         assert district(unlimited) == figures

@@ -13,7 +13,7 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, nav, queries, session, widgets
+from dashboard import actions, nav, queries, session, villages, widgets
 from dashboard.auth import User
 from dashboard.safe import csv_bytes
 from dashboard.settings import DashboardSettings
@@ -85,7 +85,7 @@ def page(
     age = cols[4].selectbox("时间 Last seen within", list(AGES), index=2)
     found = queries.alerts_page(
         reader, severities, rules, grids or (grids_allowed if user.role == "inspector" else []),
-        statuses, AGES[str(age)],
+        statuses, AGES[str(age)], village=villages.current(),
     )  # fmt: skip
     counts = found.severity.value_counts().to_dict() if len(found) else {}
     st.caption(

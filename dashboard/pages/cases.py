@@ -10,7 +10,7 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, nav, queries, session, widgets
+from dashboard import actions, nav, queries, session, villages, widgets
 from dashboard.auth import User
 from dashboard.safe import md
 from dashboard.settings import DashboardSettings
@@ -73,7 +73,7 @@ def page(
             format_func=cases.STATUSES.__getitem__, key="case-status",
         )  # fmt: skip
         limit_grids = grids or (grids_allowed if user.role == "inspector" else [])
-        found = queries.cases_page(reader, limit_grids, statuses)
+        found = queries.cases_page(reader, limit_grids, statuses, village=villages.current())
     overdue = int(found.overdue.sum()) if len(found) else 0
     st.caption(f"{len(found)} 个工单 cases · 超期 overdue {overdue}")
     open_cases = found[found.status != "closed"]
