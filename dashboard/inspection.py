@@ -479,10 +479,14 @@ TENANT_COLUMNS = {
 }
 
 
-def tenants_table(registered: pd.DataFrame) -> pd.DataFrame:
+def tenants_table(registered: pd.DataFrame, unit_order: Sequence[str] = ()) -> pd.DataFrame:
     """``queries.registered_tenants``' frame (already masked by the database) for people:
-    no credential, Chinese headers, local dates, 是/否 for the care flag."""
+    no credential, Chinese headers, local dates, 是/否 for the care flag; units in
+    ``unit_order`` (e.g. ``units_table``'s, floor by floor), others after them."""
     table = registered[[c for c in TENANT_COLUMNS if c in registered.columns]].copy()
+    place = {unit: n for n, unit in enumerate(unit_order)}
+    keys = [place.get(str(u), len(place)) for u in table["unit_id"]]
+    table = table.iloc[sorted(range(len(table)), key=keys.__getitem__)]
     if "care_target" in table:
         table["care_target"] = ["是 yes" if v else "否 no" for v in table["care_target"]]
     if "start_date" in table:

@@ -234,3 +234,5 @@ def test_the_page_tables_have_chinese_headers_local_dates_and_no_none() -> None:
     assert list(tenants.columns) == ["单元 Unit", "人员编号 Person", "姓名 Name", "电话 Phone",
                                      "关爱对象 Care target", "入住 Since"]  # fmt: skip
     assert list(tenants.iloc[0]) == ["U1", "P1", "王*", "—", "否 no", "2025-01-01"]
+    ordered = inspection.tenants_table(registered, ["U2", "U1"])
+    assert list(ordered["单元 Unit"]) == ["U2", "U1", "U1"]

@@ -102,7 +102,8 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
     units_shown = inspection.units_table(table, found.issues, zone)
     st.dataframe(units_shown, hide_index=True, width="stretch")
     st.markdown("#### 登记租户 Registered tenants (已脱敏 masked)")
-    st.dataframe(inspection.tenants_table(registered), hide_index=True, width="stretch")
+    tenants = inspection.tenants_table(registered, list(units_shown["单元 Unit"]))
+    st.dataframe(tenants, hide_index=True, width="stretch")
     with st.expander("查看完整身份信息 Reveal one record (audited)"):
         widgets.reveal_form(conn, registered, row)
     _record_form(settings, building_id)
