@@ -72,7 +72,7 @@ def _settled(page: object, timeout_s: float = 60.0) -> float:
         seen_running = seen_running or state == "running"
         ready = page.evaluate(  # type: ignore[attr-defined]
             """() => {
-                const h = document.querySelector('[data-testid=stMain] h1, form');
+                const h = document.querySelector('[data-testid=stMain] h1, [data-testid=stForm]');
                 const maps = document.querySelectorAll('[data-testid=stDeckGlJsonChart]');
                 const drawn = [...maps].every(m => m.querySelector('canvas'));
                 return Boolean(h) && drawn;

@@ -332,7 +332,7 @@ def devices_page(conn: psycopg.Connection) -> pd.DataFrame:
         """
         SELECT d.device_id, d.kind, d.building_id, d.grid_code, d.online, d.last_seen,
                d.last_seq, l.kind AS last_event, coalesce(x.dead_letters, 0) AS dead_letters_24h,
-               d.lon, d.lat
+               d.lon, d.lat, d.status_changed_at
         FROM devices d
         LEFT JOIN device_latest l USING (device_id)
         LEFT JOIN (SELECT device_id, count(*) AS dead_letters FROM dead_letters
@@ -343,7 +343,7 @@ def devices_page(conn: psycopg.Connection) -> pd.DataFrame:
     return pd.DataFrame(
         rows,
         columns=["device_id", "kind", "building_id", "grid_code", "online", "last_seen",
-                 "last_seq", "last_event", "dead_letters_24h", "lon", "lat"],
+                 "last_seq", "last_event", "dead_letters_24h", "lon", "lat", "status_changed_at"],
     )  # fmt: skip
 
 

@@ -4,6 +4,8 @@ the audited reveal form. Queries stay in dashboard/queries.py, writes in dashboa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from html import escape
 from typing import Any
 
 import geopandas as gpd
@@ -53,6 +55,18 @@ def mask_text(name: object) -> str:
     """A name as the masked views show names: the first character, then stars."""
     text = str(name or "")
     return text[:1] + "*" * max(len(text) - 1, 1) if text else "—"
+
+
+def legend(rows: Sequence[tuple[str, tuple[int, int, int]]]) -> None:
+    """Legend rows (label, RGB) under a map, as colour swatches and their labels, in one
+    line that wraps; labels are escaped (they are ours, but never HTML all the same)."""
+    items = " ".join(
+        f"<span style='white-space:nowrap;margin-right:8px'><span style='background:"
+        f"rgb{tuple(colour)};padding:0 8px;margin-right:4px;border-radius:3px'>&nbsp;</span>"
+        f"{escape(label)}</span>"
+        for label, colour in rows
+    )
+    st.markdown(f"<div style='font-size:12px'>{items}</div>", unsafe_allow_html=True)
 
 
 def plain_map(settings: DashboardSettings, village: dict[str, Any], layer: Any, key: str) -> None:

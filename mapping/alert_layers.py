@@ -11,6 +11,7 @@ import pandas as pd
 import pydeck as pdk
 
 from mapping.frames import rows
+from mapping.layers import DEVICE_COLOURS, OFFLINE_RING
 
 SEVERITY_COLOURS: dict[str, tuple[int, int, int]] = {
     "critical": (215, 25, 28),
@@ -25,7 +26,7 @@ SEVERITY_NAMES = {
     "low": "低 low",
 }
 RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
-OFFLINE = (40, 40, 40)
+OFFLINE = DEVICE_COLOURS[False]  # one colour for an offline device on every map
 CASE_COLOURS = {"urgent": (215, 25, 28), "high": (245, 130, 30), "normal": (60, 150, 90),
                 "low": (120, 120, 160)}  # fmt: skip
 
@@ -98,7 +99,7 @@ def offline_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
     https://deck.gl/docs/api-reference/layers/scatterplot-layer)."""
     return pdk.Layer(
         "ScatterplotLayer", data=list(records), id="offline-devices", get_position="position",
-        get_fill_color="colour", get_line_color=[255, 210, 0], stroked=True,
+        get_fill_color="colour", get_line_color=list(OFFLINE_RING), stroked=True,
         line_width_min_pixels=2, get_radius=2.5, radius_min_pixels=5, radius_max_pixels=12,
         pickable=True, billboard=True,
     )  # fmt: skip

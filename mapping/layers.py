@@ -54,19 +54,17 @@ class View:
         )
 
 
-def view_of(buildings: gpd.GeoDataFrame) -> View:
-    """A view centred on the bounding box of ``buildings`` (WGS-84), zoomed so that it fits a map
-    about 700 px wide: zoom 17.6 for a span up to 0.003°, one level less for each doubling of the
-    span, not below 10 (a web-map zoom level halves the scale per step). An empty frame gives a NaN
-    centre."""
+def view_of(buildings: gpd.GeoDataFrame, width_px: float = 700.0) -> View:
+    """A view centred on the bounding box of ``buildings`` (WGS-84), zoomed so that their
+    longer side spans about ``width_px`` screen pixels (:func:`metres_per_pixel`), between
+    zoom 10 and 19. An empty frame gives a NaN centre (and zoom 17.6)."""
     minx, miny, maxx, maxy = buildings.total_bounds
-    span = max(maxx - minx, maxy - miny)
-    # About 0.003° fits at zoom 17.4 in a 700 px map; each halving of zoom doubles the span.
-    zoom = 17.6
-    while span > 0.003 and zoom > 10:
-        span /= 2
-        zoom -= 1
-    return View(lon=(minx + maxx) / 2, lat=(miny + maxy) / 2, zoom=zoom)
+    lat = (miny + maxy) / 2
+    if not math.isfinite(lat):
+        return View(float(minx + maxx) / 2, float(lat), 17.6)
+    span_m = max(distance_m(minx, lat, maxx, lat), distance_m(minx, miny, minx, maxy), 1.0)
+    zoom = math.log2(metres_per_pixel(lat, 0) * width_px / span_m)
+    return View(float(minx + maxx) / 2, float(lat), round(float(min(19.0, max(10.0, zoom))), 2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +178,10 @@ def building_records(
     text (``tip``) is plain text: address, id and storeys, then the metric by its name
     ("近期事件 23") when a scale is given.
 
-    ``selected``: the picked building is left out (its stacked floors, :func:`floor_records`,
-    stand in its place) and :func:`building_layers` draws the others translucent.
+    ``selected``: the picked building is flattened to its footprint (height 0; its stacked
+    floors, :func:`floor_records`, stand in its place) and :func:`building_layers` draws the
+    others translucent. It keeps its place in the records, so a map selection by index
+    (Streamlit's) still points at it.
 
     ``detail="district"`` is the level of detail for a district's first paint (tens of
     thousands of buildings): coordinates to about 10 cm, rings left open, and only what the
@@ -190,15 +190,16 @@ def building_records(
         raise ValueError(f"detail {detail!r}: expected one of {', '.join(DETAILS)}")
     metric = metric or {}
     district = detail == "district"
-    if selected is not None:
-        buildings = buildings[buildings.building_id != selected]
     polygons, owner = _deck_polygons(
         buildings.geometry.array, decimals=6 if district else 7, open_rings=district
     )
     ids = buildings.building_id.tolist()
     addresses = buildings.address.tolist()
     storeys = [int(v) for v in buildings.storeys.tolist()]
-    heights = [float(v) for v in buildings.height_m.tolist()]
+    heights = [
+        0.0 if b == selected else float(v)
+        for b, v in zip(ids, buildings.height_m.tolist(), strict=True)
+    ]
     values = [float(metric.get(b, 0.0)) for b in ids]
     palette: dict[tuple[int, int, int], list[int]] = {}  # one list per colour, shared
     colours = [
@@ -324,6 +325,9 @@ EVENT_STYLE_NAMES = {
 HEAT_RANGE: tuple[tuple[int, int, int], ...] = RAMP[1:]
 HEAT_DOMAIN = (0.0, 12.0)  # summed kernel weight at a pixel: about one event at its centre = 1
 HEX_DOMAIN = (1.0, 30.0)  # events in one hexagon over the window
+# luma.gl 9 parameters: drawn over what is already drawn, extruded buildings included, and
+# hiding nothing drawn after (https://luma.gl/docs/api-reference/core/parameters).
+OVER_BUILDINGS = {"depthCompare": "always", "depthWriteEnabled": False}
 
 
 def hexagon_radius_m(bounds: Sequence[float], cells_across: int = 24) -> float:
@@ -370,11 +374,12 @@ def events_layers(
     style: str = "points",
     bounds: Sequence[float] | None = None,
 ) -> list[pdk.Layer]:
-    """Events as points on roofs, as a heat map, or as 3D hexagon bins sized to the village
+    """Events as points on roofs, as a heat map, or as hexagon bins sized to the village
     (``bounds``, see :func:`hexagon_radius_m`; 10 m without). Heat map and hexagons have fixed
-    colour scales (HEAT_DOMAIN, HEX_DOMAIN; legend: :func:`density_legend`). The heat map is
-    drawn over the extruded buildings (no depth test), so it is seen from any angle. Raises
-    ValueError for an unknown style."""
+    colour scales (HEAT_DOMAIN, HEX_DOMAIN; legend: :func:`density_legend`) and are drawn
+    translucent over the extruded buildings (OVER_BUILDINGS), so they are seen from any angle:
+    draw them right after the buildings, before labels and markers. Raises ValueError for an
+    unknown style."""
     if style == "points":
         return [events_layer(records)]
     flat = [{"position": r["position"][:2], "kind": r["kind"]} for r in records]
@@ -384,7 +389,7 @@ def events_layers(
                 "HeatmapLayer", data=flat, id="events-heat", get_position="position",
                 radius_pixels=40, intensity=1.0, threshold=0.05, opacity=0.7,
                 color_range=[list(c) for c in HEAT_RANGE], color_domain=list(HEAT_DOMAIN),
-                parameters={"depthCompare": "always", "depthWriteEnabled": False},
+                parameters=dict(OVER_BUILDINGS),
             )
         ]  # fmt: skip
     if style == "hexagons":
@@ -392,10 +397,9 @@ def events_layers(
         return [
             pdk.Layer(
                 "HexagonLayer", data=flat, id="events-hex", get_position="position",
-                radius=radius, elevation_scale=1, extruded=True, coverage=0.85,
-                pickable=False, opacity=0.75, color_range=[list(c) for c in HEAT_RANGE],
-                color_domain=list(HEX_DOMAIN), elevation_domain=[0, HEX_DOMAIN[1]],
-                elevation_range=[0, 60], upper_percentile=100,
+                radius=radius, extruded=False, coverage=0.92, pickable=False, opacity=0.6,
+                color_range=[list(c) for c in HEAT_RANGE], color_domain=list(HEX_DOMAIN),
+                upper_percentile=100, parameters=dict(OVER_BUILDINGS),
             )
         ]  # fmt: skip
     raise ValueError(f"event style {style!r}: expected one of {', '.join(EVENT_STYLES)}")
@@ -435,7 +439,7 @@ def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
 def grid_records(
     grid_cells: gpd.GeoDataFrame,
     away_from: tuple[float, float] | None = None,
-    clearance_m: float = 40.0,
+    clearance_m: float = 90.0,
 ) -> list[dict[str, Any]]:
     """Grid cells (网格) with a label (name, then grid worker) at a point inside each, 45 m up
     (above the roofs), and the cell's ``area`` in m². ``away_from`` (lon, lat) of a picked
@@ -528,9 +532,10 @@ def roads_layer(alleys: gpd.GeoDataFrame) -> pdk.Layer:
 
 DEVICE_COLOURS: dict[bool | None, tuple[int, int, int]] = {
     True: (0, 170, 90),  # online
-    False: (220, 40, 40),  # offline
+    False: (40, 40, 40),  # offline: dark with a yellow ring, unlike any alert or ramp colour
     None: (150, 150, 150),  # never heard from
 }
+OFFLINE_RING = (255, 210, 0)  # the ring around an offline device's dark marker
 DEVICE_STATES: dict[bool | None, str] = {
     True: "在线 online", False: "离线 offline", None: "未上报 silent",
 }  # fmt: skip
@@ -560,6 +565,8 @@ def device_records(
                 "kind": row.kind,
                 "state": DEVICE_STATES[online],
                 "colour": list(DEVICE_COLOURS[online]),
+                "ring": list(OFFLINE_RING) if online is False else [255, 255, 255],
+                "size": 6.0 if online is False else 3.0,  # pixels: offline stands out
                 "tip": f"{row.device_id} · {row.kind}\n{DEVICE_STATES[online]}",
             },
         ))  # fmt: skip
@@ -575,8 +582,8 @@ def devices_layer(records: Sequence[Mapping[str, Any]]) -> pdk.Layer:
     """Device markers (billboards: round from any angle), drawn in front of the buildings."""
     return pdk.Layer(
         "ScatterplotLayer", data=list(records), id="devices", get_position="position",
-        get_fill_color="colour", get_line_color=[255, 255, 255], stroked=True,
-        line_width_min_pixels=1, get_radius=1.5, radius_min_pixels=4, radius_max_pixels=9,
+        get_fill_color="colour", get_line_color="ring", stroked=True, get_line_width=1,
+        line_width_units="'pixels'", get_radius="size", radius_units="'pixels'",
         pickable=True, billboard=True,
     )  # fmt: skip
 

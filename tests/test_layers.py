@@ -112,7 +112,7 @@ def test_hexagons_are_sized_to_the_village(large: object) -> None:
     (layer,) = spec["layers"]
     assert layer["radius"] == radius
     assert layer["colorDomain"] == list(layers.HEX_DOMAIN)  # fixed, not the data's extent
-    assert layer["elevationDomain"] == [0, layers.HEX_DOMAIN[1]]
+    assert layer["parameters"] == layers.OVER_BUILDINGS and layer["extruded"] is False
 
 
 def test_heat_map_has_a_fixed_scale_and_is_drawn_over_the_buildings() -> None:
@@ -167,8 +167,8 @@ def test_labels_move_aside_from_a_picked_building(large: object) -> None:
     at = (first["centre"][0], first["centre"][1])  # a building right under the label
     moved = layers.grid_records(cells, away_from=at, clearance_m=40)[0]
     assert layers.distance_m(*moved["centre"][:2], *at) == pytest.approx(40, abs=0.5)
-    others = zip(layers.grid_records(cells)[1:], layers.grid_records(cells, away_from=at)[1:],
-                 strict=True)  # fmt: skip
+    aside = layers.grid_records(cells, away_from=at, clearance_m=40)
+    others = zip(layers.grid_records(cells)[1:], aside[1:], strict=True)
     assert all(a["centre"] == b["centre"] for a, b in others if
                layers.distance_m(*a["centre"][:2], *at) > 40)  # fmt: skip
 
@@ -194,7 +194,12 @@ def test_devices_stand_above_their_roofs_offline_on_top_with_a_legend() -> None:
 def test_a_picked_building_shows_its_floors_through_faded_neighbours() -> None:
     buildings = frame(3)
     records = layers.building_records(buildings, selected="B1")
-    assert [r["building_id"] for r in records] == ["B0", "B2"]  # its floors stand in its place
+    # Flattened, its floors stand in its place; still the second record (selection by index).
+    assert [(r["building_id"], r["height"]) for r in records] == [
+        ("B0", 9.0),
+        ("B1", 0.0),
+        ("B2", 15.0),
+    ]
     row = buildings.iloc[1]
     units = pd.DataFrame({"unit_id": ["B1-101", "B1-102"], "floor": [1, 1], "room": ["101", "102"],
                           "use": ["residential", "shop"]})  # fmt: skip

@@ -84,30 +84,39 @@ def _live_map(
     markers = _attention(conn)
 
     drawn = []
-    if "places" in themes or "people" in themes:
-        records = layers.building_records(buildings, values, selected, scale=scale)
-        if metric == "alerts":
-            records = alert_layers.colour_by_alerts(records, values)
-        drawn.append(layers.buildings_layer(records, faded=selected is not None))
-    if "places" in themes:
-        drawn += layers.grid_layers(layers.grid_records(village["grid_cells"]))
-        if len(village["roads"]):
-            drawn.append(layers.roads_layer(village["roads"]))
-    if selected is not None:
-        row = buildings.loc[buildings.building_id == selected].iloc[0]
-        units = village_db.read_units(conn, selected)
-        seen = queries.residents_seen_by_unit(conn, selected, days=7)
+    view = layers.view_of(buildings)
+    chosen = None if selected is None else buildings.loc[buildings.building_id == selected]
+    if chosen is not None and not chosen.empty:
+        row = chosen.iloc[0]
+        units = village_db.read_units(conn, str(row.building_id))
+        seen = queries.residents_seen_by_unit(conn, str(row.building_id), days=7)
         status = {u: "occupied" if seen.get(u) else "vacant" for u in units.unit_id}
         for unit in units.itertuples():
             if unit.use == "shop":
                 status[unit.unit_id] = "shop"
         # First: the faded neighbours drawn after it blend over it (layers.building_layers).
-        drawn.insert(
-            0,
-            layers.floors_layer(
-                layers.floor_records(row.geometry, int(row.storeys), units, status)
-            ),
+        floors = layers.floor_records(row.geometry, int(row.storeys), units, status)
+        drawn.append(layers.floors_layer(floors))
+        view = layers.View(lon=float(row.lon), lat=float(row.lat), zoom=18.6, pitch=55.0)
+    else:
+        selected = None
+    heights = dict(zip(buildings.building_id, buildings.height_m, strict=True))
+    if "places" in themes or "people" in themes:
+        records = layers.building_records(buildings, values, selected, scale=scale)
+        if metric == "alerts":
+            records = alert_layers.colour_by_alerts(records, values)
+        drawn.append(layers.buildings_layer(records, faded=selected is not None))
+    if "events" in themes:  # right after the buildings: a heat map is drawn over them
+        points = queries.recent_event_points(conn, window, settings.max_event_points)
+        drawn += layers.events_layers(
+            layers.event_records(points), event_style, buildings.total_bounds
         )
+    if "places" in themes:
+        away = None if selected is None else (view.lon, view.lat)
+        cells = layers.grid_records(village["grid_cells"], away_from=away)
+        drawn += layers.grid_layers(cells, zoom=view.zoom)
+        if len(village["roads"]):
+            drawn.append(layers.roads_layer(village["roads"]))
     if "objects" in themes:
         devices = village_db.read_devices(conn)
         if picked is not None:  # the picked village's: in its buildings or grid cells
@@ -115,7 +124,7 @@ def _live_map(
                 devices.building_id.isin(buildings.building_id)
                 | devices.grid_code.isin(village["grid_cells"].grid_code)
             ]
-        drawn.append(layers.devices_layer(layers.device_records(devices)))
+        drawn.append(layers.devices_layer(layers.device_records(devices, heights)))
     if "objects" in themes and len(village["objects"]):
         drawn.append(layers.objects_layer(layers.object_records(village["objects"])))
     if "organisations" in themes:
@@ -124,27 +133,31 @@ def _live_map(
         if len(village["organisations"]):
             records = layers.organisation_records(village["organisations"])
             drawn.append(layers.organisations_layer(records))
-    if "events" in themes:
-        points = queries.recent_event_points(conn, window, settings.max_event_points)
-        drawn += layers.events_layers(layers.event_records(points), event_style)
 
     drawn += markers
-    view = layers.view_of(buildings)
-    if selected is not None:
-        row = buildings.loc[buildings.building_id == selected].iloc[0]
-        view = layers.View(lon=row.lon, lat=row.lat, zoom=19.0, pitch=55.0)
     deck = layers.deck(drawn, view, settings.base_map_url)
-    st.pydeck_chart(deck, height=620, key="village-map")
-    legend = " ".join(
-        f"<span style='background:rgb{colour};padding:0 8px;margin-right:4px'>&nbsp;</span>{label}"
-        for label, colour in (scale.legend() if scale else [])
-    )
-    if scale is not None:
-        st.markdown(f"<div style='font-size:12px'>{legend}</div>", unsafe_allow_html=True)
-    st.markdown(
-        f"<div style='font-size:12px'>{alert_layers.legend_html(alert_layers.legend_rows())}</div>",
-        unsafe_allow_html=True,
-    )
+    # One chart per picked building, in its own keyed container so that the browser mounts
+    # it afresh: a new pick starts from an empty selection, and Streamlit's selection
+    # highlight (which fades every other object) does not carry over to the next pick.
+    with st.container(key=f"village-map-box-{selected or 'all'}"):
+        state = st.pydeck_chart(
+            deck, height=620, key=f"village-map-{selected or ''}", on_select="rerun",
+            selection_mode="single-object",
+        )  # fmt: skip
+    clicked = layers.picked_building(state.selection)
+    if clicked is not None and clicked != selected:
+        # A click on a building picks it: the sidebar's picker and the panel below follow.
+        st.session_state["picked-building"] = clicked
+        st.rerun(scope="app")
+    rows: list[tuple[str, tuple[int, int, int]]] = list(scale.legend() if scale else [])
+    if selected is not None:
+        rows += layers.unit_legend()
+    if "events" in themes:
+        rows += layers.density_legend(event_style)
+    if "objects" in themes:  # the offline marker is in the alert legend below
+        rows += [r for r in layers.device_legend() if r[1] != alert_layers.OFFLINE]
+    widgets.legend(rows)
+    widgets.legend(alert_layers.legend_rows())
 
 
 def _attention(conn: psycopg.Connection) -> list[Any]:
@@ -198,6 +211,7 @@ def render(settings: DashboardSettings, user: User) -> None:
         "选择楼栋 Pick a building",
         options=[None, *sorted(labels)],
         format_func=lambda b: f"— {whole} —" if b is None else f"{labels[b]} ({b})",
+        key="picked-building",  # a click on the map sets it too (_live_map)
     )
     chosen = st.sidebar.multiselect(
         "图层 Layers", options=list(THEMES), default=["地 places", "事 events", "物 objects"]
@@ -206,8 +220,9 @@ def render(settings: DashboardSettings, user: User) -> None:
         "楼栋颜色 Colour buildings by", options=list(METRICS), format_func=METRICS.__getitem__
     )
     event_style = st.sidebar.radio(
-        "事件显示 Events as", options=list(layers.EVENT_STYLES), horizontal=True
-    )
+        "事件显示 Events as", options=list(layers.EVENT_STYLES), horizontal=True,
+        format_func=layers.EVENT_STYLE_NAMES.__getitem__,
+    )  # fmt: skip
     st.sidebar.caption("地图每几秒刷新 The map refreshes every few seconds.")
     themes = {THEMES[c] for c in chosen}
     reader = settings.model_copy(update={"db_dsn": settings.reader_dsn()})

@@ -33,17 +33,18 @@ def render(settings: DashboardSettings, user: User) -> None:
     )
     values = queries.replay_hour(conn, local[hour].to_pydatetime())
     states = queries.device_states_at(conn, int(days_ago or 0), int(hour))
+    buildings = village["buildings"]
+    view = layers.view_of(buildings)
+    heights = dict(zip(buildings.building_id, buildings.height_m, strict=True))
     drawn = [
         layers.buildings_layer(
-            layers.building_records(village["buildings"], values, scale=layers.SCALES["events"])
+            layers.building_records(buildings, values, scale=layers.SCALES["events"])
         ),
-        *layers.grid_layers(layers.grid_records(village["grid_cells"])),
-        layers.devices_layer(layers.device_records(states)),
+        *layers.grid_layers(layers.grid_records(village["grid_cells"]), zoom=view.zoom),
+        layers.devices_layer(layers.device_records(states, heights)),
     ]
     cols = st.columns(2)
     cols[0].metric(f"{hour}:00–{hour}:59 事件 events", int(sum(values.values())))
     cols[1].metric("离线设备 Devices offline", int((states.online == False).sum()))  # noqa: E712
-    st.pydeck_chart(
-        layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url),
-        height=560, key="replay-map",
-    )  # fmt: skip
+    st.pydeck_chart(layers.deck(drawn, view, settings.base_map_url), height=560, key="replay-map")
+    widgets.legend([*layers.SCALES["events"].legend(), *layers.device_legend()])
