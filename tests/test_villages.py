@@ -153,6 +153,7 @@ def test_two_villages_side_by_side_with_events_for_both_and_users_scoped_per_vil
     password = "correct horse battery staple"
     for args in (
         ["sm-insp", "--role", "inspector", "--grid", "SM-W"],
+        ["sm-insp-v", "--role", "inspector", "--grid", "SM-W", "--village", REAL],
         ["sm-manager", "--role", "manager", "--village", REAL],
         ["lh-manager", "--role", "manager", "--village", SAMPLE],
         ["district", "--role", "manager"],
@@ -309,6 +310,10 @@ def test_two_villages_side_by_side_with_events_for_both_and_users_scoped_per_vil
                    "events": 3, "devices": 1},
         }  # fmt: skip
         assert one(insp, "SELECT array_agg(village_key) FROM villages") == [REAL]
+        insp_seen = seen(insp)
+    with dashboard_session_of(db, "sm-insp-v", password) as limited:
+        assert seen(limited) == insp_seen  # the same grid, limited to its own village
+    with dashboard_session_of(db, "sm-insp", password) as insp:
         assert queries.events_today(insp, REAL) == {"access.unlock": 3}
         assert queries.events_today(insp, SAMPLE) == {}
         assert queries.events_today(insp) == {"access.unlock": 3}
