@@ -87,6 +87,15 @@ def _assert_embedded_database(info: dict[str, object]) -> None:
         partitioned = conn.execute(
             "SELECT count(*) FROM pg_partitioned_table WHERE partrelid = 'events'::regclass"
         ).fetchone()
+        # No PostGIS in the wheel: 0051 and 0150 ran as their stand-ins (compat/without_postgis),
+        # and the sample village has its row, key and time zone.
+        village = conn.execute("SELECT village_key, time_zone FROM villages").fetchall()
+        keyed = conn.execute("SELECT count(*) FROM buildings WHERE village_key IS NULL").fetchone()
+        spatial = conn.execute(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'"
+        ).fetchone()
+    assert spatial == (0,) and len(village) == 1 and village[0][1] == "Asia/Shanghai"
+    assert keyed == (0,)
     assert version is not None and version[0] >= 180000  # the wheel's server, not Debian's 15
     assert tsdb == (0,)  # a server that has no TimescaleDB at all
     assert partitioned == (1,)

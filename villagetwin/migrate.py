@@ -14,6 +14,7 @@ files as written, so a database can be told apart only by its backend, never by 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -130,6 +131,17 @@ _OPTIONAL_EXTENSION = re.compile(
 )
 
 
+def without_postgis(migration: Migration) -> str | None:
+    """The text to apply instead of ``migration`` on a server without PostGIS, from
+    ``villagetwin/compat/without_postgis/<version>_<name>.sql``, or None when it has none (it
+    is then postponed until PostGIS is installed). Migrations whose tables the rest of the
+    schema builds on (0051's villages, 0150's village key) have one, so that the embedded
+    default runs everything; the stand-in stays when PostGIS comes later (see 0051's)."""
+    folder = resources.files("villagetwin.compat").joinpath("without_postgis")
+    path = folder.joinpath(f"{migration.version:04d}_{migration.name}.sql")
+    return path.read_text("utf-8") if path.is_file() else None
+
+
 def missing_extensions(migration: Migration, available: set[str]) -> list[str]:
     """The optional extensions (PostGIS) that ``migration`` creates and the server cannot
     provide: such a migration is postponed, not failed, so that a server without PostGIS (the
@@ -197,7 +209,8 @@ def migrate(
                 install_pgcrypto_stand_in(conn)
             for migration in available():
                 missing = missing_extensions(migration, available_extensions)
-                if migration.version not in done and missing:
+                variant = without_postgis(migration) if missing == ["postgis"] else None
+                if migration.version not in done and missing and variant is None:
                     log(
                         f"postponed migration {migration.version:04d}_{migration.name}: this"
                         f" PostgreSQL lacks the extension(s) {', '.join(missing)} (install them,"
@@ -211,14 +224,24 @@ def migrate(
                             " it was applied; add a new migration instead of editing this one"
                         )
                     continue
-                log(f"applying migration {migration.version:04d}_{migration.name}")
+                if variant is not None:
+                    log(
+                        f"applying migration {migration.version:04d}_{migration.name} without"
+                        " PostGIS (villagetwin/compat/without_postgis: no geometry columns,"
+                        " spatial indexes or spatial joins; boundaries kept as GeoJSON)"
+                    )
+                else:
+                    log(f"applying migration {migration.version:04d}_{migration.name}")
                 with conn.transaction():
                     if chosen == "postgres":
                         conn.execute(
                             "SELECT set_config('search_path',"
                             " current_setting('search_path') || ', vt_compat', true)"
                         )
-                    conn.execute(sql_for(migration, chosen, stand_in).encode())
+                    text = variant if variant is not None else migration.sql
+                    conn.execute(
+                        sql_for(dataclasses.replace(migration, sql=text), chosen, stand_in).encode()
+                    )
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name, checksum)"
                         " VALUES (%s, %s, %s)",
