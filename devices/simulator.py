@@ -187,6 +187,18 @@ class EventGenerator:
                     alarm=rng.choice(["held_open", "forced_open"]),
                     door="building",
                 )
+            if not device.units:
+                # A door of a building without rental units (a hall, a shop): its users are
+                # nobody's tenants, and naming another building's unit is refused by the
+                # ingester (unit_outside_device_scope).
+                return AccessUnlock(
+                    **common,
+                    ts=now,
+                    door="building",
+                    method=rng.choice(["card", "face", "app"]),
+                    credential=f"visitor:{rng.randrange(16**8):08x}",
+                    granted=rng.random() > 0.03,
+                )
             return AccessUnlock(
                 **common,
                 ts=now,

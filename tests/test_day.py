@@ -8,6 +8,7 @@ import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -15,7 +16,7 @@ from support import ROOT, count, wait_until
 
 from devices.day import SimVillage, plan_days
 from devices.payloads import DeviceKind
-from devices.simulator import SimDevice
+from devices.simulator import EventGenerator, SimDevice
 from mapping.db import load_village
 from mapping.generate import generate
 from mapping.model import Village
@@ -32,8 +33,8 @@ def sim_village(village: Village) -> SimVillage:
     units = village.units.groupby("building_id").unit_id.apply(tuple).to_dict()
     devices = [
         SimDevice(d.device_id, DeviceKind(d.kind),
-                  units.get(d.building_id, ()) if d.building_id else (),
-                  building_code=d.building_id)
+                  units.get(d.building_id, ()) if isinstance(d.building_id, str) else (),
+                  building_code=d.building_id if isinstance(d.building_id, str) else None)
         for d in village.devices.itertuples()
     ]  # fmt: skip
     people = village.people.set_index("person_id")
@@ -145,3 +146,22 @@ def test_care_targets_are_seen_in_local_daytime_whatever_the_hour_the_plan_ends(
                 last[credential] = max(last.get(credential, e.ts), e.ts)
         found = care_inactive(targets, last, {"": start}, now, RuleParams())
         assert {f.subject.rsplit("/", 1)[1] for f in found} <= planted, now
+
+
+def test_simulated_devices_name_only_units_of_their_own_building(village: Village) -> None:
+    """The ingester refuses an event naming a unit outside its device's building
+    (unit_outside_device_scope): the simulators must not send one, also from the door of a
+    building without rental units (the demo's log filled with such refusals)."""
+    sim = sim_village(village)
+    scope = {d.device_id: set(d.units) for d in sim.devices}
+    assert any(d.kind is DeviceKind.ACCESS and not d.units for d in sim.devices)
+    generator = EventGenerator(sim.devices, seed=3, residents=sim.residents)
+    now = START + timedelta(hours=10)
+    live = [generator.event(now) for _ in range(20_000)]
+    planned = plan_days(sim, 4, START, 1, zone=ZoneInfo("Asia/Shanghai")).events
+    for event in live + planned:
+        unit = getattr(event, "unit", None)
+        if unit is not None and scope[event.device]:
+            assert unit in scope[event.device], (event.device, unit)
+        if unit is not None and event.type == "access.unlock":
+            assert unit in scope[event.device], (event.device, unit)
