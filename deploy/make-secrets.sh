@@ -6,7 +6,8 @@
 set -eu
 cd "$(dirname "$0")/secrets"
 chmod 0700 .
-for name in db_superuser_password db_ingester_password db_dashboard_password credential_key; do
+for name in db_superuser_password db_ingester_password db_dashboard_password db_rules_password \
+    credential_key; do
   if [ ! -s "$name" ]; then
     python3 -c 'import secrets; print(secrets.token_urlsafe(32), end="")' >"$name"
   fi

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
+from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,6 +21,19 @@ class MqttSettings(BaseModel):
     keepalive_s: int = Field(default=30, ge=5)
     # 3.1.1 is the default: paho receives about twice as fast over it as over MQTT 5 here.
     protocol: Literal["3.1.1", "5"] = "3.1.1"
+
+
+def secrets_dir() -> Path | None:
+    """Where secrets come as files, one per setting, named like its variable (``vt_db_password``,
+    ``vt_mqtt__password``): Docker's ``/run/secrets``, or ``VT_SECRETS_DIR``; None if absent."""
+    path = Path(os.environ.get("VT_SECRETS_DIR", "/run/secrets"))
+    return path if path.is_dir() else None
+
+
+def with_password(dsn: str, password: SecretStr | None) -> str:
+    """The DSN (a libpq conninfo string or URI) with the password from a secret file, when
+    there is one; unchanged otherwise."""
+    return make_conninfo(dsn, password=password.get_secret_value()) if password else dsn
 
 
 class SimulatorSettings(BaseSettings):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -16,7 +14,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from devices.settings import MqttSettings
+from devices.settings import MqttSettings, secrets_dir, with_password
 from ingest.maintenance import RetentionPlan
 from ingest.validate import Limits
 
@@ -143,18 +141,6 @@ class IngestOptions(BaseModel):
             credential_key_id=self.credential_key_id,
             time_zone=self.time_zone,
         )
-
-
-def secrets_dir() -> Path | None:
-    """Where secrets come as files, one per setting, named like its variable (``vt_db_password``,
-    ``vt_mqtt__password``): Docker's ``/run/secrets``, or ``VT_SECRETS_DIR``; None if absent."""
-    path = Path(os.environ.get("VT_SECRETS_DIR", "/run/secrets"))
-    return path if path.is_dir() else None
-
-
-def with_password(dsn: str, password: SecretStr | None) -> str:
-    """The DSN with the password from a secret file, when there is one."""
-    return make_conninfo(dsn, password=password.get_secret_value()) if password else dsn
 
 
 class IngestSettings(BaseSettings):

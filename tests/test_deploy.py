@@ -101,7 +101,7 @@ APP_ROLES = {
     "migrate": "postgres",
     "ingester-1": "vt_ingester",
     "ingester-2": "vt_ingester",
-    "rules": "vt_ingester",
+    "rules": "vt_rules",
     "dashboard": "vt_dashboard",
 }
 LONG_RUNNING = {"timescaledb", "mosquitto", "ingester-1", "ingester-2", "dashboard", "proxy"}
@@ -166,7 +166,7 @@ def test_only_migrate_holds_the_superuser_and_no_password_has_a_default() -> Non
         holders = {t for t, source in _secret_targets(name).items()}
         assert holders <= {
             "vt_db_password", "vt_dashboard_db_password", "vt_ingester_db_password",
-            "vt_mqtt__password", "vt_ingest__credential_key",
+            "vt_rules_db_password", "vt_mqtt__password", "vt_ingest__credential_key",
         }, name  # fmt: skip
     superuser = {
         name for name in SERVICES if "db_superuser_password" in _secret_targets(name).values()
@@ -226,12 +226,21 @@ def test_secret_files_reach_each_services_settings(tmp_path: Path, monkeypatch) 
     assert conninfo_to_dict(migrate.db_dsn)["password"] == "db_superuser_password-value"
     assert migrate.dashboard_db_password.get_secret_value() == "db_dashboard_password-value"
     assert migrate.ingester_db_password.get_secret_value() == "db_ingester_password-value"
+    assert migrate.rules_db_password.get_secret_value() == "db_rules_password-value"
     assert migrate.db_backend == "timescaledb"
 
     dashboard = load("dashboard", DashboardSettings)
     reader = conninfo_to_dict(dashboard.reader_dsn())
     assert (reader["user"], reader["password"]) == ("vt_dashboard", "db_dashboard_password-value")
     assert conninfo_to_dict(dashboard.db_dsn)["user"] == "vt_dashboard"
+
+    from rules.settings import RulesSettings
+
+    worker = load("rules", RulesSettings)
+    dsn = conninfo_to_dict(worker.db_dsn)
+    assert (dsn["user"], dsn["password"], dsn["host"]) == (
+        "vt_rules", "db_rules_password-value", "timescaledb",
+    )  # fmt: skip
 
 
 def _private_dir(prefix: str) -> Path:
@@ -420,6 +429,132 @@ def test_the_ingester_with_the_composes_environment_stores_as_its_own_role(
         conn.execute("SET ROLE vt_ingester")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT password_hash FROM devices")
+
+
+def _composes_env(name: str, db: str, broker: Broker, secrets: Path) -> dict[str, str]:
+    """The service's environment with only the service names mapped to the real services here
+    (the test database, the test broker) and its secret files in ``secrets``."""
+    params = conninfo_to_dict(db)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VT_")}
+    for key, value in _env(name).items():
+        env[key] = value.replace(
+            "@timescaledb:5432/villagetwin", f"@127.0.0.1:5432/{params['dbname']}"
+        )
+    env.update(
+        {
+            "VT_MQTT__HOST": "127.0.0.1",
+            "VT_MQTT__PORT": str(broker.config.port),
+            "VT_SECRETS_DIR": str(secrets),
+        }
+    )
+    return env
+
+
+# What vt_rules (migration 0160) must never do: personal data in the clear, credentials,
+# the reveal functions, writes outside alerts, cases and its state.
+RULES_REFUSED = [
+    "SELECT password_hash FROM app_users",
+    "SELECT username FROM app_users",
+    "INSERT INTO app_users (username, role, password_hash) VALUES ('rules-admin', 'admin', 'x')",
+    "UPDATE app_users SET grids = '{}'",
+    "SELECT reveal_person(gen_random_uuid())",
+    "SELECT request_reveal('P1', 'tenancy', 'curious')",
+    "SELECT name, phone, id_number FROM people",
+    "SELECT password_hash FROM devices",
+    "UPDATE devices SET online = true",
+    "INSERT INTO events (ts, event_id, device_id, seq, kind) VALUES (now(), gen_random_uuid(),"
+    " 'x', 1, 'x')",
+    "DELETE FROM tenancies",
+    "SELECT * FROM audit_log",
+]
+
+
+def test_the_rules_worker_with_the_composes_environment_writes_alerts_as_its_own_role(
+    db: str, broker: Broker, tmp_path: Path
+) -> None:
+    """The `rules` service's command, environment and secret files against a real database and
+    broker: connected as vt_rules (migration 0160), the worker turns a smoke detection stored
+    in events into an alert placed in its building's grid, a resident's three-day-old report
+    into a case escalated as overdue, and saves its state; vt_rules is refused app users, the
+    reveal functions, clear personal data and writes outside its tables."""
+    from mapping.db import load_village
+    from mapping.generate import generate
+
+    with psycopg.connect(db) as conn:
+        load_village(conn, generate(seed=4, size="small"))
+        (camera,) = conn.execute(
+            "SELECT device_id FROM devices WHERE kind = 'camera' ORDER BY 1 LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        building, grid = conn.execute(
+            "SELECT building_id, grid_code FROM buildings WHERE grid_code IS NOT NULL"
+            " ORDER BY 1 LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(
+            "INSERT INTO incidents (incident_id, reported_at, device_id, building_id, category,"
+            " description) VALUES (gen_random_uuid(), now() - interval '3 days', %s, %s,"
+            " 'fire_hazard', '楼道堆放杂物 clutter in the stairwell')",
+            (camera, building),
+        )
+    values = {s: "unused-with-trust-auth" for s in COMPOSE["secrets"]}
+    secrets = _write_secrets(tmp_path / "secrets", "rules", values)
+    assert sorted(p.name for p in secrets.iterdir()) == ["vt_db_password"]
+    env = _composes_env("rules", db, broker, secrets)
+    assert conninfo_to_dict(env["VT_DB_DSN"])["user"] == "vt_rules"
+    log = tmp_path / "rules.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "villagetwin.cli", *SERVICES["rules"]["command"][1:]],
+        env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    smoke = "SELECT count(*) FROM alerts WHERE rule = 'smoke_fire' AND subject = %s"
+    try:
+        # Its window cycle committed (state, cases) and its event loop is listening.
+        window_done = "SELECT count(*) FROM rule_state WHERE name = 'device_status'"
+        assert wait_until(lambda: count(db, window_done) == 1, 60), log.read_text()
+        assert wait_until(lambda: "rules worker running" in log.read_text(), 30), log.read_text()
+        with psycopg.connect(db) as conn:
+            conn.execute(
+                "INSERT INTO events (ts, received_at, event_id, device_id, seq, kind,"
+                " building_id, payload) VALUES (now(), now(), gen_random_uuid(), %s, 1,"
+                " 'camera.detection', %s, %s)",
+                (camera, building, json.dumps({"cls": "smoke", "confidence": 0.9,
+                                               "zone": f"stairwell:{building}", "count": 1})),
+            )  # fmt: skip
+        assert wait_until(lambda: count(db, smoke, f"building:{building}") == 1, 60), (
+            log.read_text()
+        )
+        connected = count(
+            db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND usename = 'vt_rules'",
+        )
+        assert connected >= 2  # the event loop and the window thread
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    said = log.read_text()
+    assert process.returncode == 0, said
+    assert "permission denied" not in said and "Traceback" not in said, said
+    with psycopg.connect(db) as conn:
+        row = conn.execute(
+            "SELECT a.grid_code, a.published_version = a.version,"
+            " array(SELECT action FROM alert_history h WHERE h.alert_id = a.alert_id)"
+            " FROM alerts a WHERE rule = 'smoke_fire' AND subject = %s",
+            (f"building:{building}",),
+        ).fetchone()
+        assert row == (grid, True, ["opened"])  # placed through its grid; published over MQTT
+        case = conn.execute(
+            "SELECT c.source, c.grid_code, c.priority, c.escalated_at IS NOT NULL,"
+            " array(SELECT action FROM case_history h WHERE h.case_id = c.case_id"
+            "       ORDER BY history_id)"
+            " FROM cases c JOIN incidents i USING (incident_id)"
+        ).fetchall()
+        assert case == [("app", grid, "urgent", True, ["reported", "escalated"])]
+        assert count(db, "SELECT count(*) FROM rule_state WHERE name = 'events'") == 1
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("SET ROLE vt_rules")
+        for sql in RULES_REFUSED:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
 
 
 @pytest.mark.browser

@@ -98,6 +98,7 @@ def migrate(settings: AppSettings) -> None:
         roles = {
             "vt_dashboard": settings.dashboard_db_password,
             "vt_ingester": settings.ingester_db_password,
+            "vt_rules": settings.rules_db_password,
         }
         with psycopg.connect(settings.db_dsn, autocommit=True) as conn:
             for role, password in roles.items():

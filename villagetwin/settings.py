@@ -8,8 +8,7 @@ from typing import Literal
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from devices.settings import MqttSettings
-from ingest.settings import secrets_dir, with_password
+from devices.settings import MqttSettings, secrets_dir, with_password
 from villagetwin.access import AccessSettings
 from villagetwin.embedded import EmbeddedOptions
 
@@ -41,6 +40,8 @@ class AppSettings(BaseSettings):
     access: AccessSettings = AccessSettings()
     # Set by `migrate` as the password of the ingester's database role, where needed.
     ingester_db_password: SecretStr | None = None
+    # Set by `migrate` as the password of the rules worker's database role, where needed.
+    rules_db_password: SecretStr | None = None
     # The demo's embedded default: what it starts when nothing answers (villagetwin/embedded.py).
     embedded: EmbeddedOptions = EmbeddedOptions()
     # Never start, stop, restart or reconfigure the machine's own PostgreSQL or Mosquitto.
