@@ -118,6 +118,9 @@ def events_today(conn: psycopg.Connection, village: str | None = None) -> dict[s
             "SELECT h.kind, sum(h.events) FROM building_hourly h"
             " JOIN buildings b USING (building_id) JOIN villages v USING (village_key)"
             " WHERE (%(v)s::text IS NULL OR v.village_key = %(v)s) AND h.kind <> 'heartbeat'"
+            # the earliest village midnight first: a bound the (hour DESC) index can use
+            " AND h.hour >= (SELECT min(date_trunc('day', now() AT TIME ZONE z.time_zone)"
+            "   AT TIME ZONE z.time_zone) FROM villages z)"
             " AND h.hour >= date_trunc('day', now() AT TIME ZONE v.time_zone)"
             "   AT TIME ZONE v.time_zone GROUP BY h.kind ORDER BY h.kind",
             {"v": village},
@@ -680,6 +683,7 @@ def village_figures(conn: psycopg.Connection) -> pd.DataFrame:
             (SELECT coalesce(sum(h.events), 0) FROM building_hourly h
              JOIN buildings b USING (building_id)
              WHERE b.village_key = v.village_key AND h.kind <> 'heartbeat'
+               AND h.hour >= now() - interval '1 day'  -- for the (hour DESC) index
                AND h.hour >= date_trunc('day', now() AT TIME ZONE v.time_zone)
                              AT TIME ZONE v.time_zone),
             (SELECT count(*) FROM alerts a LEFT JOIN buildings b USING (building_id)
