@@ -13,7 +13,7 @@ for name in db_superuser_password db_ingester_password db_dashboard_password db_
   fi
   chmod 0644 "$name"
 done
-for name in mqtt_ingester_1_password mqtt_ingester_2_password; do
+for name in mqtt_ingester_1_password mqtt_ingester_2_password mqtt_rules_password; do
   if [ -s "$name" ]; then chmod 0644 "$name"; else
     echo "write the password of \`villagetwin devices service-account\` into deploy/secrets/$name" >&2
   fi

@@ -130,12 +130,8 @@ def test_compose_commands_are_real_subcommands() -> None:
         if not command:
             continue
         assert command[0] == "villagetwin", name
-        if command[1] not in cli.commands:
-            # The rules worker is another branch's; until it lands its service stays in an
-            # opt-in profile, so `docker compose up` never starts a missing subcommand.
-            assert name == "rules" and service.get("profiles") == ["rules"], (
-                f"{name} runs unknown subcommand {command[1]}"
-            )
+        assert command[1] in cli.commands, f"{name} runs unknown subcommand {command[1]}"
+        assert "profiles" not in service, f"{name} is not started by `docker compose up`"
 
 
 def test_each_service_runs_unprivileged_with_a_health_check() -> None:
@@ -241,6 +237,8 @@ def test_secret_files_reach_each_services_settings(tmp_path: Path, monkeypatch) 
     assert (dsn["user"], dsn["password"], dsn["host"]) == (
         "vt_rules", "db_rules_password-value", "timescaledb",
     )  # fmt: skip
+    assert worker.mqtt.username == worker.worker.client_id == "vt-rules"
+    assert worker.mqtt.password.get_secret_value() == "mqtt_rules_password-value"
 
 
 def _private_dir(prefix: str) -> Path:
@@ -470,17 +468,24 @@ RULES_REFUSED = [
 
 
 def test_the_rules_worker_with_the_composes_environment_writes_alerts_as_its_own_role(
-    any_db: str, broker: Broker, tmp_path: Path
+    any_db: str, tmp_path: Path
 ) -> None:
     """The `rules` service's command, environment and secret files against a real database and
     broker: connected as vt_rules (migration 0160), the worker turns a smoke detection stored
     in events into an alert placed in its building's grid, a resident's three-day-old report
     into a case escalated as overdue, and saves its state; vt_rules is refused app users, the
     reveal functions, clear personal data and writes outside its tables. On TimescaleDB, as the
-    compose runs, and on plain PostgreSQL (managed services, the embedded default)."""
-    db = any_db
+    compose runs, and on plain PostgreSQL (managed services, the embedded default). The broker
+    enforces the registry's accounts: the worker signs in as its service account `vt-rules`
+    and its alert reaches a subscriber."""
+    import paho.mqtt.client as paho
+
+    from devices.broker import BrokerConfig
     from mapping.db import load_village
     from mapping.generate import generate
+    from villagetwin.provision import add_service_account, write_auth_files
+
+    db = any_db
 
     with psycopg.connect(db) as conn:
         load_village(conn, generate(seed=4, size="small"))
@@ -497,9 +502,29 @@ def test_the_rules_worker_with_the_composes_environment_writes_alerts_as_its_own
             " 'fire_hazard', '楼道堆放杂物 clutter in the stairwell')",
             (camera, building),
         )
+        account = add_service_account(conn, "vt-rules")
+        reader = add_service_account(conn, "vt-ingester-1")
+        auth = tmp_path / "mosquitto"
+        dynsec = write_auth_files(conn, auth)
+    broker = Broker(
+        auth,
+        BrokerConfig(
+            port=free_port(), persistence_dir=auth / "data", log_file=auth / "mosquitto.log",
+            pid_file=auth / "mosquitto.pid", user=local_user(), dynsec_file=dynsec,
+        ),
+    )  # fmt: skip
+    broker.start()
+    heard: list[str] = []
+    subscriber = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="vt-ingester-1")
+    subscriber.username_pw_set("vt-ingester-1", reader.password)
+    subscriber.on_message = lambda c, u, msg: heard.append(msg.topic)
+    subscriber.on_connect = lambda c, u, f, rc, p: c.subscribe("vt/v1/alerts/#", qos=1)
+    subscriber.connect("127.0.0.1", broker.config.port or 0)
+    subscriber.loop_start()
     values = {s: "unused-with-trust-auth" for s in COMPOSE["secrets"]}
+    values["mqtt_rules_password"] = account.password
     secrets = _write_secrets(tmp_path / "secrets", "rules", values)
-    assert sorted(p.name for p in secrets.iterdir()) == ["vt_db_password"]
+    assert sorted(p.name for p in secrets.iterdir()) == ["vt_db_password", "vt_mqtt__password"]
     env = _composes_env("rules", db, broker, secrets)
     assert conninfo_to_dict(env["VT_DB_DSN"])["user"] == "vt_rules"
     log = tmp_path / "rules.log"
@@ -530,9 +555,14 @@ def test_the_rules_worker_with_the_composes_environment_writes_alerts_as_its_own
             " AND usename = 'vt_rules'",
         )
         assert connected >= 2  # the event loop and the window thread
+        alert_topic = "vt/v1/alerts/critical/smoke_fire"
+        assert wait_until(lambda: alert_topic in heard, 30), (heard, log.read_text())
     finally:
         process.terminate()
         process.wait(timeout=60)
+        subscriber.loop_stop()
+        subscriber.disconnect()
+        broker.kill()
     said = log.read_text()
     assert process.returncode == 0, said
     assert "permission denied" not in said and "Traceback" not in said, said
