@@ -4,7 +4,7 @@ offline in words ("离线 3 小时"); a filter by state."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import pandas as pd
 
@@ -39,13 +39,24 @@ def _state(online: object) -> bool | None:
     return None if online is None or pd.isna(online) else bool(online)  # type: ignore[call-overload]
 
 
-def device_table(devices: pd.DataFrame, now: datetime, show: str = "all") -> pd.DataFrame:
+def _local(ts: object, zone: tzinfo | None) -> str:
+    """A time as ``2026-11-30 04:02`` in ``zone``; "—" for none."""
+    if ts is None or pd.isna(ts) or not isinstance(ts, datetime):  # type: ignore[call-overload]
+        return "—"
+    moment: datetime = ts.astimezone(zone) if zone is not None and ts.tzinfo else ts
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def device_table(
+    devices: pd.DataFrame, now: datetime, show: str = "all", zone: tzinfo | None = None
+) -> pd.DataFrame:
     """``devices`` (the devices page's query: device_id, kind, building_id, grid_code, online,
     status_changed_at, last_seen …) ordered offline first, longest offline at the top, then
     never heard from, then online by id; with ``state`` (STATES) and ``offline_for``
     (:func:`offline_for` since ``status_changed_at``, or since ``last_seen`` when the change
     was not recorded; empty for devices that are not offline). ``show`` is a FILTERS key.
-    ``now`` must be timezone-aware, as the database's times are. Raises ValueError for an
+    ``now`` must be timezone-aware, as the database's times are. ``last_seen`` becomes text in
+    ``zone`` (``2026-11-30 04:02``) and an empty ``last_event`` "—". Raises ValueError for an
     unknown filter."""
     if show not in FILTERS:
         raise ValueError(f"device filter {show!r}: expected one of {', '.join(FILTERS)}")
@@ -68,6 +79,10 @@ def device_table(devices: pd.DataFrame, now: datetime, show: str = "all") -> pd.
         for state, s in zip(states, since, strict=True)
     ]
     table = table.sort_values(["_rank", "_since", "device_id"], kind="stable")
+    if "last_seen" in table:
+        table["last_seen"] = [_local(v, zone) for v in table.last_seen]
+    if "last_event" in table:
+        table["last_event"] = [v if isinstance(v, str) and v else "—" for v in table.last_event]
     wanted = {"all": None, "offline": 0, "silent": 1, "online": 2}[show]
     if wanted is not None:
         table = table[table["_rank"] == wanted]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -35,6 +36,19 @@ def test_offline_devices_come_first_longest_offline_on_top() -> None:
         "",
     ]
     assert list(table.state[:3]) == ["离线 offline"] * 3 and table.state.iloc[-1] == "在线 online"
+
+
+def test_times_are_local_and_nothing_shows_none() -> None:
+    frame = devices().assign(last_event=["gate.pass", None, None, "access.unlock", ""])
+    table = device_table(frame, NOW, zone=ZoneInfo("Asia/Shanghai"))
+    assert list(table.last_seen) == [
+        "2026-11-30 09:00",
+        "2026-11-30 10:59",
+        "—",
+        "—",
+        "2026-11-30 12:00",
+    ]
+    assert list(table.last_event) == ["access.unlock", "—", "—", "—", "gate.pass"]
 
 
 def test_the_filter_keeps_one_state() -> None:

@@ -36,7 +36,7 @@ def render(settings: DashboardSettings, user: User) -> None:
         "显示 Show", list(device_table.FILTERS), format_func=device_table.FILTERS.__getitem__,
         horizontal=True, key="device-filter",
     )  # fmt: skip
-    shown = device_table.device_table(table, datetime.now(UTC), str(show or "all"))
+    shown = device_table.device_table(table, datetime.now(UTC), str(show or "all"), settings.zone())
     st.caption(f"{len(shown)} 台设备 devices · 离线在前 offline first, longest offline on top")
     st.dataframe(
         shown[["device_id", "state", "offline_for", "kind", "building_id", "grid_code",

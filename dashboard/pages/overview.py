@@ -109,7 +109,7 @@ def _live_map(
     if "events" in themes:  # right after the buildings: a heat map is drawn over them
         points = queries.recent_event_points(conn, window, settings.max_event_points)
         drawn += layers.events_layers(
-            layers.event_records(points), event_style, buildings.total_bounds
+            layers.event_records(points, settings.zone()), event_style, buildings.total_bounds
         )
     if "places" in themes:
         away = None if selected is None else (view.lon, view.lat)
