@@ -19,17 +19,19 @@ from rules.settings import CaseParams
 def record_inspection(
     conn: psycopg.Connection,
     building_id: str,
-    inspected_on: date,
+    time_zone: str,
     findings: str,
     hazards: list[str],
     photo_refs: list[str],
     next_visit: date | None,
 ) -> int:
-    """Recorded under the session's user; raises psycopg.errors.InsufficientPrivilege for a
-    building outside the user's grids."""
+    """Recorded under the session's user, dated by the database with the local date in
+    ``time_zone`` (IANA name; migration 0162); returns the inspection's id. Raises
+    psycopg.errors.InsufficientPrivilege for a building outside the user's grids,
+    psycopg.errors.InvalidParameterValue for empty findings or an unknown time zone."""
     row = conn.execute(
         "SELECT record_inspection(%s, %s, %s, %s, %s, %s)",
-        (building_id, inspected_on, findings, hazards, photo_refs, next_visit),
+        (building_id, time_zone, findings, hazards, photo_refs, next_visit),
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -17,7 +17,7 @@ from types import ModuleType
 import psycopg
 import streamlit as st
 
-from dashboard import nav, pool, queries, session, villages
+from dashboard import fmt, nav, pool, queries, session, villages
 from dashboard.auth import User
 from dashboard.pages import (
     alarms,
@@ -74,7 +74,7 @@ def main() -> None:
     user = session.signed_in(settings)
     if user is None:
         return
-    st.sidebar.caption(md(f"{user.username} · {user.role}"))
+    st.sidebar.caption(md(f"{user.username} · {fmt.code('role', user.role)}"))
     if st.sidebar.button("退出 Sign out"):
         session.sign_out(settings)
     # The village picker: the villages this user sees (a page says it when the database fails).

@@ -61,9 +61,34 @@ def sign_in(
     return User(str(who[0]), str(who[1]), tuple(who[2]), token)
 
 
-def bind(conn: psycopg.Connection, token: str) -> None:
-    """Carry ``token`` on every later statement of ``conn`` (session-level setting)."""
-    conn.execute("SELECT set_config('vt.session', %s, false)", (token,))
+def resume(conn: psycopg.Connection, token: str) -> User | None:
+    """The user of an earlier sign-in's ``token`` (kept in the sign-in cookie), if the database
+    still holds that session live: not signed out, not idle past its limit, the user neither
+    disabled nor locked (vt_session, migration 0060). Restarts the session's idle clock, as any
+    user action does. ``conn`` is a connection as the dashboard's role; the token stays bound
+    to it. Raises psycopg.OperationalError when the database cannot be reached."""
+    bind(conn, token)
+    try:
+        conn.execute("SELECT vt_session_touch()")
+        who = conn.execute("SELECT username, role, grids FROM vt_session()").fetchone()
+    except psycopg.errors.InvalidAuthorizationSpecification:
+        return None
+    if who is None:
+        return None
+    return User(str(who[0]), str(who[1]), tuple(who[2]), token)
+
+
+def bind(conn: psycopg.Connection, token: str, time_zone: str | None = None) -> None:
+    """Carry ``token`` on every later statement of ``conn`` (session-level setting), and run
+    the session in ``time_zone`` (an IANA name) when given: ``current_date`` is then the
+    village's local date and times come back in its offset."""
+    if time_zone is None:
+        conn.execute("SELECT set_config('vt.session', %s, false)", (token,))
+        return
+    conn.execute(
+        "SELECT set_config('vt.session', %s, false), set_config('TimeZone', %s, false)",
+        (token, time_zone),
+    )
 
 
 @cache

@@ -231,6 +231,11 @@ def audit_log(conn: psycopg.Connection, limit: int = 500) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["at", "username", "action", "subject", "reason"])
 
 
+def reveal_categories(conn: psycopg.Connection) -> dict[str, str]:
+    """The reasons one may reveal a person for: category code → its bilingual label."""
+    return dict(conn.execute("SELECT category, label FROM reveal_categories").fetchall())
+
+
 def audit_actions(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT DISTINCT action FROM audit_log ORDER BY 1")]
 

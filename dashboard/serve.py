@@ -15,6 +15,12 @@ from typing import Any
 import streamlit as st
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from dashboard import cookie
+from dashboard.settings import DashboardSettings
 
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
@@ -52,5 +58,29 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+async def session_cookie(request: Request) -> Response:
+    """``POST /_vt/session`` with a one-time code (cookie.offer) as the body: 204 and the
+    sign-in cookie; an unknown, used or expired code: 403. ``DELETE``: 204 and the cookie
+    dropped. Requests from another origin are refused (403)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+        return Response(status_code=403)
+    secure = DashboardSettings().cookie_secure
+    response = Response(status_code=204)
+    if request.method == "DELETE":
+        response.headers["Set-Cookie"] = cookie.clear_cookie_header(secure)
+        return response
+    token = cookie.claim((await request.body())[:200].decode("ascii", "replace"))
+    if token is None:
+        return Response(status_code=403)
+    response.headers["Set-Cookie"] = cookie.set_cookie_header(token, secure)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 SCRIPT = Path(__file__).with_name("entry") / "app.py"  # why not app.py: entry/app.py's docstring
-app = st.App(str(SCRIPT), middleware=[Middleware(SecurityHeaders)])
+app = st.App(
+    str(SCRIPT),
+    routes=[Route(f"/{cookie.ROUTE}", session_cookie, methods=["POST", "DELETE"])],
+    middleware=[Middleware(SecurityHeaders)],
+)

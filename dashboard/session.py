@@ -1,6 +1,8 @@
-"""The signed-in browser session (Streamlit edge): the sign-in form, the idle timeout, and the
-user's own database connections carrying their session token (migration 0060), from which
-the database decides what each statement may see (row-level security, migration 0061)."""
+"""The signed-in browser session (Streamlit edge): the sign-in form, the idle timeout, the
+sign-in kept across reloads (a cookie holding the database-signed token, dashboard/cookie.py),
+and the user's own database connections carrying their session token (migration 0060), from
+which the database decides what each statement may see (row-level security, migration 0061).
+Every connection runs in the village's time zone (DashboardSettings.time_zone)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from datetime import timedelta
 import psycopg
 import streamlit as st
 
-from dashboard import pool
-from dashboard.auth import Refused, User, bind, sign_in
+from dashboard import cookie, pool
+from dashboard.auth import Refused, User, bind, resume, sign_in
 from dashboard.settings import DashboardSettings
 
 
@@ -35,8 +37,7 @@ def lent(dsn: str, settings: DashboardSettings) -> psycopg.Connection:
     user's session token (the primary's, or the read replica's: VT_REPLICA_DSN)."""
     found = pool.lent(dsn, settings)
     user: User | None = st.session_state.get("user")
-    if user is not None:
-        bind(found, user.token)
+    bind(found, user.token if user is not None else "", settings.time_zone)
     return found
 
 
@@ -49,7 +50,54 @@ def token() -> str:
 def timed_out() -> None:
     st.session_state.clear()
     st.session_state["timed_out"] = True
+    st.session_state[FORGET] = True
+    st.session_state[RESUME_TRIED] = True  # the cookie this page was opened with is spent
     st.rerun(scope="app")
+
+
+OFFER = "cookie-offer"  # session state: a one-time code the page exchanges for the cookie
+FORGET = "cookie-forget"  # session state: the page should make the browser drop the cookie
+RESUME_TRIED = "cookie-tried"  # session state: this browser session's cookie was tried
+
+
+def _cookie_script(settings: DashboardSettings) -> None:
+    """The page's part of dashboard/cookie.py: post the one-time code (the route's response
+    sets the HttpOnly cookie) or ask the route to drop the cookie. Nothing else is sent."""
+    code = st.session_state.pop(OFFER, None)
+    forget = st.session_state.pop(FORGET, False)
+    if code is None and not forget:
+        return
+    method = "DELETE" if forget else "POST"
+    body = "" if forget else str(code)
+    st.html(
+        "<script>fetch(new URL('/" + cookie.ROUTE + "', window.location.origin),"
+        f" {{method: '{method}', body: '{body}', credentials: 'same-origin'}});</script>",
+        unsafe_allow_javascript=True,
+    )
+
+
+def _resumed(settings: DashboardSettings) -> User | None:
+    """The user of the sign-in cookie this browser sent, once per browser session, if the
+    database still holds that session live (auth.resume); else the cookie is dropped."""
+    if st.session_state.get(RESUME_TRIED):
+        return None
+    st.session_state[RESUME_TRIED] = True
+    token = st.context.cookies.get(cookie.NAME)
+    if not isinstance(token, str) or not token:
+        return None
+    conn = pool.lent(settings.writer_dsn(), settings)
+    user = resume(conn, str(token))
+    if user is None:
+        st.session_state[FORGET] = True
+        return None
+    _keep(settings, user)
+    return user
+
+
+def _keep(settings: DashboardSettings, user: User) -> None:
+    st.session_state["user"] = user
+    st.session_state["seen"] = time.monotonic()
+    st.session_state["timeout_s"] = settings.session_timeout_minutes * 60
 
 
 def still_signed_in() -> None:
@@ -71,8 +119,17 @@ def client_address() -> str:
 
 
 def signed_in(settings: DashboardSettings) -> User | None:
-    """The signed-in user, or None after drawing the sign-in form (and its refusal)."""
+    """The signed-in user (from this browser session, or resumed from the sign-in cookie after
+    a reload), or None after drawing the sign-in form (and its refusal)."""
+    _cookie_script(settings)
     user: User | None = st.session_state.get("user")
+    if user is None:
+        try:
+            user = _resumed(settings)
+        except psycopg.OperationalError as exc:  # the form below, for when it is back
+            st.error(f"无法连接数据库 Cannot reach the database: {exc}")
+        if user is not None:
+            return user
     if user is not None:
         still_signed_in()
         try:  # a user action: the database restarts the session's idle clock, if still live
@@ -110,9 +167,8 @@ def start_session(settings: DashboardSettings, username: str, password: str) -> 
     first.close()  # later statements go through the pool (writer), carrying the token
     if isinstance(found, Refused):
         return found
-    st.session_state["user"] = found
-    st.session_state["seen"] = time.monotonic()
-    st.session_state["timeout_s"] = idle.total_seconds()
+    _keep(settings, found)
+    st.session_state[OFFER] = cookie.offer(found.token)
     return found
 
 
@@ -120,4 +176,6 @@ def sign_out(settings: DashboardSettings) -> None:
     """Ends the session in the database and in this browser session."""
     writer(settings).execute("SELECT vt_sign_out()")
     st.session_state.clear()
+    st.session_state[FORGET] = True
+    st.session_state[RESUME_TRIED] = True  # the cookie this page was opened with is spent
     st.rerun()

@@ -48,13 +48,17 @@ class DashboardSettings(BaseSettings):
     db_lend_timeout_s: float = Field(default=3.0, gt=0)  # waiting for a free connection
     db_lend_attempts: int = Field(default=2, ge=1)  # tenacity, jittered exponential waits
     # The village's time zone (IANA name; VT_TIME_ZONE, as the day simulator's): times and
-    # the dates of records are shown in it.
+    # the dates of records are shown in it; the database sessions run in it (current_date
+    # is the village's date; dashboard/session.py).
     time_zone: str = Field(default="Asia/Shanghai", validation_alias="VT_TIME_ZONE")
     # The inspection report's PDF font (dashboard/report_pdf.py): CJK glyphs, TrueType or
     # OpenType, a collection's face by index (Debian's fonts-noto-cjk: 2 is Simplified Chinese).
     report_font: Path = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
     report_font_bold: Path | None = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
     report_font_index: int = Field(default=2, ge=0)
+    # The sign-in cookie's Secure attribute (dashboard/cookie.py). Browsers keep Secure cookies
+    # on https and on http://localhost or 127.0.0.1; turn it off only for plain http elsewhere.
+    cookie_secure: bool = True
 
     @field_validator("time_zone")
     @classmethod

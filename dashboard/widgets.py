@@ -13,7 +13,7 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, queries, session, villages
+from dashboard import actions, fmt, queries, session, villages
 from dashboard.safe import md
 from dashboard.settings import DashboardSettings
 from mapping import db as village_db, layers
@@ -49,6 +49,34 @@ def local_minutes(times: pd.Series, missing: str = "—") -> pd.Series:
 def or_dash(values: pd.Series) -> pd.Series:
     """Values as text, ``—`` where there is none (None, NaN/NaT, empty): never ``None``."""
     return values.map(lambda v: "—" if v is None or v != v or v == "" else str(v))
+
+
+def url_index(name: str, options: list[str]) -> int | None:
+    """The position in ``options`` of the URL's ``?name=`` value (a deep link such as
+    ``?building=LH00150``), None when the URL has none or one not among the options: a
+    building the user may not see is not among them (row-level security), so such a link
+    opens nothing of it."""
+    wanted = st.query_params.get(name)
+    return options.index(wanted) if wanted in options else None
+
+
+def to_url(name: str, value: str | None) -> None:
+    """Keeps ``value`` in the URL as ``?name=value`` (None removes it), so that the page's
+    state can be shared as a link and survives a reload."""
+    if value is None:
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != value:
+        st.query_params[name] = value
+
+
+def table(shown: pd.DataFrame, empty: str, key: str | None = None) -> None:
+    """A table as fmt.table gives it, full width; with no row, ``empty`` said in words
+    ("暂无工单 No cases."), where Streamlit would draw an English "empty"."""
+    if shown.empty:
+        st.caption(empty)
+    else:
+        st.dataframe(shown, hide_index=True, width="stretch", key=key)
 
 
 def mask_text(name: object) -> str:
@@ -92,7 +120,7 @@ def building_panel(
     if events.empty:
         st.info("此楼栋近7天暂无事件 No events for this building in the last 7 days.")
     else:
-        st.dataframe(events, hide_index=True, width="stretch")
+        st.dataframe(fmt.table(events, settings.time_zone), hide_index=True, width="stretch")
 
 
 def reveal_form(conn: psycopg.Connection, registered: pd.DataFrame, row: Any) -> None:
@@ -108,9 +136,7 @@ def reveal_form(conn: psycopg.Connection, registered: pd.DataFrame, row: Any) ->
         return
     person = st.selectbox("人员 Person", list(people), format_func=people.__getitem__,
                           key="reveal-person")  # fmt: skip
-    categories: dict[str, str] = dict(
-        conn.execute("SELECT category, label FROM reveal_categories").fetchall()
-    )
+    categories = queries.reveal_categories(conn)
     category = st.selectbox("理由类别 Reason category", list(categories),
                             format_func=categories.__getitem__, key="reveal-category")  # fmt: skip
     reason = st.text_input("理由 Reason (required)", key="reveal-reason")

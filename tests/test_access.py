@@ -375,12 +375,12 @@ def test_writes_go_through_functions_that_check_the_session(village_db: str) -> 
                 (mine,),
             )
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="outside your grids"):
-            actions.record_inspection(conn, theirs, date.today(), "forged", [], [], None)
+            actions.record_inspection(conn, theirs, "Asia/Shanghai", "forged", [], [], None)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE incidents SET status = 'resolved'")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="outside your grids"):
             actions.move_incident(conn, str(incident), "resolved", None)
-        actions.record_inspection(conn, mine, date.today(), "楼道堆物 clutter", [], [], None)
+        actions.record_inspection(conn, mine, "Asia/Shanghai", "楼道堆物 clutter", [], [], None)
     with psycopg.connect(village_db) as conn:
         assert conn.execute(
             "SELECT building_id, inspector FROM inspections WHERE findings <> 'ok'"
@@ -553,14 +553,16 @@ def test_the_audit_page_filters_the_full_log_for_admins_only(village_db: str) ->
     app.run()
     assert not app.exception, app.exception
     log = app.dataframe[0].value
-    assert {"reveal_person", "sign_in", "sign_in_failed"} <= set(log.action)
+    assert {"查看身份 reveal a person", "登录 sign in", "登录失败 failed sign-in"} <= set(
+        log["操作 Action"]
+    )
     # The attempted username stays text in the table (a data frame never renders Markdown).
-    assert "[x](https://example.invalid)" in set(log.username)
+    assert "[x](https://example.invalid)" in set(log["用户 User"])
     app.text_input(key="audit-person").input(mine).run()
-    assert list(app.dataframe[0].value.action) == ["reveal_person"]
+    assert list(app.dataframe[0].value["操作 Action"]) == ["查看身份 reveal a person"]
     app.text_input(key="audit-person").input("").run()
     app.text_input(key="audit-user").input("insp").run()
-    assert set(app.dataframe[0].value.username) == {"insp"}
+    assert set(app.dataframe[0].value["用户 User"]) == {"insp"}
     assert app.get("download_button")  # the export
     refused = AppTest.from_function(audit_script, args=(village_db, "insp", PASSWORD))
     refused.run()

@@ -152,7 +152,7 @@ def test_manager_acts_on_a_smoke_alert_and_the_worker_gets_the_case(
     page.get_by_role("button", name="退出 Sign out").click()
     page.get_by_label("用户名 Username").wait_for(timeout=30_000)
     sign_in(page, "inspector")
-    page.get_by_text("inspector · inspector").wait_for(timeout=30_000)
+    page.get_by_text("inspector · 出租屋检查员 inspector").wait_for(timeout=30_000)
     page.get_by_role("link", name="工单 Cases").click()
     expect(page.get_by_text("inspector 的工单队列 queue")).to_be_visible(timeout=30_000)
     expect(page.get_by_text(case_no).first).to_be_visible(timeout=30_000)

@@ -196,7 +196,7 @@ def test_an_app_incident_opens_a_ticket_that_moves_to_resolved(village_db: str) 
     app = AppTest.from_function(page_script, args=(village_db, "incidents"))
     app.run()
     assert not app.exception, app.exception
-    assert app.dataframe[0].value.category.iloc[0] == "ebike_charging"
+    assert app.dataframe[0].value["类别 Category"].iloc[0] == "电动车充电 e-bike charging"
     app.radio[0].set_value("assigned")
     app.text_input[0].input("网格员 王")
     app.button[0].click().run()

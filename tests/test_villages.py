@@ -321,7 +321,7 @@ def test_two_villages_side_by_side_with_events_for_both_and_users_scoped_per_vil
         # Writes through the checked functions stay in the session's villages too.
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="outside your grids"):
             insp.execute(
-                "SELECT record_inspection(%s, current_date, 'ok', '{}', '{}', NULL)",
+                "SELECT record_inspection(%s, 'Asia/Shanghai', 'ok', '{}', '{}', NULL)",
                 (sample_building,),
             )
 

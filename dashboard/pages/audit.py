@@ -8,7 +8,7 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from dashboard import actions, nav, queries, session, widgets
+from dashboard import actions, fmt, nav, queries, session
 from dashboard.auth import User
 from dashboard.safe import csv_bytes, md
 from dashboard.settings import DashboardSettings
@@ -27,8 +27,9 @@ def render(settings: DashboardSettings, user: User) -> None:
     cols = st.columns(4)
     who = cols[0].text_input("用户 User", key="audit-user")
     action = cols[1].selectbox(
-        "操作 Action", [None, *queries.audit_actions(conn)], format_func=lambda a: a or "— all —"
-    )
+        "操作 Action", [None, *queries.audit_actions(conn)],
+        format_func=lambda a: fmt.code("action", a) if a else "— 全部 all —",
+    )  # fmt: skip
     days = cols[2].selectbox("时间 Within", [1, 7, 30, 365, 3650], index=1,
                              format_func=lambda d: f"{d} 天 days")  # fmt: skip
     person = cols[3].text_input("人员 Person (subject)", key="audit-person")
@@ -36,7 +37,11 @@ def render(settings: DashboardSettings, user: User) -> None:
         conn, who.strip() or None, action, timedelta(days=int(days or 7)), person.strip() or None
     )
     st.caption(f"{len(log)} 条 rows (最新 newest first, at most 5,000)")
-    shown = log.assign(at=widgets.local_minutes(log["at"], "—")).fillna("—")
+    reveal = queries.reveal_categories(conn)
+    shown = fmt.table(
+        log.assign(category=log.category.map(lambda c: reveal.get(c, c) if c else None)),
+        settings.time_zone, coded={"category": "", "reason": "refusal"},
+    )  # fmt: skip
     st.dataframe(shown, hide_index=True, width="stretch")
     st.download_button(
         "导出 CSV Export", csv_bytes(shown), file_name="audit-log.csv", mime="text/csv"
@@ -44,7 +49,12 @@ def render(settings: DashboardSettings, user: User) -> None:
     _lockouts_section(settings)
 
 
-LOCKOUT_KINDS = {"account": "账户 account", "address": "地址 address"}
+LOCKOUT_KINDS = fmt.CODES["lockout"]
+
+
+def _local_minutes(times: pd.Series, missing: str, time_zone: str) -> list[str]:
+    """timestamptz values as village-local ``2026-11-30 04:02`` text, ``missing`` for none."""
+    return [missing if pd.isna(t) else fmt.minutes(t, time_zone) for t in times]
 
 
 def _lockouts_section(settings: DashboardSettings) -> None:
@@ -65,9 +75,9 @@ def _lockouts_section(settings: DashboardSettings) -> None:
             {
                 "类型 Kind": found.kind.map(LOCKOUT_KINDS),
                 "账户或地址 Account or address": found.subject,
-                "锁定于 Locked since": widgets.local_minutes(found.since, "—"),
-                "解除于 Until": widgets.local_minutes(
-                    found.until, "管理员解除 until an admin lifts it"
+                "锁定于 Locked since": _local_minutes(found.since, "—", settings.time_zone),
+                "解除于 Until": _local_minutes(
+                    found.until, "管理员解除 until an admin lifts it", settings.time_zone
                 ),
             }
         ),

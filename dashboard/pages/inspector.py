@@ -34,12 +34,17 @@ def render(settings: DashboardSettings, user: User) -> None:
         st.error(f"无法连接数据库 Cannot reach the database: {exc}")
         return
     mine = buildings[[user.may_see_grid(g) for g in buildings.grid_code]]
-    by = st.radio("查找方式 Find by", ["地址 address", "网格 grid"], horizontal=True)
+    ways = ["地址 address", "网格 grid"]
+    by = st.radio(
+        "查找方式 Find by", ways, horizontal=True, index=1 if "grid" in st.query_params else 0
+    )
     if by.startswith("网格"):
         grids = sorted({str(g) for g in mine.grid_code.dropna()})
-        grid = st.selectbox("网格 Grid", grids)
+        grid = st.selectbox("网格 Grid", grids, index=widgets.url_index("grid", grids) or 0)
+        widgets.to_url("grid", grid)
         choices = mine[mine.grid_code == grid]
     else:
+        widgets.to_url("grid", None)
         query = st.text_input("地址或编号 Address or building code", key="address-search")
         # The search spans the whole village, so a building outside one's grids is refused
         # with its reason rather than silently missing.
@@ -61,9 +66,15 @@ def render(settings: DashboardSettings, user: User) -> None:
         )
         return
     labels = dict(zip(choices.building_id, choices.address, strict=True))
+    options = sorted(labels)
+    wanted = st.query_params.get("building")
+    if wanted and wanted not in set(mine.building_id):  # not the user's, or no such building
+        st.warning(md(f"无权查看或不存在 Not allowed or not found: {wanted}"))
     building_id = st.selectbox(
-        "楼栋 Building", sorted(labels), format_func=lambda b: f"{labels[b]} ({b})"
-    )
+        "楼栋 Building", options, index=widgets.url_index("building", options) or 0,
+        format_func=lambda b: f"{labels[b]} ({b})",
+    )  # fmt: skip
+    widgets.to_url("building", building_id)
     row = buildings.loc[buildings.building_id == building_id].iloc[0]
     if not user.may_see_grid(row.grid_code):
         st.error(
@@ -209,10 +220,10 @@ def _record_form(settings: DashboardSettings, building_id: str) -> None:
             if not findings.strip():
                 st.error("请填写发现 Write the findings.")
             else:
-                actions.record_inspection(
+                actions.record_inspection(  # dated by the database: the village's local date
                     session.writer(settings),
                     building_id,
-                    datetime.now(settings.zone()).date(),  # the village's local date
+                    settings.time_zone,
                     findings.strip(),
                     hazards,
                     [p.strip() for p in photos.replace("，", ",").split(",") if p.strip()],

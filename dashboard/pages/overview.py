@@ -9,8 +9,9 @@ import geopandas as gpd
 import psycopg
 import streamlit as st
 
-from dashboard import nav, queries, session, villages, widgets
+from dashboard import fmt, nav, queries, session, villages, widgets
 from dashboard.auth import User
+from dashboard.safe import md
 from dashboard.settings import DashboardSettings
 from mapping import alert_layers, db as village_db, layers
 
@@ -75,7 +76,7 @@ def _live_map(
     online, devices_total = queries.devices_online(conn, picked)
 
     cols = st.columns(6)
-    cols[4].metric("未结工单 Open incidents", queries.open_incident_count(conn))
+    cols[4].metric("未结上报 Open reports", queries.open_incident_count(conn))
     cols[5].metric("待复查 Inspections due", queries.inspections_due(conn))
     cols[0].metric("楼栋 Buildings", len(buildings))
     cols[1].metric("今日事件 Events today", sum(today.values()))
@@ -171,7 +172,7 @@ def _attention(conn: psycopg.Connection) -> list[Any]:
     with st.container():
         for row in fire.head(5).itertuples():
             st.error(f"烟火告警 SMOKE/FIRE · {row.title} · 网格 grid {row.grid_code or '—'}"
-                     f" · #{row.alert_id} ({row.status})")  # fmt: skip
+                     f" · #{row.alert_id} ({fmt.code('status', row.status)})")  # fmt: skip
     counts = queries.open_alerts_by_severity(conn)
     offline = queries.offline_devices(conn)
     cols = st.columns(6)
@@ -207,14 +208,23 @@ def render(settings: DashboardSettings, user: User) -> None:
     labels = dict(zip(buildings.building_id, buildings.address, strict=True))
     several = villages.current() is None and len(figures) > 1
     whole = "全区 whole district" if several else "全村 whole village"
+    wanted = st.query_params.get("building")  # a deep link: ?building=LH00150
+    if wanted and wanted not in labels:  # not in the village, or not the user's (RLS)
+        st.sidebar.warning(md(f"无权查看或不存在 Not allowed or not found: {wanted}"))
+    elif wanted and "picked-building" not in st.session_state:
+        st.session_state["picked-building"] = wanted
     selected = st.sidebar.selectbox(
         "选择楼栋 Pick a building",
         options=[None, *sorted(labels)],
         format_func=lambda b: f"— {whole} —" if b is None else f"{labels[b]} ({b})",
         key="picked-building",  # a click on the map sets it too (_live_map)
     )
+    widgets.to_url("building", selected)
     chosen = st.sidebar.multiselect(
-        "图层 Layers", options=list(THEMES), default=["地 places", "事 events", "物 objects"]
+        "图层 Layers",
+        options=list(THEMES),
+        default=["地 places", "事 events", "物 objects"],
+        placeholder="选择图层 Choose layers",
     )
     metric = st.sidebar.radio(
         "楼栋颜色 Colour buildings by", options=list(METRICS), format_func=METRICS.__getitem__
