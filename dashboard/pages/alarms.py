@@ -70,17 +70,23 @@ def page(
     st.title("告警中心 · Alarm centre")
     cols = st.columns(5)
     severities = cols[0].multiselect(
-        "级别 Severity", list(SEVERITIES), format_func=alert_layers.SEVERITY_NAMES.__getitem__
+        "级别 Severity",
+        list(SEVERITIES),
+        format_func=alert_layers.SEVERITY_NAMES.__getitem__,
+        placeholder="全部 All",
     )
     rules = cols[1].multiselect(
-        "规则 Rule", list(CATALOGUE), format_func=lambda r: CATALOGUE[r].name
+        "规则 Rule",
+        list(CATALOGUE),
+        format_func=lambda r: CATALOGUE[r].name,
+        placeholder="全部 All",
     )
     all_grids = sorted(village["grid_cells"].grid_code) if len(village["grid_cells"]) else []
     grids_allowed = [g for g in all_grids if user.may_see_grid(g)]
-    grids = cols[2].multiselect("网格 Grid", grids_allowed)
+    grids = cols[2].multiselect("网格 Grid", grids_allowed, placeholder="全部 All")
     statuses = cols[3].multiselect(
         "状态 Status", list(STATUS_NAMES), default=["open", "acknowledged"],
-        format_func=STATUS_NAMES.__getitem__,
+        format_func=STATUS_NAMES.__getitem__, placeholder="全部 All",
     )  # fmt: skip
     age = cols[4].selectbox("时间 Last seen within", list(AGES), index=2)
     found = queries.alerts_page(
@@ -103,7 +109,7 @@ def page(
         unsafe_allow_html=True,
     )
     table = alert_table(found)
-    st.dataframe(table, hide_index=True, width="stretch", key="alarm-table")
+    widgets.table(table, "暂无告警 No alerts.", key="alarm-table")
     st.download_button("导出 CSV export", csv_bytes(table), file_name="alerts.csv", mime="text/csv")
     if found.empty:
         return

@@ -67,10 +67,12 @@ def page(
         cols = st.columns(2)
         grids_allowed = [g for g in sorted(village["grid_cells"].grid_code)
                          if user.may_see_grid(g)]  # fmt: skip
-        grids = cols[0].multiselect("网格 Grid", grids_allowed, key="case-grids")
+        grids = cols[0].multiselect(
+            "网格 Grid", grids_allowed, key="case-grids", placeholder="全部 All"
+        )
         statuses = cols[1].multiselect(
             "状态 Status", list(cases.STATUSES), default=["reported", "dispatched", "handled"],
-            format_func=cases.STATUSES.__getitem__, key="case-status",
+            format_func=cases.STATUSES.__getitem__, key="case-status", placeholder="全部 All",
         )  # fmt: skip
         limit_grids = grids or (grids_allowed if user.role == "inspector" else [])
         found = queries.cases_page(reader, limit_grids, statuses, village=villages.current())
@@ -84,7 +86,7 @@ def page(
     deck = layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url)
     st.pydeck_chart(deck, height=360, key="cases-map")
     shown = case_table(found)
-    st.dataframe(shown, hide_index=True, width="stretch", key="case-table")
+    widgets.table(shown, "暂无工单 No cases.", key="case-table")
     if found.empty:
         return
     _act(user, reader, writer, found, staff, workers)
