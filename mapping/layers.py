@@ -17,7 +17,7 @@ import geopandas as gpd
 import pandas as pd
 import pydeck as pdk
 
-from devices.kinds import EVENT_COLOURS
+from devices.kinds import EVENT_COLOURS, label as kind_label
 from mapping.frames import rows
 
 # Sequential colour ramp (light yellow → deep red) for building metrics.
@@ -279,7 +279,7 @@ def event_records(events: pd.DataFrame, zone: tzinfo | None = None) -> list[dict
                 "kind": row.kind,
                 "device_id": row.device_id,
                 "ts": str(row.ts),
-                "tip": f"{row.kind}\n{row.device_id}\n{_when(row.ts, zone)}",
+                "tip": f"{kind_label(row.kind)}\n{row.device_id}\n{_when(row.ts, zone)}",
                 "colour": list(EVENT_COLOURS.get(family, (90, 90, 90))),
             }
         )
@@ -567,7 +567,7 @@ def device_records(
                 "colour": list(DEVICE_COLOURS[online]),
                 "ring": list(OFFLINE_RING) if online is False else [255, 255, 255],
                 "size": 6.0 if online is False else 3.0,  # pixels: offline stands out
-                "tip": f"{row.device_id} · {row.kind}\n{DEVICE_STATES[online]}",
+                "tip": f"{row.device_id} · {kind_label(row.kind)}\n{DEVICE_STATES[online]}",
             },
         ))  # fmt: skip
     return [record for _, record in sorted(records, key=lambda r: r[0])]

@@ -93,7 +93,7 @@ def test_event_tooltip_gives_the_local_time_without_seconds() -> None:
                            "kind": ["gate.pass"], "device_id": ["gate-1"], "lon": [113.45],
                            "lat": [23.16]})  # fmt: skip
     (record,) = layers.event_records(points, ZoneInfo("Asia/Shanghai"))
-    assert record["tip"] == "gate.pass\ngate-1\n2026-11-30 04:02"
+    assert record["tip"] == "闸机通行 gate pass\ngate-1\n2026-11-30 04:02"
 
 
 def test_hexagons_are_sized_to_the_village(large: object) -> None:
@@ -185,7 +185,7 @@ def test_devices_stand_above_their_roofs_offline_on_top_with_a_legend() -> None:
     assert by_id["off"]["position"][2] == 30.0 + layers.DEVICE_LIFT_M
     assert by_id["new"]["position"][2] == layers.DEVICE_LIFT_M
     assert by_id["off"]["colour"] == list(layers.DEVICE_COLOURS[False])
-    assert by_id["off"]["tip"] == "off · gate\n离线 offline"
+    assert by_id["off"]["tip"] == "off · 出入口闸机 gate\n离线 offline"
     legend = dict(layers.device_legend())
     assert legend["设备 device 离线 offline"] == layers.DEVICE_COLOURS[False]
     assert len(set(legend.values())) == 3
