@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from dashboard import fmt
 from mapping.frames import rows
 from rules import logic
 from rules.settings import RuleParams
@@ -36,14 +37,7 @@ KIND_LABELS = {
 }
 _KIND_ORDER = {kind: n for n, kind in enumerate(KIND_LABELS)}
 
-HAZARD_LABELS = {
-    "ebike_charging_indoors": "室内/楼道电动车充电 E-bike charging indoors",
-    "blocked_escape_route": "疏散通道堵塞 Blocked escape route",
-    "missing_extinguisher": "灭火器缺失 Missing extinguisher",
-    "unsafe_wiring": "私拉乱接电线 Unsafe wiring",
-    "gas_cylinder_indoors": "室内存放液化气瓶 Gas cylinder indoors",
-    "overcrowding": "群租 Overcrowding",
-}
+HAZARD_LABELS = fmt.CODES["hazards"]  # the one translation table's (dashboard/fmt.py)
 HAZARDS = list(HAZARD_LABELS)
 
 NOTHING = "—"  # what an empty value is shown as: never None, NaT or nan
@@ -311,24 +305,6 @@ def by_unit(issues: Sequence[Discrepancy]) -> list[tuple[str, list[Discrepancy]]
 # --- the report's values: the PDF (dashboard/report_pdf.py) and the CSV -----------------------
 
 
-def local_time(value: object, zone: ZoneInfo) -> str:
-    """An instant as the village's local time, ``2026-11-30 04:02``; NOTHING for None, NaT
-    or NaN. A naive datetime is taken as UTC (psycopg returns aware ones for timestamptz)."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
-        return NOTHING
-    moment = pd.Timestamp(value)  # type: ignore[arg-type]
-    if moment.tzinfo is None:
-        moment = moment.tz_localize(UTC)
-    return moment.tz_convert(zone).strftime("%Y-%m-%d %H:%M")
-
-
-def local_day(value: object) -> str:
-    """A local date (a record's date, already local) as ``2026-11-30``; NOTHING if absent."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
-        return NOTHING
-    return pd.Timestamp(value).date().isoformat()  # type: ignore[arg-type]
-
-
 def hazard_text(codes: Sequence[str]) -> str:
     """Hazard codes as their labels, joined; NOTHING for none."""
     return "、".join(HAZARD_LABELS.get(c, c) for c in codes) or NOTHING
@@ -406,7 +382,7 @@ def units_table(units: pd.DataFrame, issues: Sequence[Discrepancy], zone: ZoneIn
         _unit_order(f, r, u) for f, r, u in zip(table.floor, table.room, table.unit_id, strict=True)
     ]
     table = table.iloc[sorted(range(len(table)), key=keys.__getitem__)]
-    table["last_activity"] = [local_time(v, zone) for v in table["last_activity"]]
+    table["last_activity"] = [fmt.minutes(v, zone.key) for v in table["last_activity"]]
     table["room"] = table["room"].fillna(NOTHING).astype(str)
     table["issues"] = [flagged.get(str(u), "") for u in table["unit_id"]]
     return table.rename(columns={**UNIT_COLUMNS, "issues": "异常 Discrepancies"})
@@ -428,15 +404,15 @@ def report_frame(report: Report) -> pd.DataFrame:
                for unit, found in by_unit(issues)}  # fmt: skip
     table = units_table(report.units, issues, report.zone)
     table["异常说明 Discrepancy details"] = [details.get(str(u), "") for u in table["单元 Unit"]]
-    latest = report.latest
+    latest, zone = report.latest, report.zone.key
     front = {"楼栋 Building": report.building_id, "地址 Address": report.address}
     back = {
-        "检查日期 Inspected on": local_day(latest.inspected_on) if latest else NOTHING,
+        "检查日期 Inspected on": fmt.day(latest.inspected_on, zone) if latest else NOTHING,
         "检查员 Inspector": latest.inspector if latest else NOTHING,
         "发现 Findings": latest.findings if latest else NOTHING,
         "隐患 Hazards": hazard_text(latest.hazards) if latest else NOTHING,
         "照片编号 Photo references": "、".join(latest.photo_refs) or NOTHING if latest else NOTHING,
-        "下次检查 Next visit": local_day(latest.next_visit) if latest else NOTHING,
+        "下次检查 Next visit": fmt.day(latest.next_visit, zone) if latest else NOTHING,
     }
     for n, (column, value) in enumerate(front.items()):
         table.insert(n, column, value)
@@ -453,17 +429,17 @@ def report_csv(report: Report) -> bytes:
     return csv_bytes(report_frame(report))
 
 
-def inspections_table(inspections: Sequence[Inspection]) -> pd.DataFrame:
+def inspections_table(inspections: Sequence[Inspection], zone: ZoneInfo) -> pd.DataFrame:
     """Recorded inspections for people: Chinese headers (English beside), local dates, hazard
     labels, photo references joined; NOTHING where a value is absent."""
     return pd.DataFrame(
         {
-            "检查日期 Date": [local_day(i.inspected_on) for i in inspections],
+            "检查日期 Date": [fmt.day(i.inspected_on, zone.key) for i in inspections],
             "检查员 Inspector": [i.inspector for i in inspections],
             "发现 Findings": [i.findings or NOTHING for i in inspections],
             "隐患 Hazards": [hazard_text(i.hazards) for i in inspections],
             "照片编号 Photo references": ["、".join(i.photo_refs) or NOTHING for i in inspections],
-            "下次检查 Next visit": [local_day(i.next_visit) for i in inspections],
+            "下次检查 Next visit": [fmt.day(i.next_visit, zone.key) for i in inspections],
         }
     )
 
@@ -479,7 +455,9 @@ TENANT_COLUMNS = {
 }
 
 
-def tenants_table(registered: pd.DataFrame, unit_order: Sequence[str] = ()) -> pd.DataFrame:
+def tenants_table(
+    registered: pd.DataFrame, zone: ZoneInfo, unit_order: Sequence[str] = ()
+) -> pd.DataFrame:
     """``queries.registered_tenants``' frame (already masked by the database) for people:
     no credential, Chinese headers, local dates, 是/否 for the care flag; units in
     ``unit_order`` (e.g. ``units_table``'s, floor by floor), others after them."""
@@ -490,5 +468,5 @@ def tenants_table(registered: pd.DataFrame, unit_order: Sequence[str] = ()) -> p
     if "care_target" in table:
         table["care_target"] = ["是 yes" if v else "否 no" for v in table["care_target"]]
     if "start_date" in table:
-        table["start_date"] = [local_day(v) for v in table["start_date"]]
+        table["start_date"] = [fmt.day(v, zone.key) for v in table["start_date"]]
     return table.fillna(NOTHING).rename(columns=TENANT_COLUMNS)

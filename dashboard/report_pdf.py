@@ -14,13 +14,12 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from dashboard import fmt
 from dashboard.inspection import (
     NOTHING,
     Report,
     by_unit,
     hazard_text,
-    local_day,
-    local_time,
     units_table,
 )
 from mapping.frames import rows
@@ -79,7 +78,7 @@ def pdf_bytes(report: Report, font: Path, bold_font: Path | None = None, index: 
         f" · 网格 grid {report.grid_code or NOTHING} · 业主 landlord {report.landlord or NOTHING}"
     )
     para(
-        f"生成 Generated {local_time(report.generated, report.zone)} ({report.zone.key})"
+        f"生成 Generated {fmt.minutes(report.generated, report.zone.key)} ({report.zone.key})"
         f" · 报告人 Prepared by {report.prepared_by}",
         8.5,
     )
@@ -90,12 +89,12 @@ def pdf_bytes(report: Report, font: Path, bold_font: Path | None = None, index: 
         para("尚无检查记录 No inspection recorded yet.")
     else:
         fields = [
-            ("检查日期 Date", local_day(latest.inspected_on)),
+            ("检查日期 Date", fmt.day(latest.inspected_on, report.zone.key)),
             ("检查员 Inspector", latest.inspector),
             ("发现 Findings", latest.findings or NOTHING),
             ("隐患 Hazards", hazard_text(latest.hazards)),
             ("照片编号 Photo references", "、".join(latest.photo_refs) or NOTHING),
-            ("下次检查 Next visit", local_day(latest.next_visit)),
+            ("下次检查 Next visit", fmt.day(latest.next_visit, report.zone.key)),
         ]
         pdf.set_font("cjk", "", 9.5)
         with pdf.table(col_widths=(1, 3), first_row_as_headings=False, line_height=5.5) as t:
@@ -146,10 +145,11 @@ def pdf_bytes(report: Report, font: Path, bold_font: Path | None = None, index: 
         para("无更早的检查 No earlier inspection.")
     for past in earlier:
         para(
-            f"{local_day(past.inspected_on)} · {past.inspector}: {past.findings or NOTHING}"
+            f"{fmt.day(past.inspected_on, report.zone.key)} · {past.inspector}:"
+            f" {past.findings or NOTHING}"
             f" · 隐患 hazards: {hazard_text(past.hazards)}"
             f" · 照片 photos: {'、'.join(past.photo_refs) or NOTHING}"
-            f" · 下次 next: {local_day(past.next_visit)}",
+            f" · 下次 next: {fmt.day(past.next_visit, report.zone.key)}",
             9,
         )
     return bytes(pdf.output())

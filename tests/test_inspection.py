@@ -128,7 +128,7 @@ def test_a_report_pdf_holds_the_inspection_with_local_dates() -> None:
         "inspector",
         "楼道电动车充电",
         "PH-0001、PH-0002",
-        "室内/楼道电动车充电E-bikechargingindoors",
+        "室内/楼道电动车充电e-bikechargingindoors",
         "下次检查Nextvisit",
         "2026-12-14",
         "检查日期Date",
@@ -221,18 +221,18 @@ def test_units_are_listed_floor_by_floor_rooms_in_number_order() -> None:
 
 def test_the_page_tables_have_chinese_headers_local_dates_and_no_none() -> None:
     report = _report()
-    past = inspection.inspections_table(report.inspections)
+    past = inspection.inspections_table(report.inspections, SHANGHAI)
     assert list(past.iloc[1]) == ["2026-10-02", "老周", "无异常", "—", "—", "—"]
     assert past.iloc[0]["隐患 Hazards"] == (
-        "室内/楼道电动车充电 E-bike charging indoors、疏散通道堵塞 Blocked escape route"
+        "室内/楼道电动车充电 e-bike charging indoors、疏散通道堵塞 blocked escape route"
     )
     registered, _, _ = frames()
     registered["phone"] = [None, "138****0000", None]
     registered["care_target"] = [False, True, False]
-    tenants = inspection.tenants_table(registered)
+    tenants = inspection.tenants_table(registered, SHANGHAI)
     assert "credential_ref" not in tenants
     assert list(tenants.columns) == ["单元 Unit", "人员编号 Person", "姓名 Name", "电话 Phone",
                                      "关爱对象 Care target", "入住 Since"]  # fmt: skip
     assert list(tenants.iloc[0]) == ["U1", "P1", "王*", "—", "否 no", "2025-01-01"]
-    ordered = inspection.tenants_table(registered, ["U2", "U1"])
+    ordered = inspection.tenants_table(registered, SHANGHAI, ["U2", "U1"])
     assert list(ordered["单元 Unit"]) == ["U2", "U1", "U1"]

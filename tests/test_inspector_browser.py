@@ -89,7 +89,7 @@ def test_inspector_journey_and_the_audit_trail(site: dict[str, str], chromium: B
     page.get_by_label("发现 Findings").fill(findings)
     hazards = page.get_by_label("隐患 Hazards")
     hazards.click()
-    page.get_by_role("option", name="室内/楼道电动车充电 E-bike charging indoors").click()
+    page.get_by_role("option", name="室内/楼道电动车充电 e-bike charging indoors").click()
     page.keyboard.press("Escape")
     page.get_by_label("照片编号 Photo references (comma-separated)").fill("PH-0001，PH-0002")
     # Streamlit's date input is three spin buttons (year, month, day): typed in order.
@@ -113,7 +113,7 @@ def test_inspector_journey_and_the_audit_trail(site: dict[str, str], chromium: B
     assert "出租屋检查报告" in words and site["building"] in words
     assert "".join(findings.split()) in words
     assert "检查员Inspectorinspector" in words
-    assert "室内/楼道电动车充电E-bikechargingindoors" in words
+    assert "室内/楼道电动车充电e-bikechargingindoors" in words
     assert "PH-0001、PH-0002" in words
     assert "下次检查Nextvisit2027-01-15" in words
     assert any(f"检查日期Date{day}" in words for day in today), words  # the local date

@@ -113,7 +113,7 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
     units_shown = inspection.units_table(table, found.issues, zone)
     st.dataframe(units_shown, hide_index=True, width="stretch")
     st.markdown("#### 登记租户 Registered tenants (已脱敏 masked)")
-    tenants = inspection.tenants_table(registered, list(units_shown["单元 Unit"]))
+    tenants = inspection.tenants_table(registered, zone, list(units_shown["单元 Unit"]))
     st.dataframe(tenants, hide_index=True, width="stretch")
     with st.expander("查看完整身份信息 Reveal one record (audited)"):
         widgets.reveal_form(conn, registered, row)
@@ -121,7 +121,7 @@ def _inspect(settings: DashboardSettings, user: User, conn: psycopg.Connection, 
     past = inspection.inspections_from(queries.inspections(conn, building_id))
     st.markdown("#### 检查记录 Inspections")
     if past:
-        st.dataframe(inspection.inspections_table(past), hide_index=True, width="stretch")
+        st.dataframe(inspection.inspections_table(past, zone), hide_index=True, width="stretch")
     else:
         st.caption("暂无检查记录 No inspection recorded yet.")
     report = inspection.Report(
