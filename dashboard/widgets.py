@@ -39,10 +39,11 @@ def _village(dsn: str, token: str, key: str | None) -> dict[str, Any]:
     }
 
 
-def local_minutes(times: pd.Series, missing: str = "—") -> pd.Series:
-    """timestamptz values as the village's local time to the minute, ``2026-11-30 04:02``
-    (Asia/Shanghai, China Standard Time), ``missing`` where there is none."""
-    local = pd.to_datetime(times, utc=True).dt.tz_convert("Asia/Shanghai")
+def local_minutes(times: pd.Series, time_zone: str, missing: str = "—") -> pd.Series:
+    """timestamptz values as local time in ``time_zone`` (an IANA name: the village's,
+    ``DashboardSettings.time_zone``) to the minute, ``2026-11-30 04:02``, ``missing`` where
+    there is none."""
+    local = pd.to_datetime(times, utc=True).dt.tz_convert(time_zone)
     return local.dt.strftime("%Y-%m-%d %H:%M").fillna(missing)
 
 

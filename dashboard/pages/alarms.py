@@ -108,12 +108,12 @@ def page(
         f"<div style='font-size:12px'>{alert_layers.legend_html(alert_layers.legend_rows())}</div>",
         unsafe_allow_html=True,
     )
-    table = alert_table(found)
+    table = alert_table(found, settings.time_zone)
     widgets.table(table, "暂无告警 No alerts.", key="alarm-table")
     st.download_button("导出 CSV export", csv_bytes(table), file_name="alerts.csv", mime="text/csv")
     if found.empty:
         return
-    _act(user, reader, writer, found)
+    _act(user, reader, writer, found, settings.time_zone)
 
 
 def _act(
@@ -121,6 +121,7 @@ def _act(
     reader: psycopg.Connection,
     writer: Callable[[], psycopg.Connection],
     found: pd.DataFrame,
+    time_zone: str,
 ) -> None:
     st.markdown("#### 处理告警 Act on an alert")
     labels = {
@@ -138,10 +139,12 @@ def _act(
         st.info(f"**{rule.name}** — {rule.explanation}")
     left, right = st.columns(2)
     left.caption("经过 History")
-    left.dataframe(history_table(queries.alert_history(reader, int(alert_id))), hide_index=True)
+    history = queries.alert_history(reader, int(alert_id))
+    left.dataframe(history_table(history, time_zone), hide_index=True)
     right.caption("证据 Evidence (events)")
     evidence = [e for e in str(row.evidence or "").split() if e]
-    right.dataframe(evidence_table(queries.event_details(reader, evidence)), hide_index=True)
+    details = queries.event_details(reader, evidence)
+    right.dataframe(evidence_table(details, time_zone), hide_index=True)
     staff = queries.grid_staff(reader)
     note = st.text_input("说明 Note", key="alarm-note")
     b = st.columns(4)
@@ -191,7 +194,7 @@ def _act(
             st.error(str(exc))
 
 
-def alert_table(found: pd.DataFrame) -> pd.DataFrame:
+def alert_table(found: pd.DataFrame, time_zone: str) -> pd.DataFrame:
     """The alarm centre's table of ``queries.alerts_page`` rows, as users read it: bilingual
     headers, severity, rule and status by name, local times, ``—`` for nothing."""
     return pd.DataFrame(
@@ -206,18 +209,18 @@ def alert_table(found: pd.DataFrame) -> pd.DataFrame:
             "楼栋 Building": widgets.or_dash(found.building_id),
             "单元 Unit": widgets.or_dash(found.unit_id),
             "设备 Device": widgets.or_dash(found.device_id),
-            "首次 First seen": widgets.local_minutes(found.first_seen),
-            "最近 Last seen": widgets.local_minutes(found.last_seen),
+            "首次 First seen": widgets.local_minutes(found.first_seen, time_zone),
+            "最近 Last seen": widgets.local_minutes(found.last_seen, time_zone),
             "次数 Times": found.occurrences,
         }
     )
 
 
-def history_table(history: pd.DataFrame) -> pd.DataFrame:
+def history_table(history: pd.DataFrame, time_zone: str) -> pd.DataFrame:
     """An alert's history (``queries.alert_history``): when (local), who, what, note."""
     return pd.DataFrame(
         {
-            "时间 When": widgets.local_minutes(history["at"]),
+            "时间 When": widgets.local_minutes(history["at"], time_zone),
             "人员 Who": history.actor.map(lambda a: "规则 rules" if a == "rules" else a),
             "操作 What": history.action.map(lambda a: HISTORY_ACTIONS.get(a, a)),
             "说明 Note": widgets.or_dash(history.note),
@@ -225,11 +228,11 @@ def history_table(history: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def evidence_table(events: pd.DataFrame) -> pd.DataFrame:
+def evidence_table(events: pd.DataFrame, time_zone: str) -> pd.DataFrame:
     """The events behind an alert (``queries.event_details``), said in words."""
     return pd.DataFrame(
         {
-            "时间 When": widgets.local_minutes(events.ts),
+            "时间 When": widgets.local_minutes(events.ts, time_zone),
             "类型 Type": events.kind.map(label),
             "设备 Device": widgets.or_dash(events.device_id),
             "楼栋 Building": widgets.or_dash(events.building_id),

@@ -85,11 +85,11 @@ def page(
     ]
     deck = layers.deck(drawn, layers.view_of(village["buildings"]), settings.base_map_url)
     st.pydeck_chart(deck, height=360, key="cases-map")
-    shown = case_table(found)
+    shown = case_table(found, settings.time_zone)
     widgets.table(shown, "暂无工单 No cases.", key="case-table")
     if found.empty:
         return
-    _act(user, reader, writer, found, staff, workers)
+    _act(user, reader, writer, found, staff, workers, settings.time_zone)
 
 
 def _act(
@@ -99,6 +99,7 @@ def _act(
     found: pd.DataFrame,
     staff: pd.DataFrame,
     workers: list[str],
+    time_zone: str,
 ) -> None:
     st.markdown("#### 处理工单 Move a case")
     labels = {int(r.case_id): f"{r.case_no} · {str(r.description)[:40]}" for r in rows(found)}
@@ -110,7 +111,7 @@ def _act(
     team = [cases.Staff(r.grid_code, r.username, r.duty, tuple(r.categories))
             for r in rows(staff)]  # fmt: skip
     suggested, manager = cases.route(row.grid_code, str(row.category), team)
-    due = widgets.local_minutes(pd.Series([row.due_at])).iloc[0]
+    due = widgets.local_minutes(pd.Series([row.due_at]), time_zone).iloc[0]
     st.markdown(  # data stays text (md escapes it)
         md(
             f"{row.case_no} · {cases.CATEGORIES.get(str(row.category), row.category)} · "
@@ -143,10 +144,11 @@ def _act(
                 except (cases.CaseError, ValueError) as exc:
                     st.error(str(exc))
     st.caption("经过 History")
-    st.dataframe(history_table(queries.case_history(reader, int(case_id))), hide_index=True)
+    history = queries.case_history(reader, int(case_id))
+    st.dataframe(history_table(history, time_zone), hide_index=True)
 
 
-def case_table(found: pd.DataFrame) -> pd.DataFrame:
+def case_table(found: pd.DataFrame, time_zone: str) -> pd.DataFrame:
     """Cases (``queries.cases_page`` / ``case_queue`` rows) as users read them: bilingual
     headers, names for priority, status, category and source, local times, ``—`` for
     nothing."""
@@ -162,8 +164,8 @@ def case_table(found: pd.DataFrame) -> pd.DataFrame:
             "单元 Unit": widgets.or_dash(found.unit_id),
             "描述 Description": widgets.or_dash(found.description),
             "网格员 Assigned to": widgets.or_dash(found.assigned_to),
-            "上报 Reported": widgets.local_minutes(found.reported_at),
-            "期限 Due": widgets.local_minutes(found.due_at),
+            "上报 Reported": widgets.local_minutes(found.reported_at, time_zone),
+            "期限 Due": widgets.local_minutes(found.due_at, time_zone),
             "升级至 Escalated to": widgets.or_dash(found.escalated_to),
             "来源 Source": found.source.map(lambda v: SOURCE_NAMES.get(v, v)),
             "反馈 Feedback": widgets.or_dash(found.feedback),
@@ -171,11 +173,11 @@ def case_table(found: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def history_table(history: pd.DataFrame) -> pd.DataFrame:
+def history_table(history: pd.DataFrame, time_zone: str) -> pd.DataFrame:
     """A case's history (``queries.case_history``): when (local), who, what, from, to, note."""
     return pd.DataFrame(
         {
-            "时间 When": widgets.local_minutes(history["at"]),
+            "时间 When": widgets.local_minutes(history["at"], time_zone),
             "人员 Who": history.actor.map(lambda a: "规则 rules" if a == "rules" else a),
             "操作 What": history.action.map(lambda a: HISTORY_ACTIONS.get(a, a)),
             "从 From": history["from"].map(lambda v: cases.STATUSES.get(v, "—")),
