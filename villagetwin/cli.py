@@ -871,8 +871,18 @@ def ingest() -> None:
     except KeyFileError as exc:
         _fail(f"the credential key file cannot be used: {exc}")
     ingester.run()
-    if ingester.failed:  # a writer died: let the supervisor restart us
-        raise SystemExit(1)
+    # Stopped: everything received was committed and acknowledged, or left unacknowledged for
+    # the broker. Close the database pools while their worker threads can still run (left to
+    # the interpreter's exit, psycopg_pool's __del__ joins them when threads no longer run),
+    # then leave at once: library threads must not keep a stopped ingester alive (a SIGTERMed
+    # one once outlived its 60 s in tests/test_scale_out.py after logging "stopped").
+    from ingest import pool
+
+    pool.close_all()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1 if ingester.failed else 0)  # 1: a writer died, let the supervisor restart us
 
 
 @cli.command()
