@@ -99,7 +99,9 @@ def parse_storeys(value: Any) -> Storeys:
             notes.append(f"remark {remark.group(0)!r} in {original!r} left aside")
     text = _HALF.sub(lambda m: f"{m.group(1)}.5", text)
     # Basements first, so that "-1" or "b2" is never read as a range or a count above ground.
-    parts = [p for p in re.split(r"\s*\+\s*|\s+", text) if p] if "+" in text else [text]
+    # Also across a list: "12f/b2" (12 above, 2 below) is as common as "12+b1".
+    joined = re.split(r"\s*\+\s*|\s+", text) if "+" in text else [text]
+    parts = [p for j in joined for p in _LIST_SEPARATORS.split(j) if p]
     kept = []
     for part in parts:
         match = _BASEMENT.fullmatch(part)
@@ -111,7 +113,7 @@ def parse_storeys(value: Any) -> Storeys:
         notes.append(f"{below} basement storey{'s' if below > 1 else ''} counted separately")
     if not kept or not "".join(kept):
         return Storeys(None, below, f"{original!r} names only basements ({below} below ground)")
-    text = " ".join(kept)
+    text = "/".join(kept)
     pieces = [_UNIT.sub("", p).strip() for p in _LIST_SEPARATORS.split(text)]
     numbers: list[float] = []
     for piece in pieces:

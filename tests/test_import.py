@@ -291,7 +291,8 @@ def squares(n: int, x0: float = 113.45, y0: float = 23.16, step: float = 0.0003)
         ("x", None, 0, "not a storey count"), ("0", None, 0, "outside"),
         ("300", None, 0, "outside"), ("约6层", 6, 0, "approximate"),
         ("15F(含地下1层)", 15, 1, "basement"), ("3层半", 4, 0, "rounded up"),
-        ("12层（框架）", 12, 0, "remark"),
+        ("12层（框架）", 12, 0, "remark"), ("12F/B2", 12, 2, "basement"),
+        ("7层、地下1层", 7, 1, "basement"),
     ],
 )  # fmt: skip
 def test_storey_values_in_real_world_forms(
