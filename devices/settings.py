@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from psycopg.conninfo import make_conninfo
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class MqttSettings(BaseModel):
@@ -34,6 +39,44 @@ def with_password(dsn: str, password: SecretStr | None) -> str:
     """The DSN (a libpq conninfo string or URI) with the password from a secret file, when
     there is one; unchanged otherwise."""
     return make_conninfo(dsn, password=password.get_secret_value()) if password else dsn
+
+
+class ServiceSettings(BaseSettings):
+    """What the long-running services (the ingester, the rules worker) read the same way:
+    environment variables (``VT_``, nested with ``__``) and secrets as files, one per setting
+    (``secrets_dir``: ``vt_db_password``, ``vt_mqtt__password`` …), nested ones too; the database
+    password from its file goes into ``db_dsn``. Subclasses add their own sections."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VT_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        secrets_dir=secrets_dir(),
+        secrets_nested_delimiter="__",
+    )
+
+    db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
+    # The database password, from a secret file (vt_db_password); never a default.
+    db_password: SecretStr | None = None
+    mqtt: MqttSettings = MqttSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secret files of nested settings too: vt_mqtt__password, vt_ingest__credential_key.
+        nested = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, nested
+
+    @model_validator(mode="after")
+    def _password_into_dsn(self) -> Self:
+        self.db_dsn = with_password(self.db_dsn, self.db_password)
+        return self
 
 
 class SimulatorSettings(BaseSettings):

@@ -7,14 +7,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    NestedSecretsSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
 
-from devices.settings import MqttSettings, secrets_dir, with_password
+from devices.settings import ServiceSettings
 from ingest.maintenance import RetentionPlan
 from ingest.validate import Limits
 
@@ -143,21 +137,12 @@ class IngestOptions(BaseModel):
         )
 
 
-class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="VT_",
-        env_nested_delimiter="__",
-        extra="ignore",
-        secrets_dir=secrets_dir(),
-        secrets_nested_delimiter="__",
-    )
+class IngestSettings(ServiceSettings):
+    """The ingester's one settings object (see ServiceSettings for the environment and the
+    secret files): ``VT_INGEST__<OPTION>``, ``VT_AMQP_URL``."""
 
-    db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
-    # The database password, from a secret file (vt_db_password); never a default.
-    db_password: SecretStr | None = None
     # RabbitMQ instead of MQTT for the ingester's side (amqp://user:pass@host:port/vhost).
     amqp_url: SecretStr | None = None
-    mqtt: MqttSettings = MqttSettings()
     ingest: IngestOptions = IngestOptions()
 
     @model_validator(mode="after")
@@ -174,21 +159,3 @@ class IngestSettings(BaseSettings):
     def client_id(self) -> str:
         """The ingester's MQTT client id (see IngestOptions.client_id)."""
         return self.ingest.client_id or self.mqtt.username or "vt-ingester-1"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Secret files of nested settings too: vt_mqtt__password, vt_ingest__credential_key.
-        nested = NestedSecretsSettingsSource(file_secret_settings)
-        return init_settings, env_settings, dotenv_settings, nested
-
-    @model_validator(mode="after")
-    def _password_into_dsn(self) -> IngestSettings:
-        self.db_dsn = with_password(self.db_dsn, self.db_password)
-        return self

@@ -3,16 +3,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    NestedSecretsSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import BaseModel, Field
 
 from devices.kinds import REGISTRY
-from devices.settings import MqttSettings, secrets_dir, with_password
+from devices.settings import ServiceSettings
 
 
 class RuleParams(BaseModel):
@@ -107,41 +101,11 @@ class WorkerOptions(BaseModel):
     cases_from_incidents: bool = True
 
 
-class RulesSettings(BaseSettings):
+class RulesSettings(ServiceSettings):
     """Environment variables, and secrets as files (Docker's ``/run/secrets`` or
-    ``VT_SECRETS_DIR``: ``vt_db_password``, ``vt_mqtt__password``), as the ingester's."""
+    ``VT_SECRETS_DIR``: ``vt_db_password``, ``vt_mqtt__password``), as the ingester's. The
+    compose's worker connects as its own role vt_rules (migration 0160)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="VT_",
-        env_nested_delimiter="__",
-        extra="ignore",
-        secrets_dir=secrets_dir(),
-        secrets_nested_delimiter="__",
-    )
-
-    db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
-    # The database password, from a secret file (vt_db_password); never a default. The
-    # compose's worker connects as its own role vt_rules (migration 0160).
-    db_password: SecretStr | None = None
-    mqtt: MqttSettings = MqttSettings()
     rules: RuleParams = RuleParams()
     cases: CaseParams = CaseParams()
     worker: WorkerOptions = WorkerOptions()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Secret files of nested settings too: vt_mqtt__password.
-        nested = NestedSecretsSettingsSource(file_secret_settings)
-        return init_settings, env_settings, dotenv_settings, nested
-
-    @model_validator(mode="after")
-    def _password_into_dsn(self) -> RulesSettings:
-        self.db_dsn = with_password(self.db_dsn, self.db_password)
-        return self
