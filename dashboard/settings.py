@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from psycopg.conninfo import make_conninfo
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-def _secrets_dir() -> Path | None:
-    """Docker's /run/secrets, or VT_SECRETS_DIR (as ingest/settings.py's secrets_dir)."""
-    path = Path(os.environ.get("VT_SECRETS_DIR", "/run/secrets"))
-    return path if path.is_dir() else None
+from devices.settings import TimeZoneName, secrets_dir
 
 
 class DashboardSettings(BaseSettings):
@@ -22,7 +17,7 @@ class DashboardSettings(BaseSettings):
         env_prefix="VT_",
         env_nested_delimiter="__",
         extra="ignore",
-        secrets_dir=_secrets_dir(),
+        secrets_dir=secrets_dir(),
     )
 
     db_dsn: str = "postgresql://postgres@127.0.0.1:5432/villagetwin"
@@ -50,7 +45,7 @@ class DashboardSettings(BaseSettings):
     # The village's time zone (IANA name; VT_TIME_ZONE, as the day simulator's): times and
     # the dates of records are shown in it; the database sessions run in it (current_date
     # is the village's date; dashboard/session.py).
-    time_zone: str = Field(default="Asia/Shanghai", validation_alias="VT_TIME_ZONE")
+    time_zone: TimeZoneName = Field(default="Asia/Shanghai", validation_alias="VT_TIME_ZONE")
     # The inspection report's PDF font (dashboard/report_pdf.py): CJK glyphs, TrueType or
     # OpenType, a collection's face by index (Debian's fonts-noto-cjk: 2 is Simplified Chinese).
     report_font: Path = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
@@ -59,15 +54,6 @@ class DashboardSettings(BaseSettings):
     # The sign-in cookie's Secure attribute (dashboard/cookie.py). Browsers keep Secure cookies
     # on https and on http://localhost or 127.0.0.1; turn it off only for plain http elsewhere.
     cookie_secure: bool = True
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
-        return value
 
     def zone(self) -> ZoneInfo:
         """The village's time zone."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from psycopg.conninfo import make_conninfo
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -26,6 +27,20 @@ class MqttSettings(BaseModel):
     keepalive_s: int = Field(default=30, ge=5)
     # 3.1.1 is the default: paho receives about twice as fast over it as over MQTT 5 here.
     protocol: Literal["3.1.1", "5"] = "3.1.1"
+
+
+def iana_time_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone Python knows ("Asia/Shanghai"); raises ValueError
+    saying so otherwise (pydantic reports it as the setting's error)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+    return name
+
+
+# A setting that holds a village's (or a device's) IANA time zone name.
+TimeZoneName = Annotated[str, AfterValidator(iana_time_zone)]
 
 
 def secrets_dir() -> Path | None:
@@ -89,4 +104,4 @@ class SimulatorSettings(BaseSettings):
     heartbeat_interval_s: float = Field(default=60.0, gt=0)
     # The village's zone: the day simulator's hours (people up at 8, home by 19) are its
     # local hours, as the rules' daytime windows are (VT_TIME_ZONE).
-    time_zone: str = Field(default="Asia/Shanghai", validation_alias="VT_TIME_ZONE")
+    time_zone: TimeZoneName = Field(default="Asia/Shanghai", validation_alias="VT_TIME_ZONE")

@@ -258,13 +258,14 @@ def set_bridge(
     else GB18030). Raises ProvisioningError for an unknown zone, encoding or device. The
     ingester picks it up at its next registry reload."""
     import codecs
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from devices.settings import iana_time_zone
 
     if time_zone:
         try:
-            ZoneInfo(time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ProvisioningError(f"{time_zone!r} is not an IANA time zone") from None
+            iana_time_zone(time_zone)
+        except ValueError as exc:
+            raise ProvisioningError(str(exc)) from None
     if encoding:
         try:
             codecs.lookup(encoding)
